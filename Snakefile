@@ -1,0 +1,23 @@
+# igkd: knowledge distillation with integrated gradients, from data to figures.
+# Table of contents: common helpers, then one rule file per stage.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/teacher.smk"
+include: "workflow/rules/precompute.smk"
+include: "workflow/rules/students.smk"
+include: "workflow/rules/collect.smk"
+include: "workflow/rules/figures.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        final_outputs(),

@@ -1,0 +1,86 @@
+"""Per-image attribution maps from the teacher (captum), one registry entry per method.
+
+Every method returns attributions in the teacher's (normalised) input space and, where
+the method has one, the completeness error; `to_map` turns them into one (H,W) map.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from captum.attr import GradientShap, IntegratedGradients, NoiseTunnel, Saliency
+
+Attributor = Callable[[torch.nn.Module, torch.Tensor, torch.Tensor, dict], tuple[torch.Tensor, torch.Tensor]]
+
+
+def integrated_gradients(model, x, target, settings):
+    """IG from a zero baseline (zeros in normalised space, as in the paper)."""
+    ig = IntegratedGradients(model)
+    attr, delta = ig.attribute(
+        x,
+        baselines=torch.zeros_like(x),
+        target=target,
+        n_steps=settings["steps"],
+        method=settings.get("method", "gausslegendre"),
+        internal_batch_size=settings.get("internal_batch_size"),
+        return_convergence_delta=True,
+    )
+    return attr, delta
+
+
+def saliency(model, x, target, settings):
+    attr = Saliency(model).attribute(x, target=target, abs=True)
+    return attr, _no_delta(x)
+
+
+def smoothgrad(model, x, target, settings):
+    tunnel = NoiseTunnel(Saliency(model))
+    attr = tunnel.attribute(
+        x,
+        nt_type="smoothgrad",
+        nt_samples=settings.get("samples", 16),
+        nt_samples_batch_size=settings.get("internal_batch_size"),
+        stdevs=settings.get("noise_sd", 0.15),
+        target=target,
+        abs=True,
+    )
+    return attr, _no_delta(x)
+
+
+def gradient_shap(model, x, target, settings):
+    baselines = torch.zeros((2,) + tuple(x.shape[1:]), device=x.device)
+    attr = GradientShap(model).attribute(
+        x,
+        baselines=baselines,
+        n_samples=settings.get("samples", 16),
+        stdevs=settings.get("noise_sd", 0.15),
+        target=target,
+    )
+    return attr, _no_delta(x)
+
+
+def random_map(model, x, target, settings):
+    """Control: uniform noise with no relation to the image or the teacher."""
+    generator = settings["generator"]
+    attr = torch.rand(x.shape, generator=generator).to(x.device)
+    return attr, _no_delta(x)
+
+
+def _no_delta(x: torch.Tensor) -> torch.Tensor:
+    return torch.full((x.shape[0],), float("nan"), device=x.device)
+
+
+ATTRIBUTIONS: dict[str, Attributor] = {
+    "ig": integrated_gradients,
+    "saliency": saliency,
+    "smoothgrad": smoothgrad,
+    "gradientshap": gradient_shap,
+    "random": random_map,
+}
+
+
+def to_map(attr: torch.Tensor) -> torch.Tensor:
+    """(B,3,H,W) attributions -> (B,H,W): sum over channels of |attribution| (paper)."""
+    return attr.abs().sum(1)
+

@@ -1,0 +1,195 @@
+"""Teacher logits and attribution maps for every training image, in dataset order.
+
+Row i of the output belongs to training image i (the reference code looked rows up by
+index after computing them over a shuffled, augmented loader). Images are processed
+un-augmented, in order, in chunks; each finished chunk is flushed to `<out>.partial` and
+counted in its `rows_done` attribute, so a killed job resumes from the last complete
+chunk. The finished file is renamed into place.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+
+from igkd.attribution import ATTRIBUTIONS, to_map
+from igkd.augment import normalize, to_float
+from igkd.io import InputError
+
+FORMAT_VERSION = 1
+
+
+def precompute(
+    teacher: torch.nn.Module,
+    images: np.ndarray,
+    labels: np.ndarray,
+    out_path: str | os.PathLike,
+    *,
+    attribution: str,
+    settings: dict,
+    mean,
+    std,
+    provenance: dict,
+    chunk: int = 256,
+    batch: int = 64,
+    device: str = "cpu",
+    seed: int = 0,
+    log=print,
+) -> dict:
+    """Write logits (N,K), maps (N,H,W), delta and relative delta (N,) to `out_path`."""
+    if attribution not in ATTRIBUTIONS:
+        raise InputError(f"attribution {attribution!r} unknown; expected one of {sorted(ATTRIBUTIONS)}")
+    attributor = ATTRIBUTIONS[attribution]
+    out_path = Path(out_path)
+    partial = out_path.with_name(out_path.name + ".partial")
+    n, height, width, _ = images.shape
+    teacher = teacher.to(device).eval()
+    with torch.no_grad():
+        zero_logits = teacher(torch.zeros(1, 3, height, width, device=device))[0]
+        num_classes = zero_logits.numel()
+    attrs = {
+        "format_version": FORMAT_VERSION,
+        "attribution": attribution,
+        "rows": n,
+        "chunk": chunk,
+        "seed": seed,
+        **{f"setting_{k}": v for k, v in settings.items() if v is not None},
+        **provenance,
+    }
+    h5 = _open_partial(partial, attrs, n, num_classes, height, width, chunk, log)
+    generator = torch.Generator()
+    start = int(h5.attrs["rows_done"])
+    if start:
+        log(f"precompute: resuming {partial} at row {start}/{n}")
+    began = time.time()
+    for lo in range(start, n, chunk):
+        hi = min(lo + chunk, n)
+        generator.manual_seed(seed + lo)  # random draws depend on the chunk, not on resumes
+        for b_lo in range(lo, hi, batch):
+            b_hi = min(b_lo + batch, hi)
+            x = normalize(to_float(torch.from_numpy(images[b_lo:b_hi]).permute(0, 3, 1, 2)).to(device), mean, std)
+            target = torch.as_tensor(labels[b_lo:b_hi], device=device)
+            with torch.no_grad():
+                logits = teacher(x)
+            attr, delta = attributor(teacher, x, target, {**settings, "generator": generator})
+            gain = (logits.gather(1, target[:, None])[:, 0] - zero_logits[target]).abs()
+            h5["logits"][b_lo:b_hi] = logits.float().cpu().numpy()
+            h5["maps"][b_lo:b_hi] = to_map(attr.detach()).float().cpu().numpy()
+            h5["delta"][b_lo:b_hi] = delta.detach().float().cpu().numpy()
+            h5["rel_delta"][b_lo:b_hi] = (delta.detach().abs() / gain.clamp_min(1e-12)).float().cpu().numpy()
+        h5.attrs["rows_done"] = hi
+        h5.flush()
+        rate = (hi - start) / max(time.time() - began, 1e-9)
+        log(f"precompute {attribution}: {hi}/{n} images, {rate:.1f} img/s, ETA {(n - hi) / rate:.0f} s")
+    summary = _summary(h5)
+    for key, value in summary.items():
+        h5.attrs[key] = value
+    h5.close()
+    with open(partial, "rb+") as fh:
+        os.fsync(fh.fileno())
+    os.replace(partial, out_path)
+    return summary
+
+
+def _open_partial(partial: Path, attrs: dict, n, num_classes, height, width, chunk, log) -> h5py.File:
+    """Reopen a matching partial file, or start a fresh one."""
+    if partial.exists():
+        try:
+            h5 = h5py.File(partial, "r+")
+            same = all(_same(h5.attrs.get(k), v) for k, v in attrs.items())
+            if same:
+                return h5
+            h5.close()
+            log(f"precompute: {partial} was made with other settings; starting over")
+        except OSError:
+            log(f"precompute: {partial} is unreadable; starting over")
+        partial.unlink()
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    h5 = h5py.File(partial, "w")
+    rows = min(chunk, n)
+    h5.create_dataset("logits", (n, num_classes), "f4", chunks=(rows, num_classes))
+    h5.create_dataset("maps", (n, height, width), "f4", chunks=(rows, height, width))
+    for name in ("delta", "rel_delta"):
+        h5.create_dataset(name, (n,), "f4", chunks=(rows,))
+    for key, value in attrs.items():
+        h5.attrs[key] = value
+    h5.attrs["rows_done"] = 0
+    return h5
+
+
+def _same(stored, value) -> bool:
+    if stored is None:
+        return False
+    if isinstance(stored, bytes):
+        stored = stored.decode()
+    return bool(np.all(np.asarray(stored) == np.asarray(value)))
+
+
+def _summary(h5: h5py.File) -> dict:
+    rel = h5["rel_delta"][()]
+    finite = rel[np.isfinite(rel)]
+    if finite.size == 0:
+        return {"rel_delta_mean": float("nan"), "rel_delta_max": float("nan")}
+    return {"rel_delta_mean": float(finite.mean()), "rel_delta_max": float(finite.max())}
+
+
+class Precomputed:
+    """Validated, in-memory view of a precompute file for the rows of one dataset."""
+
+    def __init__(self, logits: np.ndarray, maps: np.ndarray, attrs: dict) -> None:
+        self.logits = logits
+        self.maps = maps
+        self.attrs = attrs
+
+
+def load_precomputed(
+    path: str | os.PathLike,
+    *,
+    n_rows: int,
+    image_shape: tuple[int, int],
+    num_classes: int,
+    data_checksum: str | None = None,
+    teacher_checksum: str | None = None,
+) -> Precomputed:
+    """Load and check a precompute file against the dataset and teacher it must belong to."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: precompute file not found")
+    try:
+        with h5py.File(path, "r") as h5:
+            attrs = {k: h5.attrs[k] for k in h5.attrs}
+            for name in ("logits", "maps"):
+                if name not in h5:
+                    raise InputError(f"{path}: dataset '{name}' missing")
+            logits, maps = h5["logits"], h5["maps"]
+            if logits.shape != (n_rows, num_classes):
+                raise InputError(f"{path}: 'logits' has shape {logits.shape}, expected {(n_rows, num_classes)}")
+            if maps.shape != (n_rows, *image_shape):
+                raise InputError(f"{path}: 'maps' has shape {maps.shape}, expected {(n_rows, *image_shape)}")
+            for name, ds in (("logits", logits), ("maps", maps)):
+                if ds.dtype != np.float32:
+                    raise InputError(f"{path}: '{name}' has dtype {ds.dtype}, expected float32")
+            if int(attrs.get("rows_done", -1)) != n_rows:
+                raise InputError(f"{path}: only {attrs.get('rows_done')} of {n_rows} rows were computed")
+            logits, maps = logits[()], maps[()]
+    except OSError as err:
+        raise InputError(f"{path}: not a readable HDF5 file ({err})") from err
+    for key, expected in (("data_checksum", data_checksum), ("teacher_checksum", teacher_checksum)):
+        if expected is not None and str(attrs.get(key)) != expected:
+            raise InputError(
+                f"{path}: built from a different {key.split('_')[0]} ({key} {attrs.get(key)!s:.12}... "
+                f"!= expected {expected:.12}...); rerun the precompute stage"
+            )
+    if not np.isfinite(logits).all() or not np.isfinite(maps).all():
+        raise InputError(f"{path}: contains non-finite logits or maps")
+    return Precomputed(logits, maps, attrs)
+
+
+def log_stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)

@@ -1,0 +1,210 @@
+"""Student stage: one (method, drop, run) distillation with the paper's Adam recipe.
+
+Run r uses seed r and its own stratified subsample of the training rows; the subsample
+indices are saved with the run so any result can be traced to the images it saw.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.model_selection import train_test_split
+
+from igkd.augment import augment_batch, normalize, to_float
+from igkd.data.store import Splits
+from igkd.distill import Distiller
+from igkd.methods import get_method
+from igkd.io import atomic_path, save_torch, write_csv, write_json
+from igkd.models import at_block, build_student, compression_factor, n_params
+from igkd.precompute import Precomputed
+from igkd.train import LoopConfig, TrainSet, accuracy, environment, fit, history_frame, seed_everything, to_chw_tensor
+
+
+def subsample(labels: np.ndarray, rows: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """Sorted stratified random `fraction` of `rows` (all rows when fraction is 1)."""
+    if fraction >= 1.0:
+        return np.sort(rows)
+    kept, _ = train_test_split(rows, train_size=fraction, stratify=labels[rows], random_state=seed)
+    return np.sort(kept)
+
+
+def permutation(n: int, seed: int) -> np.ndarray:
+    """A fixed-seed permutation of n rows, for controls that detach rows from their images."""
+    return np.random.default_rng(seed).permutation(n)
+
+
+def index_sha(rows: np.ndarray) -> str:
+    return hashlib.sha256(np.asarray(rows, dtype=np.int64).tobytes()).hexdigest()[:16]
+
+
+def distill_student(
+    splits: Splits,
+    method_name: str,
+    drop: int,
+    run: int,
+    cfg: dict,
+    *,
+    pre: Precomputed | None,
+    teacher: torch.nn.Module | None,
+    teacher_mean,
+    teacher_std,
+    device: str,
+    threads: int,
+    channels_last: bool = True,
+    checkpoint=None,
+    log=None,
+) -> tuple[torch.nn.Module, list[dict], dict]:
+    """Train one student; returns the model, its history and run facts (rows used, seeds)."""
+    torch.set_num_threads(threads)
+    method = get_method(method_name)
+    seed = cfg.get("seed_offset", 0) + run
+    generator = seed_everything(seed)
+    pool = splits.train_index if cfg["exclude_val"] else np.arange(len(splits.train_labels))
+    rows = subsample(splits.train_labels, pool, cfg["fraction"], seed)
+    n_train = len(splits.train_labels)
+    map_rows = permutation(n_train, cfg["control_seed"]) if method.shuffle_maps else np.arange(n_train)
+    logit_rows = permutation(n_train, cfg["control_seed"] + 1) if method.shuffle_logits else np.arange(n_train)
+    data = TrainSet(
+        to_chw_tensor(splits.train_images[rows], device),
+        torch.as_tensor(splits.train_labels[rows], device=device),
+        torch.as_tensor(pre.maps[map_rows[rows]], device=device) if method.ig else None,
+        torch.as_tensor(pre.logits[logit_rows[rows]], device=device) if method.kd else None,
+    )
+    student = build_student(drop, len(splits.classes), cfg["width"]).use_channels_last(channels_last).to(device)
+    student_norm = (cfg["normalize"]["mean"], cfg["normalize"]["std"]) if cfg.get("normalize") else (None, None)
+    distiller = Distiller(
+        student,
+        method,
+        alpha=cfg["kd"]["alpha"],
+        temperature=cfg["kd"]["temperature"],
+        gamma=cfg["at"]["gamma"],
+        at_block=at_block(drop),
+        teacher=teacher.use_channels_last(channels_last).to(device) if method.at else None,
+        teacher_mean=teacher_mean,
+        teacher_std=teacher_std,
+        student_mean=student_norm[0],
+        student_std=student_norm[1],
+    )
+    optimizer = torch.optim.Adam(student.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    ig = cfg["ig"]
+
+    def step(batch_rows):
+        x01 = augment_batch(
+            data.images[batch_rows],
+            data.maps[batch_rows] if method.ig else None,
+            padding=cfg["crop_padding"],
+            flip=cfg["flip"],
+            overlay_p=ig["p"] if method.ig else 0.0,
+            power_range=(ig["power_min"], ig["power_max"]),
+            blend=ig["blend"],
+            generator=generator,
+        )
+        labels = data.labels[batch_rows]
+        teacher_logits = data.teacher_logits[batch_rows] if method.kd else None
+        logits, losses = distiller(x01, labels, teacher_logits)
+        return logits, labels, losses
+
+    def prepare(batch_u8):
+        x = to_float(batch_u8)
+        return normalize(x, *student_norm) if student_norm[0] is not None else x
+
+    test_x = to_chw_tensor(splits.test_images, device)
+    test_y = torch.as_tensor(splits.test_labels, device=device)
+    val_rows = splits.val_index if cfg["exclude_val"] else np.zeros(0, dtype=np.int64)
+    val_x = to_chw_tensor(splits.train_images[val_rows], device)
+    val_y = torch.as_tensor(splits.train_labels[val_rows], device=device)
+
+    def evaluate():
+        scores = {"test_acc": accuracy(student, test_x, test_y, prepare)}
+        if len(val_rows):
+            scores["val_acc"] = accuracy(student, val_x, val_y, prepare)
+        return scores
+
+    history = fit(
+        distiller,
+        optimizer,
+        None,
+        data,
+        step,
+        LoopConfig(cfg["epochs"], cfg["batch_size"], cfg.get("eval_every", 1)),
+        generator,
+        evaluate=evaluate,
+        checkpoint=checkpoint,
+        log=log,
+    )
+    facts = {"seed": seed, "rows": rows, "method_spec": method}
+    return student, history, facts
+
+
+def student_stage(
+    splits: Splits,
+    method_name: str,
+    drop: int,
+    run: int,
+    cfg: dict,
+    out_dir: str,
+    *,
+    pre: Precomputed | None,
+    teacher: torch.nn.Module | None,
+    teacher_mean,
+    teacher_std,
+    teacher_params: int,
+    provenance: dict,
+    device: str,
+    threads: int,
+    channels_last: bool = True,
+    log=None,
+) -> dict:
+    """Train one student and write model.pt, metrics.json, history.csv and subsample.npy."""
+    began = time.time()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model, history, facts = distill_student(
+        splits,
+        method_name,
+        drop,
+        run,
+        cfg,
+        pre=pre,
+        teacher=teacher,
+        teacher_mean=teacher_mean,
+        teacher_std=teacher_std,
+        device=device,
+        threads=threads,
+        channels_last=channels_last,
+        checkpoint=out / "checkpoint.pt",
+        log=log,
+    )
+    params = n_params(model)
+    final = history[-1]
+    method = facts["method_spec"]
+    metrics = {
+        "method": method_name,
+        "control": method.control,
+        "drop": drop,
+        "run": run,
+        "seed": facts["seed"],
+        "fraction": cfg["fraction"],
+        "n_train": int(len(facts["rows"])),
+        "subsample_sha": index_sha(facts["rows"]),
+        "test_acc": final["test_acc"],
+        "val_acc": final.get("val_acc"),
+        "params": params,
+        "factor": compression_factor(drop, len(splits.classes), cfg["width"]),
+        "factor_vs_teacher": teacher_params / params,
+        "epochs": cfg["epochs"],
+        "seconds": time.time() - began,
+        **provenance,
+        "environment": environment(device, threads),
+    }
+    with atomic_path(out / "subsample.npy") as tmp:
+        np.save(tmp, facts["rows"].astype(np.int64))
+    save_torch(out / "model.pt", model.cpu().state_dict())
+    write_csv(out / "history.csv", history_frame(history))
+    write_json(out / "metrics.json", metrics)
+    (out / "checkpoint.pt").unlink(missing_ok=True)
+    return metrics

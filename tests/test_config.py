@@ -1,0 +1,68 @@
+import copy
+
+import pytest
+import yaml
+
+from igkd.config import load_config, validate_config
+from igkd.io import InputError
+
+
+@pytest.fixture
+def full(repo):
+    return yaml.safe_load((repo / "config.yaml").read_text())
+
+
+def test_full_config_is_the_paper_protocol(full):
+    cfg = validate_config(full)
+    s = cfg["students"]
+    assert cfg["dataset"]["name"] == "cifar10" and cfg["dataset"]["image_size"] == 32
+    assert len(s["methods"]) == 8 and s["drops"] == [3, 5, 7, 9, 11, 13, 15, 17]
+    assert s["runs"] == 60 and s["epochs"] == 100 and s["fraction"] == 0.8
+    assert s["kd"] == {"alpha": 0.01, "temperature": 2.5} and s["ig"]["p"] == 0.1 and s["at"]["gamma"] == 0.8
+    assert cfg["teacher"]["epochs"] == 100 and cfg["precompute"]["ig"]["steps"] == 50
+
+
+def test_demo_profile_merges(repo):
+    cfg = load_config(repo / "config.yaml", repo / "profiles/demo/demo.yaml")
+    assert cfg["dataset"]["name"] == "digits" and cfg["students"]["kd"]["alpha"] == 0.01
+
+
+def test_defaults_are_filled(full):
+    del full["students"]["kd"]
+    assert validate_config(full)["students"]["kd"] == {"alpha": 0.01, "temperature": 2.5}
+
+
+@pytest.mark.parametrize(
+    "path, value, message",
+    [
+        (("students", "lr_typo"), 1, r"students: Additional properties are not allowed \('lr_typo'"),
+        (("students", "methods"), ["KD", "FOO"], r"students.methods.1: 'FOO' is not one of"),
+        (("students", "ig", "p"), 1.5, r"students.ig.p: 1.5 is greater than the maximum of 1"),
+        (("students", "kd", "alpha"), -0.1, r"students.kd.alpha: -0.1 is less than the minimum of 0"),
+        (("students", "kd", "temperature"), 0, r"students.kd.temperature: 0 is less than or equal to the minimum of 0"),
+        (("students", "drops"), [0, 5], r"students.drops.0: 0 is less than the minimum of 1"),
+        (("students", "drops"), [19], r"students.drops.0: 19 is greater than the maximum of 18"),
+        (("students", "fraction"), 0, r"students.fraction: 0 is less than or equal to the minimum of 0"),
+        (("students", "fraction"), 1.2, r"students.fraction: 1.2 is greater than the maximum of 1"),
+        (("dataset", "name"), "mnist", r"dataset.name: 'mnist' is not one of"),
+        (("teacher", "epochs"), "ten", r"teacher.epochs: 'ten' is not of type 'integer'"),
+    ],
+)
+def test_bad_values_name_the_key(full, path, value, message):
+    cfg = copy.deepcopy(full)
+    node = cfg
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    with pytest.raises(InputError, match=message):
+        validate_config(cfg)
+
+
+def test_cross_key_rules(full):
+    full["teacher"]["source"] = "import"
+    with pytest.raises(InputError, match="teacher.weights: required"):
+        validate_config(full)
+    full["teacher"]["source"] = "train"
+    full["dataset"]["cifar10"]["source"] = "path"
+    with pytest.raises(InputError, match="dataset.cifar10.path: required"):
+        validate_config(full)

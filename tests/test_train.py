@@ -1,0 +1,71 @@
+import numpy as np
+import pytest
+import torch
+
+from igkd.student import distill_student, index_sha, permutation, subsample
+
+CFG = {
+    "exclude_val": True, "fraction": 0.8, "control_seed": 1, "width": 1.0, "normalize": None,
+    "kd": {"alpha": 0.5, "temperature": 2.0}, "at": {"gamma": 0.8}, "lr": 1e-3, "weight_decay": 0.0,
+    "ig": {"p": 0.5, "power_min": 1.0, "power_max": 2.0, "blend": 0.5}, "crop_padding": 1, "flip": True,
+    "epochs": 3, "batch_size": 64, "eval_every": 1,
+}
+
+
+class FakePre:
+    def __init__(self, n):
+        rng = np.random.default_rng(0)
+        self.logits = rng.normal(size=(n, 10)).astype(np.float32)
+        self.maps = rng.random((n, 8, 8), dtype=np.float32)
+
+
+def train(splits, checkpoint=None, log=None, method="KD_IG", run=0):
+    return distill_student(
+        splits, method, 15, run, CFG, pre=FakePre(len(splits.train_labels)), teacher=None,
+        teacher_mean=None, teacher_std=None, device="cpu", threads=1, checkpoint=checkpoint,
+        log=log or (lambda m: None),
+    )
+
+
+def test_subsample_is_stratified_seeded_and_saved(tiny_splits):
+    rows = subsample(tiny_splits.train_labels, tiny_splits.train_index, 0.8, seed=3)
+    assert np.array_equal(rows, subsample(tiny_splits.train_labels, tiny_splits.train_index, 0.8, seed=3))
+    assert not np.array_equal(rows, subsample(tiny_splits.train_labels, tiny_splits.train_index, 0.8, seed=4))
+    assert len(rows) == round(0.8 * len(tiny_splits.train_index))
+    assert np.isin(rows, tiny_splits.train_index).all()
+    share = np.bincount(tiny_splits.train_labels[rows], minlength=10) / len(rows)
+    full = np.bincount(tiny_splits.train_labels[tiny_splits.train_index], minlength=10) / len(tiny_splits.train_index)
+    assert np.abs(share - full).max() < 0.01
+    assert index_sha(rows) != index_sha(rows[1:])
+
+
+def test_permutation_is_a_real_permutation():
+    perm = permutation(1000, 5)
+    assert np.array_equal(np.sort(perm), np.arange(1000))
+    assert (perm == np.arange(1000)).sum() < 10  # fixed points: about 1 expected
+
+
+def strip(rows):
+    """History without wall-clock times, the only field allowed to differ between runs."""
+    return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
+
+
+def test_same_seed_same_result_and_resume_is_exact(tiny_splits, tmp_path):
+    _, straight, facts = train(tiny_splits)
+    _, again, _ = train(tiny_splits)
+    assert strip(straight) == strip(again)
+    assert "val_acc" in straight[-1] and len(facts["rows"]) < len(tiny_splits.train_index)
+
+    checkpoint = tmp_path / "checkpoint.pt"
+
+    def die_after_epoch_2(message):
+        if message.startswith("epoch=2"):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_splits, checkpoint, die_after_epoch_2)
+    assert torch.load(checkpoint, weights_only=True)["epoch"] == 1
+    messages = []
+    _, resumed, _ = train(tiny_splits, checkpoint, messages.append)
+    assert any("resumed" in m for m in messages)
+    assert strip(resumed) == strip(straight)

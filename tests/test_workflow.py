@@ -1,0 +1,82 @@
+"""The Snakemake DAG: full-protocol dry run, and reruns of exactly the stale stages."""
+
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+TINY = {
+    "dataset": {"name": "digits", "image_size": 8},
+    "teacher": {"width": 0.25, "epochs": 1, "batch_size": 64, "warmup_epochs": 0, "crop_padding": 1,
+                "normalize": None, "flip": False},
+    "precompute": {"chunk": 256, "ig": {"steps": 4}},
+    "students": {"methods": ["Student", "KD_IG_AT"], "drops": [13], "runs": 1, "epochs": 1,
+                 "crop_padding": 1, "eval_every": 1},
+    "runtime": {"device": "cpu", "threads": {"teacher": 1, "precompute": 1, "student": 1}},
+}
+
+
+def snakemake(workdir, *args):
+    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--directory", str(workdir), *args]
+    result = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir, timeout=900)
+    return result.returncode, result.stdout + result.stderr
+
+
+def job_counts(output: str) -> dict[str, int]:
+    table = output.split("Job stats:")[-1]
+    return {name: int(n) for name, n in re.findall(r"^(\w+)\s+(\d+)$", table, flags=re.M) if name != "total"}
+
+
+@pytest.fixture
+def workdir(repo, tmp_path):
+    for name in ("Snakefile", "config.yaml"):
+        shutil.copy(repo / name, tmp_path / name)
+    for folder in ("workflow", "envs"):
+        shutil.copytree(repo / folder, tmp_path / folder)
+    return tmp_path
+
+
+def test_full_protocol_dry_run_lists_the_paper_dag(workdir):
+    code, out = snakemake(workdir, "-n", "--quiet", "rules")
+    assert code == 0, out
+    counts = job_counts(out)
+    assert counts["distill_student"] == 8 * 8 * 60
+    for rule in ("download_cifar10", "prepare_data", "train_teacher", "precompute_attributions",
+                 "collect_runs", "run_stats", "fig_compression"):
+        assert counts[rule] == 1, rule
+
+
+def test_bad_config_fails_before_anything_runs(workdir):
+    (workdir / "bad.yaml").write_text("students:\n  methods: [KD, KDX]\n")
+    code, out = snakemake(workdir, "-n", "--configfile", "config.yaml", "bad.yaml")
+    assert code != 0
+    assert "students.methods.1: 'KDX' is not one of" in out
+
+
+@pytest.mark.slow
+def test_tiny_run_then_only_stale_stages_rerun(workdir):
+    (workdir / "tiny.yaml").write_text(yaml.safe_dump(TINY))
+    config = ["--configfile", "config.yaml", "tiny.yaml"]
+    code, out = snakemake(workdir, *config)
+    assert code == 0, out
+    runs = (workdir / "results/digits/tables/runs.csv").read_text().splitlines()
+    assert len(runs) == 1 + 2  # header + 2 methods x 1 drop x 1 run
+    for suffix in ("pdf", "png"):
+        assert (workdir / f"results/digits/figures/compression.{suffix}").stat().st_size > 1000
+    code, out = snakemake(workdir, "-n", *config)
+    assert code == 0 and "Nothing to be done" in out, out
+    # a students-only setting reruns students and what follows, not data/teacher/precompute
+    (workdir / "tiny2.yaml").write_text(yaml.safe_dump({"students": {"epochs": 2}}))
+    code, out = snakemake(workdir, "-n", "--quiet", "rules", *config, "tiny2.yaml")
+    assert code == 0, out
+    assert job_counts(out) == {"distill_student": 2, "collect_runs": 1, "run_stats": 1, "fig_compression": 1,
+                               "all": 1}
+    # a teacher setting reruns the teacher and everything downstream of it
+    (workdir / "tiny3.yaml").write_text(yaml.safe_dump({"teacher": {"epochs": 2}}))
+    code, out = snakemake(workdir, "-n", "--quiet", "rules", *config, "tiny3.yaml")
+    counts = job_counts(out)
+    assert "prepare_data" not in counts and counts["train_teacher"] == 1
+    assert counts["precompute_attributions"] == 1 and counts["distill_student"] == 2

@@ -1,0 +1,42 @@
+# All runs -> one table, per-group summary and statistics.
+
+
+rule collect_runs:
+    input:
+        metrics=expand("{dir}/metrics.json", dir=student_dirs()),
+        teacher=rules.train_teacher.output.metrics,
+    output:
+        runs=f"{RESULTS}/tables/runs.csv",
+        summary=f"{RESULTS}/tables/summary.csv",
+    log:
+        f"{LOGS}/collect_runs.log",
+    benchmark:
+        f"{BENCH}/collect_runs.tsv"
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        methods=STUDENTS["methods"],
+        code=fingerprint("collect"),
+    script:
+        "../scripts/collect_runs.py"
+
+
+rule run_stats:
+    input:
+        runs=rules.collect_runs.output.runs,
+    output:
+        summary=f"{RESULTS}/stats/summary.csv",
+        comparisons=f"{RESULTS}/stats/comparisons.csv",
+        normality=f"{RESULTS}/stats/normality.csv",
+        markdown=f"{RESULTS}/stats/stats.md",
+    log:
+        f"{LOGS}/run_stats.log",
+    benchmark:
+        f"{BENCH}/run_stats.tsv"
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        methods=STUDENTS["methods"],
+        code=fingerprint("collect"),
+    script:
+        "../scripts/run_stats.py"

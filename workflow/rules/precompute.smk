@@ -1,0 +1,27 @@
+# Teacher logits + attribution maps for every training image, in dataset order.
+
+
+rule precompute_attributions:
+    input:
+        data=rules.prepare_data.output.data,
+        model=rules.train_teacher.output.model,
+        metrics=rules.train_teacher.output.metrics,
+    output:
+        h5=f"{RESULTS}/precompute/{{attribution}}.h5",
+    log:
+        f"{LOGS}/precompute_{{attribution}}.log",
+    benchmark:
+        f"{BENCH}/precompute_{{attribution}}.tsv"
+    conda:
+        "../../envs/train.yaml"
+    threads: THREADS["precompute"]
+    resources:
+        runtime=12 * 60,
+    params:
+        precompute=config["precompute"],
+        teacher_width=config["teacher"]["width"],
+        device=config["runtime"]["device"],
+        channels_last=config["runtime"]["channels_last"],
+        code=fingerprint("precompute"),
+    script:
+        "../scripts/precompute_attributions.py"

@@ -1,0 +1,27 @@
+# Teacher: trained with the paper's recipe or imported from a state dict.
+
+
+rule train_teacher:
+    input:
+        data=rules.prepare_data.output.data,
+        weights=lambda wc: config["teacher"]["weights"] or [],
+    output:
+        model=f"{RESULTS}/teacher/model.pt",
+        metrics=f"{RESULTS}/teacher/metrics.json",
+        history=f"{RESULTS}/teacher/history.csv",
+    log:
+        f"{LOGS}/train_teacher.log",
+    benchmark:
+        f"{BENCH}/train_teacher.tsv"
+    conda:
+        "../../envs/train.yaml"
+    threads: THREADS["teacher"]
+    resources:
+        runtime=24 * 60,
+    params:
+        teacher=config["teacher"],
+        device=config["runtime"]["device"],
+        channels_last=config["runtime"]["channels_last"],
+        code=fingerprint("teacher"),
+    script:
+        "../scripts/train_teacher.py"

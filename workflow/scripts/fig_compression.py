@@ -1,0 +1,14 @@
+"""Accuracy relative to the teacher vs compression factor."""
+
+import pandas as pd
+
+from igkd.io import read_json
+from igkd.plots import fig_compression
+from igkd.runtime import log_to
+from igkd.stats import summarize
+
+log_to(snakemake.log[0])
+runs = pd.read_csv(snakemake.input.runs)
+teacher = read_json(snakemake.input.teacher)
+summary = summarize(runs, method_order=snakemake.params.methods)
+fig_compression(summary, teacher["test_acc"], snakemake.params.methods, snakemake.output.pdf, snakemake.output.png)

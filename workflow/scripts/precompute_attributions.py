@@ -1,0 +1,40 @@
+"""Teacher logits + attribution maps for every training image, in dataset order."""
+
+import torch
+
+from igkd.data.store import read_data_h5
+from igkd.io import load_torch, read_json, sha256_file
+from igkd.models import build_teacher
+from igkd.precompute import precompute
+from igkd.runtime import log_to
+from igkd.train import pick_device
+
+log = log_to(snakemake.log[0])
+cfg = snakemake.params.precompute
+attribution = snakemake.wildcards.attribution
+torch.set_num_threads(snakemake.threads)
+splits = read_data_h5(snakemake.input.data)
+teacher_metrics = read_json(snakemake.input.metrics)
+teacher = build_teacher(len(splits.classes), snakemake.params.teacher_width)
+teacher.load_state_dict(load_torch(snakemake.input.model))
+teacher.use_channels_last(snakemake.params.channels_last)
+summary = precompute(
+    teacher,
+    splits.train_images,
+    splits.train_labels,
+    snakemake.output.h5,
+    attribution=attribution,
+    settings=cfg.get(attribution, {}),
+    mean=teacher_metrics["normalize_mean"],
+    std=teacher_metrics["normalize_std"],
+    provenance={
+        "data_checksum": splits.checksum(),
+        "teacher_checksum": sha256_file(snakemake.input.model),
+    },
+    chunk=cfg["chunk"],
+    batch=cfg["batch_size"],
+    device=pick_device(snakemake.params.device),
+    seed=cfg["seed"],
+    log=log,
+)
+log(f"{attribution}: relative completeness error mean {summary['rel_delta_mean']:.4f}, max {summary['rel_delta_max']:.4f}")

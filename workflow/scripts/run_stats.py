@@ -1,0 +1,13 @@
+"""runs.csv -> summary with CIs, Welch/Holm comparisons, Lilliefors normality."""
+
+from pathlib import Path
+
+import pandas as pd
+
+from igkd.runtime import log_to
+from igkd.stats import write_stats
+
+log = log_to(snakemake.log[0])
+runs = pd.read_csv(snakemake.input.runs)
+paths = write_stats(runs, Path(snakemake.output.summary).parent, method_order=snakemake.params.methods)
+log(Path(paths["markdown"]).read_text())
