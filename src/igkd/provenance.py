@@ -20,14 +20,15 @@ STAGE_MODULES = {
     "precompute": ["io", "models", "augment", "attribution", "precompute"],
     "student": ["io", "models", "augment", "train", "methods", "distill", "student", "precompute"],
     "collect": ["io", "collect", "stats"],
-    "figures": ["io", "plots"],
+    "figures": ["io", "plots/__init__"],  # plus the figure's own module, see fingerprint()
 }
 
 
-def fingerprint(stage: str) -> str:
-    """Short hash of the source of the modules a stage depends on."""
+def fingerprint(stage: str, *extra: str) -> str:
+    """Short hash of the source of the modules a stage depends on (plus `extra` modules,
+    e.g. one figure's own module, so editing one figure reruns only that figure)."""
     digest = hashlib.sha256()
-    for name in STAGE_MODULES[stage]:
+    for name in [*STAGE_MODULES[stage], *extra]:
         path = PACKAGE / f"{name}.py"
         digest.update(name.encode())
         digest.update(path.read_bytes() if path.exists() else b"")

@@ -16,6 +16,6 @@ rule fig_compression:
         "../../envs/analysis.yaml"
     params:
         methods=STUDENTS["methods"],
-        code=fingerprint("figures"),
+        code=fingerprint("figures", "stats", "plots/compression"),
     script:
         "../scripts/fig_compression.py"

@@ -3,7 +3,7 @@
 import pandas as pd
 
 from igkd.io import read_json
-from igkd.plots import fig_compression
+from igkd.plots.compression import fig_compression
 from igkd.runtime import log_to
 from igkd.stats import summarize
 

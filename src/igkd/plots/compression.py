@@ -1,25 +1,11 @@
-"""Paper figures with matplotlib; each writes PDF and PNG atomically."""
+"""Accuracy relative to the teacher vs compression factor."""
 
 from __future__ import annotations
 
-from pathlib import Path
+import matplotlib.pyplot as plt
+import pandas as pd
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from igkd.io import atomic_path  # noqa: E402
-
-DPI = 150
-
-
-def save_figure(fig, pdf: str, png: str) -> None:
-    for path in (pdf, png):
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format=Path(path).suffix[1:], dpi=DPI, bbox_inches="tight")
-    plt.close(fig)
+from igkd.plots import save_figure
 
 
 def fig_compression(summary: pd.DataFrame, teacher_acc: float, methods, pdf: str, png: str) -> None:
