@@ -80,3 +80,24 @@ def test_tiny_run_then_only_stale_stages_rerun(workdir):
     counts = job_counts(out)
     assert "prepare_data" not in counts and counts["train_teacher"] == 1
     assert counts["precompute_attributions"] == 1 and counts["distill_student"] == 2
+
+
+def test_prepare_cifar10_from_local_copy(workdir):
+    """The real CIFAR-10 path, on a tiny archive in the genuine python format."""
+    import h5py
+    import numpy as np
+    from fixtures_data import fake_cifar10_contents, write_fake_cifar10
+
+    tarball, _, _ = write_fake_cifar10(workdir / "raw", n_per_batch=20)
+    override = {"dataset": {"name": "cifar10", "val_fraction": 0.2,
+                            "cifar10": {"source": "path", "path": str(tarball), "verify": False}}}
+    (workdir / "local.yaml").write_text(yaml.safe_dump(override))
+    code, out = snakemake(workdir, "results/cifar10/data.h5", "--configfile", "config.yaml", "local.yaml")
+    assert code == 0, out
+    contents = fake_cifar10_contents(n_per_batch=20)
+    with h5py.File(workdir / "results/cifar10/data.h5") as h5:
+        assert h5["train/images"].shape == (100, 32, 32, 3) and h5["test/images"].shape == (20, 32, 32, 3)
+        first = contents["data_batch_1"][b"data"][0].reshape(3, 32, 32).transpose(1, 2, 0)
+        assert np.array_equal(h5["train/images"][0], first)
+        assert len(h5["val_index"]) == 20
+        assert list(h5.attrs["classes"]) == [n.decode() for n in contents["batches.meta"][b"label_names"]]

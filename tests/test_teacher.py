@@ -1,0 +1,37 @@
+import pandas as pd
+import torch
+
+from igkd.io import load_torch, read_json
+from igkd.models import build_teacher, n_params
+from igkd.teacher import import_teacher, teacher_stage
+
+CFG = {
+    "source": "train", "weights": None, "width": 0.25, "epochs": 2, "batch_size": 64, "lr": 0.05,
+    "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4, "warmup_epochs": 1, "crop_padding": 1,
+    "flip": False, "eval_every": 1, "seed": 0,
+}
+MEAN, STD = [0.3] * 3, [0.3] * 3
+
+
+def test_teacher_stage_trains_writes_and_reimports(tiny_splits, tmp_path):
+    paths = [tmp_path / "model.pt", tmp_path / "metrics.json", tmp_path / "history.csv"]
+    metrics = teacher_stage(tiny_splits, CFG, MEAN, STD, *map(str, paths), device="cpu", threads=1,
+                            data_checksum=tiny_splits.checksum(), log=lambda m: None)
+    assert all(p.exists() for p in paths) and not (tmp_path / "checkpoint.pt").exists()
+    history = pd.read_csv(paths[2])
+    assert list(history["epoch"]) == [1, 2] and history["loss_ce"].iloc[-1] < history["loss_ce"].iloc[0]
+    assert read_json(paths[1])["test_acc"] == metrics["test_acc"] > 15  # learning, from 10 % chance
+    assert metrics["params"] == n_params(build_teacher(width=0.25)) == 250_922
+    assert set(load_torch(paths[0])) == set(build_teacher(width=0.25).state_dict())
+    # importing the written weights reproduces the same test accuracy
+    imported = teacher_stage(tiny_splits, {**CFG, "source": "import", "weights": str(paths[0])}, MEAN, STD,
+                             *(str(tmp_path / f"b_{p.name}") for p in paths), device="cpu", threads=1,
+                             data_checksum=tiny_splits.checksum(), log=lambda m: None)
+    assert imported["test_acc"] == metrics["test_acc"] and imported["epochs"] == 0
+
+
+def test_import_accepts_wrapped_state_dicts(tmp_path):
+    state = build_teacher(width=0.25).state_dict()
+    torch.save({"state_dict": state}, tmp_path / "wrapped.pt")
+    model = import_teacher(tmp_path / "wrapped.pt", 10, 0.25)
+    assert torch.equal(model.state_dict()["classifier.1.weight"], state["classifier.1.weight"])
