@@ -18,7 +18,6 @@ import h5py
 import numpy as np
 import torch
 
-from igkd.attribution import ATTRIBUTIONS, to_map
 from igkd.augment import normalize, to_float
 from igkd.io import InputError
 
@@ -43,6 +42,8 @@ def precompute(
     log=print,
 ) -> dict:
     """Write logits (N,K), maps (N,H,W), delta and relative delta (N,) to `out_path`."""
+    from igkd.attribution import ATTRIBUTIONS, to_map  # captum: only the precompute stage needs it
+
     if attribution not in ATTRIBUTIONS:
         raise InputError(f"attribution {attribution!r} unknown; expected one of {sorted(ATTRIBUTIONS)}")
     attributor = ATTRIBUTIONS[attribution]
