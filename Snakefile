@@ -8,13 +8,20 @@ min_version("9.0")
 configfile: "config.yaml"
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/teacher.smk"
 include: "workflow/rules/precompute.smk"
 include: "workflow/rules/students.smk"
 include: "workflow/rules/collect.smk"
+include: "workflow/rules/timing.smk"
+include: "workflow/rules/external.smk"
+include: "workflow/rules/sweeps.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/controls.smk"
 
 
 rule all:

@@ -58,3 +58,55 @@ def test_power_minmax_range_and_order():
     assert torch.allclose(out.flatten(1).amax(1), torch.ones(5))
     # a monotone transform keeps the order of pixels
     assert torch.equal(out[2].flatten().argsort(), maps[2].flatten().argsort())
+
+
+def per_image_reference(images_u8, maps, *, padding, flip, overlay_p, power_range, blend, generator):
+    """The overlay augmentation written one image at a time, from the same draws in the same
+    order (exponents, crop rows, crop columns, flips, overlay choices)."""
+    from igkd.augment import log_uniform
+
+    n, _, height, width = images_u8.shape
+    exponent = log_uniform(n, *power_range, generator)
+    dy = torch.randint(0, 2 * padding + 1, (n,), generator=generator)
+    dx = torch.randint(0, 2 * padding + 1, (n,), generator=generator)
+    flipped = torch.rand(n, generator=generator) < 0.5 if flip else torch.zeros(n, dtype=torch.bool)
+    chosen = torch.rand(n, generator=generator) < overlay_p
+    out = []
+    for i in range(n):
+        image = images_u8[i].float() / 255
+        scaled = maps[i].clamp_min(0) ** exponent[i]
+        scaled = (scaled - scaled.min()) / (scaled.max() - scaled.min()).clamp_min(1e-12)
+        stacked = torch.nn.functional.pad(torch.cat([image, scaled[None]]), (padding,) * 4)
+        stacked = stacked[:, dy[i] : dy[i] + height, dx[i] : dx[i] + width]
+        if flipped[i]:
+            stacked = stacked.flip(2)
+        image, scaled = stacked[:3], stacked[3:]
+        out.append((1 - blend) * image + blend * scaled if chosen[i] else image)
+    return torch.stack(out)
+
+
+def test_batched_augmentation_equals_the_per_image_version():
+    """Exact equality: the batched gather, the overlay on chosen rows only and the draw
+    order reproduce the straightforward per-image computation bit for bit."""
+    gen = torch.Generator().manual_seed(5)
+    images = torch.randint(0, 256, (48, 3, 10, 10), dtype=torch.uint8, generator=gen)
+    maps = torch.rand(48, 10, 10, generator=gen) * 2 - 0.2
+    for flip, p in ((True, 0.3), (False, 1.0), (True, 0.0)):
+        kw = dict(padding=3, flip=flip, overlay_p=p, power_range=(1.0, 2.0), blend=0.5)
+        batched = augment_batch(images, maps, generator=torch.Generator().manual_seed(9), **kw)
+        if p == 0.0:  # no overlay: only crop and flip are drawn
+            plain = crop_flip(images.float() / 255, 3, flip, torch.Generator().manual_seed(9))
+            assert torch.equal(batched, plain)
+            continue
+        expected = per_image_reference(images, maps, generator=torch.Generator().manual_seed(9), **kw)
+        assert torch.equal(batched, expected)
+
+
+def test_crop_flip_without_padding_only_flips():
+    images = coordinate_images(n=32, size=6)
+    out = crop_flip(images, 0, True, torch.Generator().manual_seed(2))
+    flipped = [not torch.equal(o, i) for o, i in zip(out, images)]
+    assert 5 < sum(flipped) < 27
+    for o, i, f in zip(out, images, flipped):
+        assert torch.equal(o, i.flip(2) if f else i)
+    assert torch.equal(crop_flip(images, 0, False, torch.Generator()), images)

@@ -1,3 +1,5 @@
+import copy
+
 import h5py
 import numpy as np
 import pytest
@@ -101,3 +103,73 @@ def test_wrong_dtype_rejected(tmp_path):
         h5.attrs["rows_done"] = 3
     with pytest.raises(InputError, match="'logits' has dtype float64, expected float32"):
         load_precomputed(path, n_rows=3, image_shape=(8, 8), num_classes=10)
+
+
+@pytest.fixture(scope="module")
+def trained_teacher():
+    """A width-0.25 teacher after 40 SGD steps on the 8x8 digits: its logits depend on the
+    image and its BatchNorm layers hold real running statistics (unlike at init)."""
+    from igkd.data.digits import load_digits_splits
+
+    splits = load_digits_splits(8, 0.2, 0)
+    torch.manual_seed(1)
+    model = build_teacher(width=0.25)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    x = normalize(torch.from_numpy(splits.train_images).permute(0, 3, 1, 2).float() / 255, MEAN, STD)
+    y = torch.as_tensor(splits.train_labels)
+    for step in range(40):
+        rows = torch.arange(step * 32, step * 32 + 64) % len(y)
+        loss = torch.nn.functional.cross_entropy(model(x[rows]), y[rows])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return model.eval()
+
+
+def test_inference_copy_folds_batchnorm_and_leaves_the_model_alone(trained_teacher):
+    from igkd.attribution import inference_copy
+
+    model = copy.deepcopy(trained_teacher).use_channels_last(True)
+    folded = inference_copy(model)
+    x = torch.randn(6, 3, 8, 8)
+    torch.testing.assert_close(folded(x), model(x), rtol=1e-4, atol=1e-5)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    assert not any(p.requires_grad for p in folded.parameters()) and folded.channels_last
+    # the caller's model keeps its BatchNorms and trainable weights
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules()) == 52
+    assert all(p.requires_grad for p in model.parameters())
+
+
+def test_ig_delta_from_given_logits_equals_captums(trained_teacher, tiny_splits):
+    from igkd.attribution import integrated_gradients
+
+    model = trained_teacher
+    x = normalize(torch.from_numpy(tiny_splits.train_images[:5]).permute(0, 3, 1, 2).float() / 255, MEAN, STD)
+    target = torch.tensor([0, 3, 5, 7, 9])
+    settings = {"steps": 8, "method": "riemann_trapezoid", "internal_batch_size": 16}
+    attr, delta = integrated_gradients(model, x, target, settings)
+    with torch.no_grad():
+        gain = model(x).gather(1, target[:, None])[:, 0] - model(torch.zeros(1, 3, 8, 8))[0, target]
+    attr2, delta2 = integrated_gradients(model, x, target, {**settings, "endpoint_gain": gain})
+    torch.testing.assert_close(attr2, attr)
+    torch.testing.assert_close(delta2, delta, rtol=1e-3, atol=1e-6)
+    assert (delta.abs() / gain.abs()).max() > 1e-3  # a real, non-zero completeness error was compared
+
+
+def test_precompute_of_folded_teacher_matches_the_plain_teacher(trained_teacher, tiny_splits, tmp_path):
+    """Folding BatchNorm is an implementation detail: the stored rows match captum run on
+    the unfolded model (first 40 rows)."""
+    model = trained_teacher
+    path = tmp_path / "ig.h5"
+    run(model, tiny_splits, path)
+    with h5py.File(path) as h5:
+        logits, maps, delta = h5["logits"][:40], h5["maps"][:40], h5["delta"][:40]
+    x = normalize(torch.from_numpy(tiny_splits.train_images[:40]).permute(0, 3, 1, 2).float() / 255, MEAN, STD)
+    target = torch.as_tensor(tiny_splits.train_labels[:40])
+    attr, d = IntegratedGradients(model).attribute(
+        x, baselines=x * 0, target=target, n_steps=8, method="gausslegendre", return_convergence_delta=True
+    )
+    np.testing.assert_allclose(logits, model(x).detach().numpy(), rtol=1e-4, atol=1e-5)
+    scale = np.abs(maps).max()
+    np.testing.assert_allclose(maps, attr.abs().sum(1).detach().numpy(), rtol=1e-3, atol=1e-4 * scale)
+    np.testing.assert_allclose(delta, d.detach().numpy(), rtol=1e-2, atol=1e-4 * np.abs(d.numpy()).max())

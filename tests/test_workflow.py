@@ -16,6 +16,12 @@ TINY = {
     "students": {"methods": ["Student", "KD_IG_AT"], "drops": [13], "runs": 1, "epochs": 1,
                  "crop_padding": 1, "eval_every": 1},
     "runtime": {"device": "cpu", "threads": {"teacher": 1, "precompute": 1, "student": 1}},
+    "controls": {"methods": []},  # the controls have their own tiny run (tests/test_controls.py)
+    "timing": {"batch_sizes": [1, 8], "warmup": 1, "min_run_time": 0.01, "max_run_time": 0.05},
+    "sweeps": {"drop": 13, "runs": 1, "epochs": 1, "grouping": "sweep",
+               "kd": {"alphas": [0.01], "temperatures": [2.5]}, "overlay": {"ps": [0.1]}},
+    "figures": {"examples": 2, "attention": {"methods": ["Student", "KD_IG_AT"]},
+                "attributions": {"methods": ["saliency", "ig"]}},
 }
 
 
@@ -43,9 +49,10 @@ def test_full_protocol_dry_run_lists_the_paper_dag(workdir):
     code, out = snakemake(workdir, "-n", "--quiet", "rules")
     assert code == 0, out
     counts = job_counts(out)
-    assert counts["distill_student"] == 8 * 8 * 60
-    for rule in ("download_cifar10", "prepare_data", "train_teacher", "precompute_attributions",
-                 "collect_runs", "run_stats", "fig_compression"):
+    assert counts["distill_student"] == 8 * 8 * 60 + 4 * 60  # + 4 controls x 60 runs at drop 5
+    assert counts["precompute_attributions"] == 2  # ig, and random for the IG@random control
+    for rule in ("download_cifar10", "prepare_data", "train_teacher", "collect_runs", "run_stats",
+                 "fig_compression", "precompute_reference_defect", "compare_controls", "fig_controls"):
         assert counts[rule] == 1, rule
 
 
@@ -72,8 +79,14 @@ def test_tiny_run_then_only_stale_stages_rerun(workdir):
     (workdir / "tiny2.yaml").write_text(yaml.safe_dump({"students": {"epochs": 2}}))
     code, out = snakemake(workdir, "-n", "--quiet", "rules", *config, "tiny2.yaml")
     assert code == 0, out
+    # (the sweeps leave students.epochs out of their settings: they set their own)
     assert job_counts(out) == {"distill_student": 2, "collect_runs": 1, "run_stats": 1, "fig_compression": 1,
-                               "all": 1}
+                               "fig_latency": 1, "fig_mc_hist": 1, "fig_attention": 1, "all": 1}
+    # more Monte Carlo runs train only the new runs; finished ones stay
+    (workdir / "tiny4.yaml").write_text(yaml.safe_dump({"students": {"runs": 2}}))
+    code, out = snakemake(workdir, "-n", "--quiet", "rules", *config, "tiny4.yaml")
+    assert code == 0, out
+    assert job_counts(out)["distill_student"] == 2  # run1 of both methods, not run0 again
     # a teacher setting reruns the teacher and everything downstream of it
     (workdir / "tiny3.yaml").write_text(yaml.safe_dump({"teacher": {"epochs": 2}}))
     code, out = snakemake(workdir, "-n", "--quiet", "rules", *config, "tiny3.yaml")

@@ -2,11 +2,17 @@
 
 The attribution map travels through the same crop and flip as the image it is blended
 into (the reference code blended an un-transformed map into a transformed image).
+
+Speed: all random draws of a batch come first (always in the same order, so a seed gives
+the same batch on any device and in any version of this code that keeps that order);
+crop and flip are then one gather on the uint8 batch, and the map is scaled, cropped and
+blended only for the rows that get the overlay.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -19,29 +25,70 @@ def to_float(images_u8: torch.Tensor) -> torch.Tensor:
     return images_u8.float().div_(255.0)
 
 
+@dataclass
+class Geometry:
+    """One random crop offset and flip decision per image (CPU tensors)."""
+
+    padding: int
+    dy: torch.Tensor | None  # (B,) row offset into the padded image, or None without crop
+    dx: torch.Tensor | None
+    flipped: torch.Tensor | None  # (B,) bool, or None without flip
+
+
+def draw_geometry(n: int, padding: int, flip: bool, generator: torch.Generator) -> Geometry:
+    """Draw crop offsets (uniform in 0..2*padding) and flips (p 0.5) for n images."""
+    dy = dx = flipped = None
+    if padding > 0:
+        dy = torch.randint(0, 2 * padding + 1, (n,), generator=generator)
+        dx = torch.randint(0, 2 * padding + 1, (n,), generator=generator)
+    if flip:
+        flipped = torch.rand(n, generator=generator) < 0.5
+    return Geometry(padding, dy, dx, flipped)
+
+
+def window_index(geometry: Geometry, height: int, width: int, device) -> torch.Tensor | None:
+    """(B, H*W) flat positions, in each image's padded (H+2p, W+2p) plane, of its cropped and
+    flipped pixels; None when there is neither crop nor flip."""
+    if geometry.dy is None and geometry.flipped is None:
+        return None
+    n = len(geometry.dy if geometry.dy is not None else geometry.flipped)
+    rows = torch.arange(height).expand(n, height)
+    cols = torch.arange(width).expand(n, width)
+    if geometry.dy is not None:
+        rows = rows + geometry.dy[:, None]
+        cols = cols + geometry.dx[:, None]
+    if geometry.flipped is not None:
+        cols = torch.where(geometry.flipped[:, None], cols.flip(1), cols)
+    padded_width = width + 2 * _pad(geometry)
+    return (rows[:, :, None] * padded_width + cols[:, None, :]).flatten(1).to(device, non_blocking=True)
+
+
+def take_windows(batch: torch.Tensor, index: torch.Tensor | None, padding: int) -> torch.Tensor:
+    """Gather each image's window (see `window_index`) from its zero-padded copy, all channels at once."""
+    if index is None:
+        return batch
+    n, channels, height, width = batch.shape
+    source = F.pad(batch, (padding, padding, padding, padding)) if padding else batch
+    out = source.flatten(2).gather(2, index[:, None, :].expand(n, channels, height * width))
+    return out.view(n, channels, height, width)
+
+
+def apply_geometry(batch: torch.Tensor, geometry: Geometry) -> torch.Tensor:
+    """Crop (zero padding) and flip every image of a (B,C,H,W) batch."""
+    index = window_index(geometry, batch.shape[2], batch.shape[3], batch.device)
+    return take_windows(batch, index, _pad(geometry))
+
+
+def _pad(geometry: Geometry) -> int:
+    return geometry.padding if geometry.dy is not None else 0
+
+
 def crop_flip(batch: torch.Tensor, padding: int, flip: bool, generator: torch.Generator) -> torch.Tensor:
     """Random crop (zero padding) and horizontal flip, drawn per image, applied to all channels.
 
     Stack the image and its map along channels before calling so both get one transform.
     """
-    n, channels, height, width = batch.shape
-    device = batch.device
-    if padding > 0:
-        padded = F.pad(batch, (padding, padding, padding, padding))
-        dy = torch.randint(0, 2 * padding + 1, (n,), generator=generator, device="cpu").to(device)
-        dx = torch.randint(0, 2 * padding + 1, (n,), generator=generator, device="cpu").to(device)
-        rows = (dy[:, None] + torch.arange(height, device=device))[:, None, :, None]
-        cols = (dx[:, None] + torch.arange(width, device=device))[:, None, None, :]
-        batch = padded[
-            torch.arange(n, device=device)[:, None, None, None],
-            torch.arange(channels, device=device)[None, :, None, None],
-            rows,
-            cols,
-        ]
-    if flip:
-        mask = (torch.rand(n, generator=generator, device="cpu") < 0.5).to(device)
-        batch = torch.where(mask[:, None, None, None], batch.flip(3), batch)
-    return batch
+    return apply_geometry(batch, draw_geometry(len(batch), padding, flip, generator))
 
 
 def power_minmax(maps: torch.Tensor, exponent: torch.Tensor) -> torch.Tensor:
@@ -71,17 +118,26 @@ def augment_batch(
 ) -> torch.Tensor:
     """The student's input batch in [0,1]: crop + flip, and with probability `overlay_p`
     per image the power-scaled, min-max-scaled map blended in as
-    x = (1 - blend) * x + blend * map (paper: blend 0.5)."""
-    x = to_float(images_u8)
+    x = (1 - blend) * x + blend * map (paper: blend 0.5), the map cropped and flipped
+    with its image.
+
+    Draw order per batch: exponents, crop offsets, flips, overlay choices.
+    """
+    n, _, height, width = images_u8.shape
     if maps is None or overlay_p <= 0:
-        return crop_flip(x, padding, flip, generator)
-    n = x.shape[0]
-    exponent = log_uniform(n, *power_range, generator).to(x.device)
-    scaled = power_minmax(maps.float(), exponent)
-    stacked = crop_flip(torch.cat([x, scaled[:, None]], dim=1), padding, flip, generator)
-    x, scaled = stacked[:, :3], stacked[:, 3:]
-    chosen = (torch.rand(n, generator=generator) < overlay_p).to(x.device)[:, None, None, None]
-    return torch.where(chosen, (1 - blend) * x + blend * scaled, x)
+        return to_float(crop_flip(images_u8, padding, flip, generator))
+    exponent = log_uniform(n, *power_range, generator)
+    geometry = draw_geometry(n, padding, flip, generator)
+    chosen = (torch.rand(n, generator=generator) < overlay_p).nonzero()[:, 0]
+    index = window_index(geometry, height, width, images_u8.device)
+    x = to_float(take_windows(images_u8, index, _pad(geometry)))
+    if len(chosen):
+        rows = chosen.to(x.device, non_blocking=True)
+        scaled = power_minmax(maps.index_select(0, rows).float(), exponent[chosen].to(x.device, non_blocking=True))
+        window = None if index is None else index.index_select(0, rows)
+        scaled = take_windows(scaled[:, None], window, _pad(geometry))
+        x.index_copy_(0, rows, (1 - blend) * x.index_select(0, rows) + blend * scaled)
+    return x
 
 
 def normalize(x: torch.Tensor, mean, std) -> torch.Tensor:

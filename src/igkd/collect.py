@@ -10,7 +10,7 @@ from igkd.io import InputError, read_json
 
 RUN_COLUMNS = [
     "method", "control", "drop", "factor", "factor_vs_teacher", "run", "seed", "fraction",
-    "n_train", "subsample_sha", "test_acc", "val_acc", "params", "epochs", "seconds",
+    "n_train", "subsample_sha", "test_acc", "val_acc", "params", "epochs",
 ]
 
 

@@ -11,6 +11,7 @@ import yaml
 from jsonschema import Draft202012Validator, validators
 
 from igkd.io import InputError
+from igkd.methods import get_method
 
 SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 
@@ -59,6 +60,8 @@ def _message(error) -> str:
         return f"{error.message}; allowed keys: {', '.join(allowed)}"
     if error.validator == "enum":
         return f"{error.instance!r} is not one of {error.validator_value}"
+    if error.validator == "anyOf" and error.context:
+        return "; ".join(dict.fromkeys(_message(e) for e in error.context))
     if error.validator == "oneOf" and isinstance(error.instance, dict):
         return f"expected null or a mapping with mean and std of 3 numbers each (std > 0), got {error.instance!r}"
     return error.message
@@ -76,11 +79,22 @@ def _check_cross_keys(config: dict) -> None:
     if students["ig"]["power_min"] > students["ig"]["power_max"]:
         problems.append("students.ig.power_min: must not exceed students.ig.power_max")
     needed = students["ig"]["attribution"]
-    uses_maps = any("IG" in m for m in students["methods"])
+    controls = config.get("controls", {})
+    trained = [*students["methods"], *controls.get("methods", []), *controls.get("compare_with", [])]
+    uses_maps = any(get_method(m).ig and get_method(m).attribution is None for m in trained)
+    both = sorted(set(controls.get("methods", [])) & set(controls.get("compare_with", [])))
+    if both:
+        problems.append(f"controls.methods: {both} also in controls.compare_with; a method is either a control or compared with one")
     if uses_maps and needed not in config["precompute"]["attributions"]:
         problems.append(
             f"students.ig.attribution: {needed!r} is not in precompute.attributions {config['precompute']['attributions']}"
         )
+    external = config.get("external_eval", {})
+    if external.get("standin_rotation") is not None:
+        if not external.get("root"):
+            problems.append("external_eval.root: required when external_eval.standin_rotation is set (the stand-in is written there)")
+        if external.get("class_map"):
+            problems.append("external_eval.class_map: must be null with standin_rotation (the stand-in's folders are class names)")
     if problems:
         raise InputError("invalid config:\n" + "\n".join(f"  {p}" for p in problems))
 

@@ -12,6 +12,7 @@ import errno
 import hashlib
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -23,32 +24,66 @@ class InputError(ValueError):
     """Bad input the user can fix; the message names the file/key and what was expected."""
 
 
+class WriteError(OSError):
+    """An output could not be written (disk full, read-only, no permission); names the path."""
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temp path beside `path`; on success fsync it and rename it over `path`."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(
-        prefix=f".tmp.{path.name}.", suffix=suffix or path.suffix, dir=path.parent
-    )
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".tmp.{path.name}.", suffix=suffix or path.suffix, dir=path.parent
+        )
+    except OSError as err:
+        _reraise(err, path)
     os.close(fd)
     tmp = Path(tmp)
     try:
         yield tmp
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        commit(tmp, path)
     except OSError as err:
         tmp.unlink(missing_ok=True)
-        if err.errno in _WRITE_ERRNOS:
-            raise OSError(err.errno, f"could not write {path}: {err.strerror}") from err
-        raise
+        _reraise(err, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
 
 
 _WRITE_ERRNOS = {errno.ENOSPC, errno.EACCES, errno.EROFS, errno.EDQUOT}
+
+
+def commit(tmp: str | os.PathLike, path: str | os.PathLike) -> None:
+    """fsync `tmp` and rename it over `path` (same folder); a full or read-only disk
+    raises WriteError naming `path` instead of a bare errno."""
+    try:
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as err:
+        _reraise(err, path)
+
+
+def _reraise(err: OSError, path: Path | str) -> None:
+    """Re-raise `err`, as a WriteError naming `path` when the disk refused the write."""
+    if err.errno in _WRITE_ERRNOS and not isinstance(err, WriteError):
+        strerror = err.strerror or os.strerror(err.errno)
+        raise WriteError(err.errno, f"could not write {path}: {strerror}") from err
+    raise err
+
+
+def file_size(path: str | os.PathLike) -> str:
+    """Human-readable size of a written file, for the job log (decimal units)."""
+    size = Path(path).stat().st_size
+    if size < 1000:
+        return f"{size} B"
+    for unit in ("KB", "MB", "GB", "TB"):
+        size /= 1000
+        if size < 1000 or unit == "TB":
+            break
+    return f"{size:.1f} {unit}"
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
@@ -85,10 +120,13 @@ def write_csv(path: str | os.PathLike, frame) -> None:
 
 
 def save_torch(path: str | os.PathLike, obj: Any) -> None:
+    """torch.save, atomically and byte-reproducibly: given a file name, torch names the zip's
+    top folder after it (here a random temp name), so the same weights would hash
+    differently on every run; through a file object the folder is always 'archive'."""
     import torch  # lazy: the analysis rules use this module without torch
 
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        torch.save(obj, fh)
 
 
 def load_torch(path: str | os.PathLike) -> Any:
@@ -101,9 +139,24 @@ def load_torch(path: str | os.PathLike) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - torch raises many types here
-        raise InputError(
-            f"{path}: not a plain tensor/state-dict file that loads with weights_only=True ({err.__class__.__name__}: {str(err).splitlines()[0]})"
-        ) from err
+        raise _load_error(path, err) from err
+
+
+def _load_error(path: Path, err: Exception) -> InputError:
+    """torch's refusal, reduced to one line that names the file and the offending object."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(err))  # torch colours parts of its message
+    code = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+    if code:
+        return InputError(
+            f"{path}: refused: unpickling it would call {code.group(1)}, which is not a tensor type; "
+            "expected a plain tensor/state-dict file (loaded with weights_only=True, which never runs code from a file)"
+        )
+    detail = re.search(r"WeightsUnpickler error:\s*(\S[^\n]*)", text)
+    reason = detail.group(1) if detail else (text.splitlines() or [""])[0]
+    return InputError(
+        f"{path}: not a plain tensor/state-dict file that loads with weights_only=True "
+        f"({err.__class__.__name__}: {reason.strip()})"
+    )
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:

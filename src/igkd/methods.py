@@ -1,14 +1,31 @@
 """Distillation methods as compositions of three parts: KD (soft targets), IG (overlay
 augmentation) and AT (attention transfer). A method switches parts on; the others are off.
 
-Controls are methods too: they keep a part but break its link to the image
-(`shuffled_*` permute the precomputed rows across images). Torch-free, so the workflow
-can ask which inputs a method needs without importing torch.
+Controls are methods too: they keep a part but break its link to the image, so a gain
+that survives them is regularisation, not the teacher's knowledge about that image:
+`shuffled_*` permute the precomputed rows across images, `reference_defect` reads rows
+made the reference code's way (shuffled, augmented loader), and `<method>@random` blends
+in noise maps. Torch-free, so the workflow can ask which inputs a method needs without
+importing torch.
+
+Names: a registry name (`KD_IG`), optionally with `@<attribution>` to choose the map
+that feeds the overlay (`KD_IG@saliency`, `IG@random`); without a suffix the overlay uses
+`students.ig.attribution` (default ig), so the paper's names and paths are unchanged.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+
+SEPARATOR = "@"
+# The attribution registry's names (igkd.attribution.ATTRIBUTIONS, which imports captum);
+# a test keeps the two in step.
+ATTRIBUTION_NAMES = ("ig", "saliency", "smoothgrad", "gradientshap", "random")
+# Overlays whose maps carry no knowledge of the image by construction.
+CONTROL_ATTRIBUTIONS = frozenset({"random"})
+# Precompute variant -> file suffix: results/{ds}/precompute/{attribution}{suffix}.h5.
+PRECOMPUTE_VARIANTS = {"aligned": "", "reference_defect": "_reference_defect"}
 
 
 @dataclass(frozen=True)
@@ -19,6 +36,8 @@ class Method:
     shuffle_logits: bool = False
     shuffle_maps: bool = False
     control: bool = False
+    variant: str = "aligned"  # which precompute file: aligned rows, or the reference code's
+    attribution: str | None = None  # overlay maps; None = students.ig.attribution
 
     @property
     def needs_teacher_online(self) -> bool:
@@ -38,14 +57,74 @@ METHODS: dict[str, Method] = {
     "KD_AT": Method(kd=True, at=True),
     "IG_AT": Method(ig=True, at=True),
     "KD_IG_AT": Method(kd=True, ig=True, at=True),
-    # Controls: same parts, with the teacher's per-image information permuted across images.
+    # Controls: same parts, with the teacher's per-image information detached from the image.
     "shuffled_KD": Method(kd=True, shuffle_logits=True, control=True),
     "shuffled_IG": Method(ig=True, shuffle_maps=True, control=True),
+    "reference_defect": Method(kd=True, ig=True, variant="reference_defect", control=True),
 }
 PAPER_METHODS = ("Student", "KD", "IG", "AT", "KD_IG", "KD_AT", "IG_AT", "KD_IG_AT")
 
+# What each control tests; used in the controls report and the README.
+CONTROL_NOTES = {
+    "shuffled_IG": "IG with every image's overlay map taken from another image (fixed derangement): "
+    "does the overlay help because the map belongs to the image?",
+    "shuffled_KD": "KD with every image's soft targets taken from another image (fixed derangement): "
+    "do soft targets help because they describe the image?",
+    "reference_defect": "KD_IG fed as the reference code fed it: logits and maps computed over a shuffled, "
+    "crop+flip-augmented loader, then looked up by dataset index (row i belongs to another, augmented image)",
+    "random": "the overlay blends in uniform noise maps instead of attributions: does any blend regularise?",
+}
+
+
+def split_name(name: str) -> tuple[str, str | None]:
+    """'KD_IG@saliency' -> ('KD_IG', 'saliency'); 'KD_IG' -> ('KD_IG', None)."""
+    base, sep, attribution = name.partition(SEPARATOR)
+    return base, (attribution if sep else None)
+
 
 def get_method(name: str) -> Method:
-    if name not in METHODS:
-        raise ValueError(f"unknown method {name!r}; expected one of {sorted(METHODS)}")
-    return METHODS[name]
+    """The method of a (possibly @attribution-suffixed) name; ValueError names what is wrong."""
+    base, attribution = split_name(name)
+    if base not in METHODS:
+        raise ValueError(f"unknown method {name!r}; expected one of {sorted(METHODS)}, optionally @<attribution>")
+    method = METHODS[base]
+    if attribution is None:
+        return method
+    if attribution not in ATTRIBUTION_NAMES:
+        raise ValueError(f"method {name!r}: unknown attribution {attribution!r}; expected one of {ATTRIBUTION_NAMES}")
+    if not method.ig:
+        raise ValueError(f"method {name!r}: @{attribution} picks the overlay map, and {base} has no overlay")
+    control = method.control or attribution in CONTROL_ATTRIBUTIONS
+    return dataclasses.replace(method, attribution=attribution, control=control)
+
+
+def is_control(name: str) -> bool:
+    return get_method(name).control
+
+
+def control_note(name: str) -> str:
+    """What a control tests ('' for a method that is not a control)."""
+    base, attribution = split_name(name)
+    if base in CONTROL_NOTES:
+        return CONTROL_NOTES[base]
+    return CONTROL_NOTES.get(attribution or "", "")
+
+
+def precompute_stem(name: str, default_attribution: str) -> str | None:
+    """Name (without .h5) of the precompute file a method reads, or None if it reads none.
+
+    `KD_IG` -> 'ig' (default), `KD_IG@saliency` -> 'saliency', `reference_defect` ->
+    'ig_reference_defect'. Methods with KD but no overlay read the logits of the default
+    file (logits are the same teacher outputs in every aligned file).
+    """
+    method = get_method(name)
+    if not method.needs_precompute:
+        return None
+    return (method.attribution or default_attribution) + PRECOMPUTE_VARIANTS[method.variant]
+
+
+def all_method_names() -> list[str]:
+    """Every valid name: registry names and their @attribution forms (for schema checks)."""
+    names = list(METHODS)
+    names += [f"{base}{SEPARATOR}{a}" for base, m in METHODS.items() if m.ig for a in ATTRIBUTION_NAMES]
+    return names

@@ -18,8 +18,9 @@ import h5py
 import numpy as np
 import torch
 
+from igkd.allocator import reuse_freed_memory
 from igkd.augment import normalize, to_float
-from igkd.io import InputError
+from igkd.io import InputError, commit, file_size
 
 FORMAT_VERSION = 1
 
@@ -39,10 +40,14 @@ def precompute(
     batch: int = 64,
     device: str = "cpu",
     seed: int = 0,
+    environment: dict | None = None,
     log=print,
 ) -> dict:
-    """Write logits (N,K), maps (N,H,W), delta and relative delta (N,) to `out_path`."""
-    from igkd.attribution import ATTRIBUTIONS, to_map  # captum: only the precompute stage needs it
+    """Write logits (N,K), maps (N,H,W), delta and relative delta (N,) to `out_path`.
+
+    `environment` (library versions, device) is stored as `env_*` attrs; unlike the
+    settings it does not decide whether a partial file is resumed."""
+    from igkd.attribution import ATTRIBUTIONS, inference_copy, to_map  # captum: only the precompute stage needs it
 
     if attribution not in ATTRIBUTIONS:
         raise InputError(f"attribution {attribution!r} unknown; expected one of {sorted(ATTRIBUTIONS)}")
@@ -50,8 +55,9 @@ def precompute(
     out_path = Path(out_path)
     partial = out_path.with_name(out_path.name + ".partial")
     n, height, width, _ = images.shape
-    teacher = teacher.to(device).eval()
-    with torch.no_grad():
+    reuse_freed_memory()  # no page faults for each pass's activations (see igkd.allocator)
+    teacher = inference_copy(teacher).to(device)  # BatchNorm folded, frozen: the caller's model is untouched
+    with torch.inference_mode():
         zero_logits = teacher(torch.zeros(1, 3, height, width, device=device))[0]
         num_classes = zero_logits.numel()
     attrs = {
@@ -64,6 +70,8 @@ def precompute(
         **provenance,
     }
     h5 = _open_partial(partial, attrs, n, num_classes, height, width, chunk, log)
+    for key, value in (environment or {}).items():
+        h5.attrs[f"env_{key}"] = str(value) if isinstance(value, str) else value  # str subclasses (torch.__version__)
     generator = torch.Generator()
     start = int(h5.attrs["rows_done"])
     if start:
@@ -74,12 +82,14 @@ def precompute(
         generator.manual_seed(seed + lo)  # random draws depend on the chunk, not on resumes
         for b_lo in range(lo, hi, batch):
             b_hi = min(b_lo + batch, hi)
-            x = normalize(to_float(torch.from_numpy(images[b_lo:b_hi]).permute(0, 3, 1, 2)).to(device), mean, std)
+            x = normalize(to_float(_batch_to_device(images[b_lo:b_hi], device)), mean, std)
             target = torch.as_tensor(labels[b_lo:b_hi], device=device)
-            with torch.no_grad():
+            with torch.inference_mode():
                 logits = teacher(x)
-            attr, delta = attributor(teacher, x, target, {**settings, "generator": generator})
-            gain = (logits.gather(1, target[:, None])[:, 0] - zero_logits[target]).abs()
+            signed_gain = logits.gather(1, target[:, None])[:, 0] - zero_logits[target]
+            # IG's completeness error from these logits: no extra forward passes in captum
+            attr, delta = attributor(teacher, x, target, {**settings, "generator": generator, "endpoint_gain": signed_gain})
+            gain = signed_gain.abs()
             h5["logits"][b_lo:b_hi] = logits.float().cpu().numpy()
             h5["maps"][b_lo:b_hi] = to_map(attr.detach()).float().cpu().numpy()
             h5["delta"][b_lo:b_hi] = delta.detach().float().cpu().numpy()
@@ -92,10 +102,18 @@ def precompute(
     for key, value in summary.items():
         h5.attrs[key] = value
     h5.close()
-    with open(partial, "rb+") as fh:
-        os.fsync(fh.fileno())
-    os.replace(partial, out_path)
+    commit(partial, out_path)
+    log(f"precompute {attribution}: wrote {out_path} ({file_size(out_path)})")
     return summary
+
+
+def _batch_to_device(images_nhwc: np.ndarray, device: str) -> torch.Tensor:
+    """uint8 (B,H,W,3) rows -> (B,3,H,W) on the device; on CUDA a pinned, asynchronous copy
+    of the uint8 bytes (a quarter of the float batch)."""
+    batch = torch.from_numpy(np.ascontiguousarray(images_nhwc)).permute(0, 3, 1, 2)
+    if torch.device(device).type == "cuda":
+        return batch.pin_memory().to(device, non_blocking=True)
+    return batch.to(device)
 
 
 def _open_partial(partial: Path, attrs: dict, n, num_classes, height, width, chunk, log) -> h5py.File:

@@ -16,10 +16,17 @@ PACKAGE = Path(__file__).resolve().parent
 # Modules (relative to src/igkd, without .py) whose code decides each stage's output.
 STAGE_MODULES = {
     "data": ["io", "data/store", "data/digits", "data/cifar10", "data/imagefolder"],
-    "teacher": ["io", "models", "augment", "train", "teacher"],
+    "teacher": ["io", "models", "augment", "train", "amp", "teacher"],
     "precompute": ["io", "models", "augment", "attribution", "precompute"],
-    "student": ["io", "models", "augment", "train", "methods", "distill", "student", "precompute"],
+    "student": ["io", "models", "augment", "train", "amp", "methods", "distill", "student", "precompute"],
     "collect": ["io", "collect", "stats"],
+    "reference_defect": ["io", "models", "augment", "attribution", "precompute", "controls"],
+    "controls": ["io", "methods", "collect", "stats", "control_stats"],
+    "sweeps": ["io", "models", "augment", "train", "amp", "methods", "distill", "student", "precompute", "sweeps", "sweep_runner"],
+    "sweep_table": ["io", "sweeps"],
+    "timing": ["models", "timing"],
+    "standin": ["io", "data/store", "data/standin"],
+    "external": ["io", "models", "augment", "train", "amp", "data/store", "data/imagefolder", "evaluate"],
     "figures": ["io", "plots/__init__"],  # plus the figure's own module, see fingerprint()
 }
 

@@ -21,7 +21,23 @@ from igkd.methods import get_method
 from igkd.io import atomic_path, save_torch, write_csv, write_json
 from igkd.models import at_block, build_student, compression_factor, n_params
 from igkd.precompute import Precomputed
-from igkd.train import LoopConfig, TrainSet, accuracy, environment, fit, history_frame, seed_everything, to_chw_tensor
+from igkd.provenance import fingerprint
+from igkd.train import (
+    LoopConfig,
+    TrainSet,
+    accuracy,
+    environment,
+    fit,
+    history_frame,
+    seed_everything,
+    settings_tag,
+    to_chw_tensor,
+)
+
+
+# students.* keys that size the campaign but do not change any one run's result: editing
+# them must not discard an interrupted run's checkpoint.
+CAMPAIGN_KEYS = ("methods", "drops", "runs")
 
 
 def subsample(labels: np.ndarray, rows: np.ndarray, fraction: float, seed: int) -> np.ndarray:
@@ -33,8 +49,33 @@ def subsample(labels: np.ndarray, rows: np.ndarray, fraction: float, seed: int) 
 
 
 def permutation(n: int, seed: int) -> np.ndarray:
-    """A fixed-seed permutation of n rows, for controls that detach rows from their images."""
+    """A fixed-seed permutation of n rows (a shuffled loader's order, as the reference code used)."""
     return np.random.default_rng(seed).permutation(n)
+
+
+def derangement(n: int, seed: int) -> np.ndarray:
+    """A fixed-seed permutation with no fixed point, uniform over such permutations
+    (rejection sampling; about e = 2.7 draws): under a shuffled_* control no image keeps
+    its own row, not even the one or so a plain permutation would leave in place."""
+    if n < 2:
+        raise ValueError(f"a derangement needs at least 2 rows, got {n}")
+    rng = np.random.default_rng(seed)
+    while True:
+        perm = rng.permutation(n)
+        if not (perm == np.arange(n)).any():
+            return perm
+
+
+def teacher_rows(method, n_train: int, control_seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Which precompute row feeds training image i's overlay map and its soft targets.
+
+    Row i for both (aligned) unless the method is a shuffled control: then a fixed
+    derangement (maps: seed control_seed, logits: control_seed + 1) detaches the rows.
+    """
+    aligned = np.arange(n_train)
+    map_rows = derangement(n_train, control_seed) if method.shuffle_maps else aligned
+    logit_rows = derangement(n_train, control_seed + 1) if method.shuffle_logits else aligned
+    return map_rows, logit_rows
 
 
 def index_sha(rows: np.ndarray) -> str:
@@ -56,6 +97,7 @@ def distill_student(
     threads: int,
     channels_last: bool = True,
     checkpoint=None,
+    checkpoint_tag: str = "",
     log=None,
 ) -> tuple[torch.nn.Module, list[dict], dict]:
     """Train one student; returns the model, its history and run facts (rows used, seeds)."""
@@ -66,8 +108,7 @@ def distill_student(
     pool = splits.train_index if cfg["exclude_val"] else np.arange(len(splits.train_labels))
     rows = subsample(splits.train_labels, pool, cfg["fraction"], seed)
     n_train = len(splits.train_labels)
-    map_rows = permutation(n_train, cfg["control_seed"]) if method.shuffle_maps else np.arange(n_train)
-    logit_rows = permutation(n_train, cfg["control_seed"] + 1) if method.shuffle_logits else np.arange(n_train)
+    map_rows, logit_rows = teacher_rows(method, n_train, cfg["control_seed"])
     data = TrainSet(
         to_chw_tensor(splits.train_images[rows], device),
         torch.as_tensor(splits.train_labels[rows], device=device),
@@ -119,7 +160,9 @@ def distill_student(
     val_y = torch.as_tensor(splits.train_labels[val_rows], device=device)
 
     def evaluate():
-        scores = {"test_acc": accuracy(student, test_x, test_y, prepare)}
+        scores = {}
+        if len(test_y):  # sweeps pass splits without test rows: they never see the test set
+            scores["test_acc"] = accuracy(student, test_x, test_y, prepare)
         if len(val_rows):
             scores["val_acc"] = accuracy(student, val_x, val_y, prepare)
         return scores
@@ -134,6 +177,7 @@ def distill_student(
         generator,
         evaluate=evaluate,
         checkpoint=checkpoint,
+        tag=checkpoint_tag,
         log=log,
     )
     facts = {"seed": seed, "rows": rows, "method_spec": method}
@@ -159,10 +203,15 @@ def student_stage(
     channels_last: bool = True,
     log=None,
 ) -> dict:
-    """Train one student and write model.pt, metrics.json, history.csv and subsample.npy."""
+    """Train one student and write model.pt, metrics.json, history.csv and subsample.npy
+    (wall-clock time goes to runtime.json beside metrics.json, which stays reproducible)."""
     began = time.time()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    run_cfg = {k: v for k, v in cfg.items() if k not in CAMPAIGN_KEYS}
+    tag = settings_tag(
+        "student", method_name, drop, run, run_cfg, teacher_mean, teacher_std, provenance, fingerprint("student")
+    )
     model, history, facts = distill_student(
         splits,
         method_name,
@@ -177,6 +226,7 @@ def student_stage(
         threads=threads,
         channels_last=channels_last,
         checkpoint=out / "checkpoint.pt",
+        checkpoint_tag=tag,
         log=log,
     )
     params = n_params(model)
@@ -197,7 +247,6 @@ def student_stage(
         "factor": compression_factor(drop, len(splits.classes), cfg["width"]),
         "factor_vs_teacher": teacher_params / params,
         "epochs": cfg["epochs"],
-        "seconds": time.time() - began,
         **provenance,
         "environment": environment(device, threads),
     }
@@ -205,6 +254,7 @@ def student_stage(
         np.save(tmp, facts["rows"].astype(np.int64))
     save_torch(out / "model.pt", model.cpu().state_dict())
     write_csv(out / "history.csv", history_frame(history))
+    write_json(out / "runtime.json", {"seconds": time.time() - began})
     write_json(out / "metrics.json", metrics)
     (out / "checkpoint.pt").unlink(missing_ok=True)
     return metrics

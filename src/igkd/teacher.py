@@ -13,6 +13,7 @@ from igkd.augment import crop_flip, normalize, to_float
 from igkd.data.store import Splits
 from igkd.io import InputError, load_torch, save_torch, write_csv, write_json
 from igkd.models import build_teacher, multiply_adds, n_params
+from igkd.provenance import fingerprint
 from igkd.train import (
     LoopConfig,
     TrainSet,
@@ -21,6 +22,7 @@ from igkd.train import (
     fit,
     history_frame,
     seed_everything,
+    settings_tag,
     to_chw_tensor,
     warmup_cosine,
 )
@@ -35,7 +37,17 @@ def teacher_norm(cfg: dict, data_attrs: dict) -> tuple[list[float], list[float]]
 
 
 def train_teacher(
-    splits: Splits, cfg: dict, mean, std, *, device: str, threads: int, channels_last: bool = True, checkpoint=None, log=None
+    splits: Splits,
+    cfg: dict,
+    mean,
+    std,
+    *,
+    device: str,
+    threads: int,
+    channels_last: bool = True,
+    checkpoint=None,
+    checkpoint_tag: str = "",
+    log=None,
 ) -> tuple[torch.nn.Module, list[dict]]:
     torch.set_num_threads(threads)
     generator = seed_everything(cfg["seed"])
@@ -77,6 +89,7 @@ def train_teacher(
         generator,
         evaluate=lambda: {"test_acc": accuracy(model, test_x, test_y, prepare)},
         checkpoint=checkpoint,
+        tag=checkpoint_tag,
         log=log,
     )
     return model, history
@@ -125,15 +138,26 @@ def teacher_stage(
     channels_last: bool = True,
     log=None,
 ) -> dict:
-    """Train or import the teacher, then write model, metrics.json and history.csv."""
+    """Train or import the teacher, then write model, metrics.json and history.csv
+    (wall-clock time goes to runtime.json beside metrics.json, which stays reproducible)."""
     began = time.time()
     checkpoint = Path(out_model).with_name("checkpoint.pt")
     if cfg["source"] == "import":
         model = import_teacher(cfg["weights"], len(splits.classes), cfg["width"]).to(device)
         history = []
     else:
+        tag = settings_tag("teacher", cfg, list(mean), list(std), data_checksum, fingerprint("teacher"))
         model, history = train_teacher(
-            splits, cfg, mean, std, device=device, threads=threads, channels_last=channels_last, checkpoint=checkpoint, log=log
+            splits,
+            cfg,
+            mean,
+            std,
+            device=device,
+            threads=threads,
+            channels_last=channels_last,
+            checkpoint=checkpoint,
+            checkpoint_tag=tag,
+            log=log,
         )
     test_x = to_chw_tensor(splits.test_images, device)
     test_y = torch.as_tensor(splits.test_labels, device=device)
@@ -150,11 +174,11 @@ def teacher_stage(
         "normalize_mean": list(mean),
         "normalize_std": list(std),
         "data_checksum": data_checksum,
-        "seconds": time.time() - began,
         "environment": environment(device, threads),
     }
     save_torch(out_model, model.state_dict())
     write_csv(out_history, history_frame(history))
+    write_json(Path(out_metrics).with_name("runtime.json"), {"seconds": time.time() - began})
     write_json(out_metrics, metrics)
     checkpoint.unlink(missing_ok=True)
     return metrics

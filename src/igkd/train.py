@@ -4,6 +4,8 @@ a checkpoint after every epoch (atomic) and exact resume, per-epoch history.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import os
 import platform
@@ -18,7 +20,9 @@ import pandas as pd
 import torch
 from torch import nn
 
-from igkd.io import load_torch, save_torch
+from igkd.allocator import reuse_freed_memory
+from igkd.amp import MixedPrecision
+from igkd.io import InputError, file_size, load_torch, save_torch
 
 EVAL_BATCH = 512
 
@@ -47,7 +51,10 @@ def pick_device(requested: str = "auto") -> str:
 
 
 def to_chw_tensor(images_nhwc: np.ndarray, device: str) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(images_nhwc)).permute(0, 3, 1, 2).contiguous().to(device)
+    tensor = torch.from_numpy(np.ascontiguousarray(images_nhwc)).permute(0, 3, 1, 2).contiguous()
+    if torch.device(device).type == "cuda":  # pinned host memory: an asynchronous copy
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -63,13 +70,14 @@ def environment(device: str, threads: int) -> dict:
 
     return {
         "python": platform.python_version(),
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),
         "torchvision": version("torchvision"),
         "captum": version("captum"),
         "numpy": np.__version__,
         "device": device,
         "device_name": torch.cuda.get_device_name() if device == "cuda" else platform.processor() or platform.machine(),
         "threads": threads,
+        "mixed_precision": MixedPrecision(device).name,
     }
 
 
@@ -105,18 +113,24 @@ def fit(
     *,
     evaluate: Callable[[], dict],
     checkpoint: str | os.PathLike | None = None,
+    tag: str = "",
     log=None,
 ) -> list[dict]:
     """Train for `loop.epochs`; `step(batch_rows) -> (logits, labels, losses dict)`.
 
-    Resumes from `checkpoint` when it exists: model, optimiser, scheduler, both RNG states
-    and the history are restored, so the resumed run ends with the same numbers.
+    Resumes from `checkpoint` when it exists and was written under the same `tag` (see
+    `settings_tag`): model, optimiser, scheduler, both RNG states and the history are
+    restored, so the resumed run ends with the same numbers. A checkpoint of other
+    settings (the config changed after an interrupted run) or an unreadable one is logged
+    and ignored: training starts fresh rather than continue a stale run.
     """
     log = log or (lambda m: print(m, file=sys.stderr, flush=True))
     history: list[dict] = []
     start_epoch = 0
-    if checkpoint is not None and Path(checkpoint).exists():
-        state = load_torch(checkpoint)
+    amp = MixedPrecision(data.labels.device)  # autocast on CUDA; the plain step elsewhere
+    reuse_freed_memory()  # no page faults for each step's activations (see igkd.allocator)
+    state = _load_checkpoint(checkpoint, tag, log) if checkpoint is not None else None
+    if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         if scheduler is not None:
@@ -124,31 +138,35 @@ def fit(
         generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
         history, start_epoch = state["history"], state["epoch"]
+        amp.load_state_dict(state.get("amp"))
         log(f"resumed from {checkpoint} after epoch {start_epoch}")
     n = len(data)
     steps_per_epoch = n // loop.batch_size if loop.drop_last else math.ceil(n / loop.batch_size)
     for epoch in range(start_epoch, loop.epochs):
         model.train()
         began = time.time()
-        totals: dict[str, float] = {}
-        correct = seen = 0
+        # running sums stay on the device (float64, as Python floats would be): no host sync per step
+        totals: dict[str, torch.Tensor] = {}
+        correct = torch.zeros((), dtype=torch.int64, device=data.labels.device)
+        seen = 0
         order = torch.randperm(n, generator=generator).to(data.labels.device)
         for index in range(steps_per_epoch):
             rows = order[index * loop.batch_size : (index + 1) * loop.batch_size]
-            logits, labels, losses = step(rows)
-            loss = sum(losses.values())
+            with amp.autocast():
+                logits, labels, losses = step(rows)
+                loss = sum(losses.values())
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            amp.backward_step(loss, optimizer)
             if scheduler is not None:
                 scheduler.step()
             for name, value in losses.items():
-                totals[name] = totals.get(name, 0.0) + value.item() * len(rows)
-            correct += (logits.argmax(1) == labels).sum().item()
+                weighted = value.detach().double() * len(rows)
+                totals[name] = totals[name] + weighted if name in totals else weighted
+            correct += (logits.argmax(1) == labels).sum()
             seen += len(rows)
         row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"]}
-        row.update({f"loss_{k}": v / seen for k, v in totals.items()})
-        row["train_acc"] = 100.0 * correct / seen
+        row.update({f"loss_{k}": v.item() / seen for k, v in totals.items()})
+        row["train_acc"] = 100.0 * correct.item() / seen
         row["seconds"] = time.time() - began
         if (epoch + 1) % loop.eval_every == 0 or epoch + 1 == loop.epochs:
             row.update(evaluate())
@@ -165,9 +183,45 @@ def fit(
                     "torch_rng": torch.get_rng_state(),
                     "history": history,
                     "epoch": epoch + 1,
+                    "tag": tag,
+                    "amp": amp.state_dict(),
                 },
             )
+            log(f"checkpoint {checkpoint} ({file_size(checkpoint)}) after epoch {epoch + 1}")
     return history
+
+
+CHECKPOINT_KEYS = ("model", "optimizer", "scheduler", "generator", "torch_rng", "history", "epoch", "tag")
+
+
+def settings_tag(*parts) -> str:
+    """Short hash of everything that decides a run's result (config section, method/drop/run,
+    data and teacher checksums, code fingerprint): the identity a checkpoint must match."""
+    text = json.dumps(parts, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _load_checkpoint(path: str | os.PathLike, tag: str, log) -> dict | None:
+    """The checkpoint's state if it exists, loads and carries `tag`; else None (logged)."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        state = load_torch(path)
+    except InputError as err:
+        log(f"ignoring unreadable checkpoint: {err}; starting fresh")
+        return None
+    missing = [k for k in CHECKPOINT_KEYS if k not in state] if isinstance(state, dict) else list(CHECKPOINT_KEYS)
+    if missing:
+        log(f"ignoring checkpoint {path}: lacks {missing} (not a checkpoint of this igkd version); starting fresh")
+        return None
+    if state["tag"] != tag:
+        log(
+            f"ignoring checkpoint {path}: written with other settings (tag {state['tag']!r}, "
+            f"this run {tag!r}); starting fresh"
+        )
+        return None
+    return state
 
 
 def warmup_cosine(optimizer, warmup_steps: int, total_steps: int):

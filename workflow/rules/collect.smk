@@ -6,7 +6,11 @@ rule collect_runs:
         metrics=expand("{dir}/metrics.json", dir=student_dirs()),
         teacher=rules.train_teacher.output.metrics,
     output:
-        runs=f"{RESULTS}/tables/runs.csv",
+        runs=report(
+            f"{RESULTS}/tables/runs.csv",
+            caption="../report/runs_table.rst",
+            category="Tables",
+        ),
         summary=f"{RESULTS}/tables/summary.csv",
     log:
         f"{LOGS}/collect_runs.log",
@@ -25,8 +29,16 @@ rule run_stats:
     input:
         runs=rules.collect_runs.output.runs,
     output:
-        summary=f"{RESULTS}/stats/summary.csv",
-        comparisons=f"{RESULTS}/stats/comparisons.csv",
+        summary=report(
+            f"{RESULTS}/stats/summary.csv",
+            caption="../report/stats_summary.rst",
+            category="Tables",
+        ),
+        comparisons=report(
+            f"{RESULTS}/stats/comparisons.csv",
+            caption="../report/stats_comparisons.rst",
+            category="Tables",
+        ),
         normality=f"{RESULTS}/stats/normality.csv",
         markdown=f"{RESULTS}/stats/stats.md",
     log:

@@ -5,7 +5,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from igkd.config import validate_config
-from igkd.methods import get_method
+from igkd.methods import get_method, precompute_stem
 from igkd.provenance import fingerprint
 
 config.update(validate_config(config))
@@ -15,11 +15,22 @@ RESULTS = f"results/{DS}"
 LOGS = f"logs/{DS}"
 BENCH = f"{RESULTS}/benchmarks"
 STUDENTS = config["students"]
+# What one student run depends on: adding methods, drops or runs must not rerun finished runs.
+STUDENT_RUN_SETTINGS = {
+    k: v for k, v in STUDENTS.items() if k not in ("methods", "drops", "runs")
+}
+CONTROLS = config["controls"]
+# The loader the reference code precomputed over: the students' crop + flip, shuffled.
+REFERENCE_LOADER = {
+    "seed": CONTROLS["loader_seed"],
+    "crop_padding": STUDENTS["crop_padding"],
+    "flip": STUDENTS["flip"],
+}
 THREADS = config["runtime"]["threads"]
 
 
 wildcard_constraints:
-    method="[A-Za-z_]+",
+    method="[A-Za-z_]+(@[a-z]+)?",
     drop=r"\d+",
     run=r"\d+",
     attribution="[a-z]+",
@@ -38,11 +49,9 @@ def raw_data_input(wildcards):
 
 
 def student_precompute(wildcards):
-    method = get_method(wildcards.method)
-    if method.kd or method.ig:
-        attribution = STUDENTS["ig"]["attribution"]
-        return f"{RESULTS}/precompute/{attribution}.h5"
-    return []
+    # {attribution}.h5, the @attribution's file, or {attribution}_reference_defect.h5
+    stem = precompute_stem(wildcards.method, STUDENTS["ig"]["attribution"])
+    return f"{RESULTS}/precompute/{stem}.h5" if stem else []
 
 
 def student_dirs():
@@ -54,10 +63,154 @@ def student_dirs():
     )
 
 
+def control_metrics():
+    """The controls' runs and their comparison methods' runs at controls.drop."""
+    return expand(
+        f"{RESULTS}/students/{{method}}/drop{{drop}}/run{{run}}/metrics.json",
+        method=[*CONTROLS["methods"], *CONTROLS["compare_with"]],
+        drop=CONTROLS["drop"],
+        run=range(CONTROLS["runs"]),
+    )
+
+
+def control_outputs():
+    """The controls' report and figure; none when controls.methods is empty."""
+    if not CONTROLS["methods"]:
+        return []
+    return [f"{RESULTS}/stats/controls.md", f"{RESULTS}/figures/controls.pdf"]
+
+
 def final_outputs():
     return [
         f"{RESULTS}/tables/runs.csv",
         f"{RESULTS}/tables/summary.csv",
         f"{RESULTS}/stats/summary.csv",
-        f"{RESULTS}/figures/compression.pdf",
+        *figure_pdfs(),
+        *control_outputs(),
+        *timing_outputs(),
+        *external_outputs(),
     ]
+
+
+# ---- sweeps (workflow/rules/sweeps.smk) and figures (workflow/rules/figures.smk)
+from igkd.sweeps import SECTION, grid_points, lookup_point, point_settings
+
+SWEEPS = config["sweeps"]
+FIGURES = config["figures"]
+SWEEP_NAMES = list(SECTION)
+
+
+def sweep_method(sweep):
+    return SWEEPS[SECTION[sweep]]["method"]
+
+
+def sweep_precompute(sweep):
+    stem = precompute_stem(sweep_method(sweep), STUDENTS["ig"]["attribution"])
+    return f"{RESULTS}/precompute/{stem}.h5" if stem else []
+
+
+def sweep_files(sweep, name):
+    """`name` (metrics.json, history.csv) of every grid point and run, in grid order."""
+    return [
+        f"{RESULTS}/sweeps/{sweep}/{point}/run{run}/{name}"
+        for point in grid_points(SWEEPS, sweep)
+        for run in range(SWEEPS["runs"])
+    ]
+
+
+def sweep_all_points(sweep):
+    """The points (swept values + run) of sweep_files(sweep, ...), in the same order."""
+    return [
+        {**values, "run": run}
+        for values in grid_points(SWEEPS, sweep).values()
+        for run in range(SWEEPS["runs"])
+    ]
+
+
+def sweep_point(wildcards):
+    point = lookup_point(SWEEPS, wildcards.sweep, wildcards.point)
+    return [{**point, "run": int(wildcards.run)}]
+
+
+def sweep_students(wildcards):
+    return point_settings(STUDENTS, SWEEPS, wildcards.sweep)[0]
+
+
+def sweep_settings(wildcards):
+    return point_settings(STUDENTS, SWEEPS, wildcards.sweep)[1]
+
+
+def sweep_metrics(wildcards):
+    return sweep_files(wildcards.sweep, "metrics.json")
+
+
+def attention_drop():
+    return FIGURES["attention"]["drop"] or STUDENTS["drops"][0]
+
+
+def attention_students():
+    """model.pt of the students fig_attention shows (figures.attention.methods)."""
+    return [
+        f"{RESULTS}/students/{method}/drop{attention_drop()}/run{FIGURES['attention']['run']}/model.pt"
+        for method in FIGURES["attention"]["methods"]
+    ]
+
+
+# Figures built by the demo and `snakemake figures`; each is also a rule fig_<name>.
+FIGURE_NAMES = [
+    "compression",
+    "ig_overlay",
+    "ig_power",
+    "kd_grid",
+    "overlay_p",
+    "mc_hist",
+    "attention",
+    "attributions",
+]
+
+
+def figure_pdfs():
+    """Every figure PDF of this config: the ones above plus the controls', latency and
+    external-set figures where those stages are on."""
+    others = [*control_outputs(), *timing_outputs(), *external_outputs()]
+    figures = [p for p in others if p.startswith(f"{RESULTS}/figures/")]
+    return [f"{RESULTS}/figures/{name}.pdf" for name in FIGURE_NAMES] + figures
+
+
+# ---- timing (workflow/rules/timing.smk) and external evaluation (workflow/rules/external.smk)
+from igkd.provenance import PACKAGE
+
+TIMING = config["timing"]
+EXTERNAL = config["external_eval"]
+
+
+def timing_outputs():
+    return [f"{RESULTS}/timing.csv", f"{RESULTS}/figures/latency.pdf"]
+
+
+def external_outputs():
+    """The external set's table and figure; none when external_eval.root is null."""
+    if not EXTERNAL["root"]:
+        return []
+    name = EXTERNAL["name"]
+    return [f"{RESULTS}/external/{name}.csv", f"{RESULTS}/figures/{name}.pdf"]
+
+
+def external_class_map():
+    """external_eval.class_map: a path, or the name of a map shipped in src/igkd/data."""
+    name = EXTERNAL["class_map"]
+    if not name:
+        return []
+    shipped = PACKAGE / "data" / name
+    return str(shipped) if Path(name).name == name and shipped.is_file() else name
+
+
+def figure_report(name, fmt, category):
+    """Figure file results/{ds}/figures/<name>.<fmt> as an HTML-report item, with the
+    caption workflow/report/<name>.rst."""
+    return report(
+        f"{RESULTS}/figures/{name}.{fmt}",
+        caption=f"../report/{name}.rst",
+        category=category,
+        labels={"figure": name, "format": fmt.upper()},
+    )

@@ -5,9 +5,10 @@ rule fig_compression:
     input:
         runs=rules.collect_runs.output.runs,
         teacher=rules.train_teacher.output.metrics,
+        timing=f"{RESULTS}/timing.csv",
     output:
-        pdf=f"{RESULTS}/figures/compression.pdf",
-        png=f"{RESULTS}/figures/compression.png",
+        pdf=figure_report("compression", "pdf", "Students vs compression"),
+        png=figure_report("compression", "png", "Students vs compression"),
     log:
         f"{LOGS}/fig_compression.log",
     benchmark:
@@ -19,3 +20,190 @@ rule fig_compression:
         code=fingerprint("figures", "stats", "plots/compression"),
     script:
         "../scripts/fig_compression.py"
+
+
+rule fig_ig_overlay:
+    input:
+        data=rules.prepare_data.output.data,
+        ig=f"{RESULTS}/precompute/ig.h5",
+    output:
+        pdf=figure_report("ig_overlay", "pdf", "Integrated gradients"),
+        png=figure_report("ig_overlay", "png", "Integrated gradients"),
+    log:
+        f"{LOGS}/fig_ig_overlay.log",
+    benchmark:
+        f"{BENCH}/fig_ig_overlay.tsv"
+    conda:
+        "../../envs/train.yaml"
+    params:
+        exponent=FIGURES["ig_overlay"]["exponent"],
+        blend=STUDENTS["ig"]["blend"],
+        code=fingerprint(
+            "figures",
+            "augment",
+            "precompute",
+            "data/store",
+            "plots/examples",
+            "plots/ig_overlay",
+        ),
+    script:
+        "../scripts/fig_ig_overlay.py"
+
+
+rule fig_ig_power:
+    input:
+        data=rules.prepare_data.output.data,
+        ig=f"{RESULTS}/precompute/ig.h5",
+    output:
+        pdf=figure_report("ig_power", "pdf", "Integrated gradients"),
+        png=figure_report("ig_power", "png", "Integrated gradients"),
+    log:
+        f"{LOGS}/fig_ig_power.log",
+    benchmark:
+        f"{BENCH}/fig_ig_power.tsv"
+    conda:
+        "../../envs/train.yaml"
+    params:
+        row=FIGURES["ig_power"]["row"],
+        exponents=FIGURES["ig_power"]["exponents"],
+        code=fingerprint(
+            "figures", "augment", "precompute", "data/store", "plots/ig_power"
+        ),
+    script:
+        "../scripts/fig_ig_power.py"
+
+
+rule fig_kd_grid:
+    input:
+        table=f"{RESULTS}/sweeps/kd.csv",
+    output:
+        pdf=figure_report("kd_grid", "pdf", "Hyper-parameter sweeps"),
+        png=figure_report("kd_grid", "png", "Hyper-parameter sweeps"),
+    log:
+        f"{LOGS}/fig_kd_grid.log",
+    benchmark:
+        f"{BENCH}/fig_kd_grid.tsv"
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        code=fingerprint("figures", "sweeps", "plots/kd_grid"),
+    script:
+        "../scripts/fig_kd_grid.py"
+
+
+rule fig_overlay_p:
+    input:
+        table=f"{RESULTS}/sweeps/overlay_p.csv",
+    output:
+        pdf=figure_report("overlay_p", "pdf", "Hyper-parameter sweeps"),
+        png=figure_report("overlay_p", "png", "Hyper-parameter sweeps"),
+    log:
+        f"{LOGS}/fig_overlay_p.log",
+    benchmark:
+        f"{BENCH}/fig_overlay_p.tsv"
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        code=fingerprint("figures", "sweeps", "plots/overlay_p"),
+    script:
+        "../scripts/fig_overlay_p.py"
+
+
+rule fig_mc_hist:
+    input:
+        runs=rules.collect_runs.output.runs,
+    output:
+        pdf=figure_report("mc_hist", "pdf", "Students vs compression"),
+        png=figure_report("mc_hist", "png", "Students vs compression"),
+    log:
+        f"{LOGS}/fig_mc_hist.log",
+    benchmark:
+        f"{BENCH}/fig_mc_hist.tsv"
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        methods=STUDENTS["methods"],
+        drop=FIGURES["mc_hist"]["drop"],
+        bins=FIGURES["mc_hist"]["bins"],
+        code=fingerprint("figures", "plots/mc_hist"),
+    script:
+        "../scripts/fig_mc_hist.py"
+
+
+rule fig_attention:
+    input:
+        data=rules.prepare_data.output.data,
+        teacher=rules.train_teacher.output.model,
+        teacher_metrics=rules.train_teacher.output.metrics,
+        students=attention_students(),
+    output:
+        pdf=figure_report("attention", "pdf", "Attention and attributions"),
+        png=figure_report("attention", "png", "Attention and attributions"),
+    log:
+        f"{LOGS}/fig_attention.log",
+    benchmark:
+        f"{BENCH}/fig_attention.tsv"
+    conda:
+        "../../envs/train.yaml"
+    threads: 1
+    params:
+        methods=FIGURES["attention"]["methods"],
+        drop=attention_drop(),
+        run=FIGURES["attention"]["run"],
+        examples=FIGURES["examples"],
+        teacher_width=config["teacher"]["width"],
+        student_width=STUDENTS["width"],
+        student_normalize=STUDENTS["normalize"],
+        code=fingerprint(
+            "figures",
+            "augment",
+            "models",
+            "distill",
+            "data/store",
+            "plots/examples",
+            "plots/attention",
+        ),
+    script:
+        "../scripts/fig_attention.py"
+
+
+rule fig_attributions:
+    input:
+        data=rules.prepare_data.output.data,
+        teacher=rules.train_teacher.output.model,
+        teacher_metrics=rules.train_teacher.output.metrics,
+    output:
+        pdf=figure_report("attributions", "pdf", "Attention and attributions"),
+        png=figure_report("attributions", "png", "Attention and attributions"),
+    log:
+        f"{LOGS}/fig_attributions.log",
+    benchmark:
+        f"{BENCH}/fig_attributions.tsv"
+    conda:
+        "../../envs/train.yaml"
+    threads: 1
+    params:
+        attributions=FIGURES["attributions"]["methods"],
+        settings={
+            a: config["precompute"].get(a, {})
+            for a in FIGURES["attributions"]["methods"]
+        },
+        seed=FIGURES["attributions"]["seed"],
+        examples=FIGURES["examples"],
+        teacher_width=config["teacher"]["width"],
+        code=fingerprint(
+            "figures",
+            "augment",
+            "models",
+            "attribution",
+            "data/store",
+            "plots/examples",
+            "plots/attributions",
+        ),
+    script:
+        "../scripts/fig_attributions.py"
+
+
+rule figures:
+    input:
+        figure_pdfs(),

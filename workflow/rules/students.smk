@@ -22,7 +22,7 @@ rule distill_student:
     resources:
         runtime=6 * 60,
     params:
-        students=STUDENTS,
+        students=STUDENT_RUN_SETTINGS,
         teacher_width=config["teacher"]["width"],
         device=config["runtime"]["device"],
         channels_last=config["runtime"]["channels_last"],

@@ -1,4 +1,4 @@
-"""Accuracy relative to the teacher vs compression factor."""
+"""Accuracy relative to the teacher, and inference speed-up, vs compression factor."""
 
 import pandas as pd
 
@@ -11,4 +11,11 @@ log_to(snakemake.log[0])
 runs = pd.read_csv(snakemake.input.runs)
 teacher = read_json(snakemake.input.teacher)
 summary = summarize(runs, method_order=snakemake.params.methods)
-fig_compression(summary, teacher["test_acc"], snakemake.params.methods, snakemake.output.pdf, snakemake.output.png)
+fig_compression(
+    summary,
+    teacher["test_acc"],
+    snakemake.params.methods,
+    snakemake.output.pdf,
+    snakemake.output.png,
+    timing=pd.read_csv(snakemake.input.timing),
+)

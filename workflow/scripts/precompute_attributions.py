@@ -7,12 +7,13 @@ from igkd.io import load_torch, read_json, sha256_file
 from igkd.models import build_teacher
 from igkd.precompute import precompute
 from igkd.runtime import log_to
-from igkd.train import pick_device
+from igkd.train import environment, pick_device
 
 log = log_to(snakemake.log[0])
 cfg = snakemake.params.precompute
 attribution = snakemake.wildcards.attribution
 torch.set_num_threads(snakemake.threads)
+device = pick_device(snakemake.params.device)
 splits = read_data_h5(snakemake.input.data)
 teacher_metrics = read_json(snakemake.input.metrics)
 teacher = build_teacher(len(splits.classes), snakemake.params.teacher_width)
@@ -33,8 +34,9 @@ summary = precompute(
     },
     chunk=cfg["chunk"],
     batch=cfg["batch_size"],
-    device=pick_device(snakemake.params.device),
+    device=device,
     seed=cfg["seed"],
+    environment=environment(device, snakemake.threads),
     log=log,
 )
 log(f"{attribution}: relative completeness error mean {summary['rel_delta_mean']:.4f}, max {summary['rel_delta_max']:.4f}")

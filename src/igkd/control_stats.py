@@ -1,0 +1,118 @@
+"""Controls against the methods they control for, with the project's statistics rules.
+
+One family of tests: every control against every comparison method (KD_IG, IG, KD,
+Student by default) at the controls' compression factor. The tests are `igkd.stats.compare`'s
+(Welch's t-test, or paired where both groups ran on the same seed/subsample pairs), Holm
+is applied over exactly this family, and summaries carry 95 % t-intervals. Every row
+says whether its method is a control (column `control`, and '(control)' in labels).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+from statsmodels.stats.multitest import multipletests
+
+from igkd.io import InputError, atomic_path, write_csv
+from igkd.methods import control_note, is_control
+from igkd.stats import compare, summarize, to_markdown
+
+CONTROL_TAG = " (control)"
+
+
+def label(method: str) -> str:
+    """The name tables and figures show: controls carry '(control)'."""
+    return method + CONTROL_TAG if is_control(method) else method
+
+
+def check_runs(runs: pd.DataFrame, controls: Sequence[str], compare_with: Sequence[str], drop: int) -> pd.DataFrame:
+    """The runs of the controls and comparison methods at `drop`; InputError if one is absent."""
+    for column in ("method", "drop", "test_acc"):
+        if column not in runs.columns:
+            raise InputError(f"controls runs table: missing column {column!r}")
+    rows = runs[(runs["drop"] == drop) & runs["method"].isin([*controls, *compare_with])]
+    missing = [m for m in [*controls, *compare_with] if m not in set(rows["method"])]
+    if missing:
+        raise InputError(f"controls runs table: no runs of {missing} at drop {drop}")
+    return rows.reset_index(drop=True)
+
+
+def control_summary(runs: pd.DataFrame, order: Sequence[str], confidence: float = 0.95) -> pd.DataFrame:
+    """Per method: n, mean, sd, t-interval (igkd.stats.summarize), plus `control` and `label`."""
+    out = summarize(runs, confidence=confidence, method_order=order)
+    out.insert(1, "control", out["method"].map(is_control))
+    out.insert(2, "label", out["method"].map(label))
+    return out
+
+
+def control_comparisons(
+    runs: pd.DataFrame, controls: Sequence[str], compare_with: Sequence[str], alpha: float = 0.05
+) -> pd.DataFrame:
+    """Each control vs each comparison method; Holm over these tests only."""
+    order = [*compare_with, *controls]
+    comps = compare(runs, baselines=list(compare_with), alpha=alpha, method_order=order)
+    comps = comps[comps["method"].isin(controls) & comps["baseline"].isin(compare_with)].reset_index(drop=True)
+    comps["p_holm"] = np.nan
+    comps["reject_holm"] = pd.array([pd.NA] * len(comps), dtype="boolean")
+    ok = comps["p"].notna().to_numpy()
+    if ok.any():
+        _, p_holm, _, _ = multipletests(comps.loc[ok, "p"].to_numpy(float), alpha=alpha, method="holm")
+        comps.loc[ok, "p_holm"] = p_holm
+        comps.loc[ok, "reject_holm"] = p_holm < alpha
+    comps.insert(1, "control", comps["method"].map(is_control))
+    return comps
+
+
+def write_control_stats(
+    runs: pd.DataFrame,
+    paths: dict[str, str | os.PathLike],
+    *,
+    controls: Sequence[str],
+    compare_with: Sequence[str],
+    drop: int,
+    alpha: float = 0.05,
+) -> dict[str, pd.DataFrame]:
+    """Write paths['runs'|'summary'|'comparisons'] (CSV) and paths['markdown'] atomically."""
+    runs = check_runs(runs, controls, compare_with, drop)
+    order = [*compare_with, *controls]
+    summary = control_summary(runs, order, 1 - alpha)
+    comps = control_comparisons(runs, controls, compare_with, alpha)
+    write_csv(paths["runs"], runs)
+    write_csv(paths["summary"], summary)
+    write_csv(paths["comparisons"], comps)
+    level = f"{100 * (1 - alpha):g} %"
+    factor = float(runs["factor"].iloc[0]) if "factor" in runs else float("nan")
+    notes = [f"- **{label(m)}**: {control_note(m) or 'not a control'}" for m in controls]
+    shown = comps.assign(method=comps["method"].map(label))
+    md = "\n".join([
+        f"# Is it the knowledge? Controls at drop {drop} (compression factor {factor:.2f})",
+        "",
+        "A control keeps a method's parts but detaches the teacher's per-image information from "
+        "the image. If a method beats Student but not its control, its gain is regularisation, "
+        "not knowledge about the image.",
+        "",
+        *notes,
+        "",
+        "## Summary",
+        "",
+        f"All runs per method: mean, sd (ddof=1) and {level} t-interval of the mean; min/max descriptive only.",
+        "",
+        to_markdown(summary.drop(columns="method").rename(columns={"label": "method"})[["method", "control", *summary.columns[3:]]]),
+        "",
+        "## Each control vs each comparison method",
+        "",
+        "Welch's t-test on independent runs; paired only where both ran on the same (seed, subsample) "
+        f"pairs (column `test`). diff = control − comparison with {level} CI; p_holm: Holm over the "
+        f"{int(comps['p'].notna().sum())} tests in this table, reject at α = {alpha:g}; hedges_g: "
+        "bias-corrected standardized difference.",
+        "",
+        to_markdown(shown) if len(shown) else "_No comparisons._",
+        "",
+    ])
+    with atomic_path(paths["markdown"]) as tmp:
+        Path(tmp).write_text(md, encoding="utf-8")
+    return {"runs": runs, "summary": summary, "comparisons": comps}

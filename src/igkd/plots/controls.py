@@ -1,0 +1,62 @@
+"""Controls next to the methods they control for: mean test accuracy with 95 % CI per method.
+
+Controls are drawn in another colour and marker, on a hatched band, and labelled
+'(control)', so no reader takes one for a method.
+"""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.patches import Patch
+
+from igkd.plots import save_figure
+
+METHOD_STYLE = {"color": "tab:blue", "marker": "o", "mfc": "tab:blue"}
+CONTROL_STYLE = {"color": "tab:red", "marker": "s", "mfc": "white"}
+CONTROL_HATCH = {"facecolor": "none", "edgecolor": "tab:red", "alpha": 0.25, "hatch": "///", "lw": 0}
+RUN_JITTER = 0.12  # vertical spread of the single-run dots, in rows
+
+
+def fig_controls(summary: pd.DataFrame, runs: pd.DataFrame, teacher_acc: float | None, pdf: str, png: str) -> None:
+    """One row per method (summary order, top down): runs as dots, mean with 95 % CI."""
+    n = len(summary)
+    fig, ax = plt.subplots(figsize=(6.4, 1.2 + 0.45 * n))
+    rng = np.random.default_rng(0)
+    for row, (_, s) in enumerate(summary.iterrows()):
+        y = n - 1 - row
+        style = CONTROL_STYLE if s["control"] else METHOD_STYLE
+        if s["control"]:
+            ax.axhspan(y - 0.45, y + 0.45, **CONTROL_HATCH)
+        acc = runs.loc[runs["method"] == s["method"], "test_acc"].to_numpy(float)
+        ax.scatter(acc, y + rng.uniform(-RUN_JITTER, RUN_JITTER, len(acc)), s=8, color=style["color"], alpha=0.35, lw=0)
+        err = np.nan_to_num([[s["mean"] - s["ci_low"]], [s["ci_high"] - s["mean"]]])
+        ax.errorbar(
+            s["mean"], y, xerr=err, fmt=style["marker"], color=style["color"], mfc=style["mfc"], ms=6, capsize=4, lw=1.5
+        )
+    ax.set_yticks(range(n), list(summary["label"])[::-1])
+    for tick, control in zip(ax.get_yticklabels(), list(summary["control"])[::-1]):
+        tick.set_color(CONTROL_STYLE["color"] if control else "black")
+    if teacher_acc is not None:
+        ax.axvline(teacher_acc, color="k", lw=0.8, ls="--")
+    first = summary.iloc[0]
+    drop = int(first["drop"]) if "drop" in summary else None
+    factor = float(first["factor"]) if "factor" in summary else float("nan")
+    low, high = float(np.nanmin([summary["ci_low"].min(), runs["test_acc"].min()])), float(summary["ci_high"].max())
+    clipped = low < 0 or high > 100  # a t-interval of few runs can pass the possible range
+    if clipped:
+        margin = 0.05 * (min(high, 100) - max(low, 0)) + 0.1
+        ax.set_xlim(max(low, 0) - margin, min(high, 100) + margin)
+    ax.set_xlabel("test accuracy (%)" + (" (axis cut at 0-100 %; CI bars may run past it)" if clipped else ""))
+    ax.set_title(f"Controls at drop {drop} (factor {factor:.2f}): mean, 95 % CI, dots = runs", fontsize=9)
+    handles = [
+        plt.Line2D([], [], ls="", color=METHOD_STYLE["color"], marker="o", label="method"),
+        Patch(facecolor="white", edgecolor=CONTROL_STYLE["color"], hatch="///", label="control"),
+    ]
+    if teacher_acc is not None:
+        handles.append(plt.Line2D([], [], color="k", lw=0.8, ls="--", label=f"teacher ({teacher_acc:.2f} %)"))
+    ax.legend(handles=handles, fontsize=7, loc="best")
+    ax.grid(alpha=0.3, axis="x")
+    ax.set_ylim(-0.6, n - 0.4)
+    save_figure(fig, pdf, png)

@@ -1,0 +1,332 @@
+"""Scientific controls: shuffled rows are real derangements, reference_defect reproduces the
+reference code's misalignment while the default path stays aligned, @attribution names,
+and the controls' statistics and figure."""
+
+import copy
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+from captum.attr import IntegratedGradients
+from statsmodels.stats.multitest import multipletests
+
+from igkd.attribution import ATTRIBUTIONS
+from igkd.augment import normalize
+from igkd.config import validate_config
+from igkd.control_stats import check_runs, control_comparisons, write_control_stats
+from igkd.controls import loader_order, precompute_reference_defect, source_index
+from igkd.io import InputError
+from igkd.methods import ATTRIBUTION_NAMES, METHODS, Method, all_method_names, get_method, precompute_stem
+from igkd.precompute import load_precomputed, precompute
+from igkd.student import derangement, teacher_rows
+
+MEAN, STD = [0.3, 0.3, 0.3], [0.3, 0.3, 0.3]
+SETTINGS = {"steps": 4, "method": "gausslegendre", "internal_batch_size": 64}
+PROVENANCE = {"data_checksum": "d" * 64, "teacher_checksum": "t" * 64}
+N, PAD, SEED = 48, 1, 7
+
+
+# --------------------------------------------------------------------------- names
+
+
+def test_attribution_suffix_names():
+    assert set(ATTRIBUTION_NAMES) == set(ATTRIBUTIONS)
+    assert get_method("KD_IG@saliency") == Method(kd=True, ig=True, attribution="saliency")
+    assert get_method("IG@random").control and not get_method("IG@saliency").control
+    assert get_method("shuffled_IG@smoothgrad").shuffle_maps
+    assert precompute_stem("KD_IG", "ig") == "ig" and precompute_stem("KD_IG", "saliency") == "saliency"
+    assert precompute_stem("KD_IG@gradientshap", "ig") == "gradientshap"
+    assert precompute_stem("KD", "ig") == "ig" and precompute_stem("AT", "ig") is None
+    assert precompute_stem("reference_defect", "ig") == "ig_reference_defect"
+    assert precompute_stem("reference_defect@saliency", "ig") == "saliency_reference_defect"
+    for bad, message in [("KD@saliency", "KD has no overlay"), ("IG@foo", "unknown attribution 'foo'"),
+                         ("KDX@ig", "unknown method 'KDX@ig'")]:
+        with pytest.raises(ValueError, match=message):
+            get_method(bad)
+    assert all(get_method(m).control for m in ("shuffled_IG", "shuffled_KD", "reference_defect", "KD_IG@random"))
+
+
+def test_schema_accepts_exactly_the_method_names(repo):
+    full = yaml.safe_load((repo / "config.yaml").read_text())
+    names = all_method_names()
+    cfg = copy.deepcopy(full)
+    cfg["students"]["methods"] = names
+    cfg["controls"]["methods"] = []
+    assert validate_config(cfg)["students"]["methods"] == names
+    for bad in ("KD@saliency", "IG@foo", "IG@", "Student@ig", "KDX"):
+        cfg["students"]["methods"] = ["KD", bad]
+        with pytest.raises(InputError, match=rf"students.methods.1: '{bad}' is not one of"):
+            validate_config(cfg)
+
+
+def test_controls_config_is_checked(repo):
+    full = yaml.safe_load((repo / "config.yaml").read_text())
+    assert validate_config(full)["controls"]["methods"] == ["shuffled_IG", "shuffled_KD", "reference_defect", "IG@random"]
+    full["controls"]["compare_with"] = ["KD_IG", "shuffled_IG"]
+    with pytest.raises(InputError, match=r"controls.methods: \['shuffled_IG'\] also in controls.compare_with"):
+        validate_config(full)
+    full["controls"] = {"runs": 1}
+    with pytest.raises(InputError, match="controls.runs: 1 is less than the minimum of 2"):
+        validate_config(full)
+
+
+# --------------------------------------------------------------------------- shuffled_*
+
+
+def test_default_rows_aligned_and_shuffled_rows_are_derangements(tiny_splits):
+    labels = tiny_splits.train_labels
+    n = len(labels)
+    seen = {}
+    for name, method in METHODS.items():
+        map_rows, logit_rows = teacher_rows(method, n, control_seed=11)
+        for rows, shuffled, part in ((map_rows, method.shuffle_maps, "maps"), (logit_rows, method.shuffle_logits, "logits")):
+            if not shuffled:
+                assert np.array_equal(rows, np.arange(n)), (name, part)  # aligned: row i feeds image i
+                continue
+            seen[part] = rows
+            assert np.array_equal(np.sort(rows), np.arange(n)), (name, part)  # a real permutation
+            assert not (rows == np.arange(n)).any(), (name, part)  # no image keeps its own row
+            # the row an image gets is no more likely than chance to be of its own class
+            share = np.bincount(labels, minlength=10) / n
+            chance = float((share**2).sum())
+            same = float((labels[rows] == labels).mean())
+            assert abs(same - chance) < 4 * np.sqrt(chance * (1 - chance) / n), (name, part, same, chance)
+    assert set(seen) == {"maps", "logits"} and not np.array_equal(seen["maps"], seen["logits"])
+    assert np.array_equal(derangement(n, 11), teacher_rows(METHODS["shuffled_IG"], n, 11)[0])  # fixed seed
+    with pytest.raises(ValueError, match="at least 2 rows"):
+        derangement(1, 0)
+
+
+def test_distill_student_feeds_the_rows_teacher_rows_chose(tiny_splits, monkeypatch):
+    """The training set a student sees holds pre.maps/logits[teacher_rows[rows]]."""
+    import igkd.student as student
+
+    class Captured(Exception):
+        pass
+
+    captured = {}
+
+    def capture(images, labels, maps, logits):
+        captured.update(maps=maps, logits=logits)
+        raise Captured
+
+    monkeypatch.setattr(student, "TrainSet", capture)
+    n = len(tiny_splits.train_labels)
+    rng = np.random.default_rng(0)
+    pre = type("Pre", (), {"logits": rng.normal(size=(n, 10)).astype(np.float32),
+                           "maps": rng.random((n, 8, 8), dtype=np.float32)})()
+    cfg = {"exclude_val": True, "fraction": 0.8, "control_seed": 3, "seed_offset": 0}
+    for name in ("KD_IG", "shuffled_IG", "shuffled_KD"):
+        with pytest.raises(Captured):
+            student.distill_student(tiny_splits, name, 15, 0, cfg, pre=pre, teacher=None, teacher_mean=None,
+                                    teacher_std=None, device="cpu", threads=1)
+        rows = student.subsample(tiny_splits.train_labels, tiny_splits.train_index, 0.8, 0)
+        map_rows, logit_rows = teacher_rows(get_method(name), n, 3)
+        if captured["maps"] is not None:
+            assert np.array_equal(captured["maps"].numpy(), pre.maps[map_rows[rows]])
+            assert np.array_equal(captured["maps"].numpy(), pre.maps[rows]) == (name == "KD_IG")
+        if captured["logits"] is not None:
+            assert np.array_equal(captured["logits"].numpy(), pre.logits[logit_rows[rows]])
+            assert np.array_equal(captured["logits"].numpy(), pre.logits[rows]) == (name == "KD_IG")
+
+
+# --------------------------------------------------------------------------- reference_defect
+
+
+class PixelNet(torch.nn.Module):
+    """A stand-in teacher whose logits move with every pixel, so a crop or flip shows.
+
+    (A freshly initialised MobileNetV2 outputs logits of ~1e-8 for every image: torchvision
+    zero-initialises the last BatchNorm of each residual block.)"""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+        self.fc = torch.nn.Linear(4 * 8 * 8, 10)
+
+    def forward(self, x):
+        return self.fc(torch.tanh(self.conv(x)).flatten(1))
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """An aligned and a reference_defect file from one tiny teacher over 48 digits."""
+    from igkd.data.digits import load_digits_splits
+
+    splits = load_digits_splits(8, 0.2, 0)
+    torch.manual_seed(0)
+    teacher = PixelNet().eval()
+    images, labels = splits.train_images[:N], splits.train_labels[:N]
+    folder = tmp_path_factory.mktemp("reference_defect")
+    common = dict(attribution="ig", settings=SETTINGS, mean=MEAN, std=STD, provenance=PROVENANCE, chunk=16,
+                  batch=16, log=lambda m: None)
+    precompute(teacher, images, labels, folder / "ig.h5", **common)
+    precompute_reference_defect(teacher, images, labels, folder / "ig_reference_defect.h5", loader_seed=SEED,
+                                padding=PAD, flip=True, **common)
+    load = dict(n_rows=N, image_shape=(8, 8), num_classes=10, **PROVENANCE)
+    return {
+        "teacher": teacher, "images": images, "labels": labels,
+        "aligned": load_precomputed(folder / "ig.h5", **load),
+        "defect": load_precomputed(folder / "ig_reference_defect.h5", **load),  # valid input for a student
+        "source": source_index(folder / "ig_reference_defect.h5"),
+    }
+
+
+def teacher_input(image_hwc: np.ndarray) -> torch.Tensor:
+    return normalize(torch.from_numpy(image_hwc).permute(2, 0, 1)[None].float() / 255, MEAN, STD)
+
+
+def all_crops_and_flips(image_hwc: np.ndarray):
+    """Every (dy, dx, flip) the loader could have drawn, built independently of igkd.augment."""
+    h, w, _ = image_hwc.shape
+    padded = np.pad(image_hwc, ((PAD, PAD), (PAD, PAD), (0, 0)))
+    for dy in range(2 * PAD + 1):
+        for dx in range(2 * PAD + 1):
+            crop = padded[dy : dy + h, dx : dx + w]
+            for flip in (False, True):
+                yield (dy, dx, flip), np.ascontiguousarray(crop[:, ::-1] if flip else crop)
+
+
+def test_reference_defect_row_i_is_another_augmented_image(built):
+    teacher, images, labels = built["teacher"], built["images"], built["labels"]
+    source, defect, aligned = built["source"], built["defect"], built["aligned"]
+    assert np.array_equal(source, loader_order(N, SEED)) and np.array_equal(np.sort(source), np.arange(N))
+    with torch.no_grad():
+        own = teacher(torch.cat([teacher_input(im) for im in images])).numpy()
+    # default path: row i is image i, un-augmented
+    np.testing.assert_allclose(aligned.logits, own, rtol=1e-4, atol=1e-5)
+    transforms = []
+    for i in range(N):
+        candidates = list(all_crops_and_flips(images[source[i]]))
+        with torch.no_grad():
+            outs = teacher(torch.cat([teacher_input(im) for _, im in candidates])).numpy()
+        match = [k for k, out in enumerate(outs) if np.allclose(out, defect.logits[i], rtol=1e-4, atol=1e-5)]
+        assert match, f"row {i}: no crop/flip of image {source[i]} gives its logits"
+        key, image = candidates[match[0]]
+        transforms.append(key)
+        if i < 4:  # the map too belongs to that augmented image (IG recomputed with captum)
+            attr = IntegratedGradients(teacher).attribute(
+                teacher_input(image), baselines=teacher_input(image) * 0, target=int(labels[source[i]]), n_steps=4,
+                method="gausslegendre")
+            np.testing.assert_allclose(defect.maps[i], attr.abs().sum(1)[0].detach().numpy(), rtol=1e-3, atol=1e-6)
+    # the misalignment is real: row i is not image i's, except where chance kept both image and view
+    kept = [i for i in range(N) if source[i] == i and transforms[i] == (PAD, PAD, False)]
+    differs = ~np.isclose(defect.logits, own, rtol=1e-4, atol=1e-5).all(1)
+    assert differs.sum() == N - len(kept) and len(kept) <= 2
+    assert sum(t != (PAD, PAD, False) for t in transforms) > N / 2  # most rows are augmented views
+    assert len(set(transforms)) > 6  # crops and flips both vary
+
+
+# --------------------------------------------------------------------------- statistics and figure
+
+
+def fake_runs(n_runs=5):
+    rng = np.random.default_rng(0)
+    means = {"KD_IG": 97.0, "IG": 96.8, "KD": 96.5, "Student": 96.0, "shuffled_IG": 96.9, "IG@random": 95.0}
+    rows = [
+        {"method": m, "control": get_method(m).control, "drop": 13, "factor": 54.59, "run": r, "seed": r,
+         "subsample_sha": f"s{r}", "test_acc": mu + rng.normal(0, 0.3)}
+        for m, mu in means.items() for r in range(n_runs)
+    ]
+    return pd.DataFrame(rows)
+
+
+def test_control_comparisons_family_and_labels(tmp_path):
+    runs = fake_runs()
+    controls, compare_with = ["shuffled_IG", "IG@random"], ["KD_IG", "IG", "KD", "Student"]
+    comps = control_comparisons(runs, controls, compare_with)
+    assert sorted(zip(comps["method"], comps["baseline"])) == sorted((c, b) for c in controls for b in compare_with)
+    assert comps["control"].all() and (comps["test"] == "paired").all()  # runs share seed and subsample
+    np.testing.assert_allclose(comps["p_holm"], multipletests(comps["p"], method="holm")[1])
+    random_vs_student = comps[(comps["method"] == "IG@random") & (comps["baseline"] == "Student")].iloc[0]
+    assert random_vs_student["diff"] == pytest.approx(
+        runs[runs.method == "IG@random"].test_acc.mean() - runs[runs.method == "Student"].test_acc.mean())
+    paths = {k: tmp_path / f"controls_{k}.csv" for k in ("runs", "summary", "comparisons")}
+    paths["markdown"] = tmp_path / "controls.md"
+    write_control_stats(runs, paths, controls=controls, compare_with=compare_with, drop=13)
+    summary = pd.read_csv(paths["summary"])
+    assert list(summary["method"]) == [*compare_with, *controls]
+    assert list(summary["control"]) == [False] * 4 + [True] * 2
+    assert list(summary["label"])[-2:] == ["shuffled_IG (control)", "IG@random (control)"]
+    assert {"ci_low", "ci_high", "n"} <= set(summary.columns) and (summary["n"] == 5).all()
+    md = paths["markdown"].read_text()
+    assert "| shuffled_IG (control) |" in md and "Holm over the 8 tests" in md and "noise maps" in md
+    with pytest.raises(InputError, match=r"no runs of \['shuffled_KD'\] at drop 13"):
+        check_runs(runs, ["shuffled_KD"], compare_with, 13)
+
+
+def test_fig_controls_marks_controls(tmp_path, monkeypatch):
+    import igkd.plots.controls as plot
+    from igkd.control_stats import control_summary
+
+    runs = fake_runs()
+    summary = control_summary(runs, ["KD_IG", "IG", "KD", "Student", "shuffled_IG", "IG@random"])
+    seen = {}
+    real_save = plot.save_figure
+
+    def keep(fig, pdf, png):
+        ax = fig.axes[0]
+        seen["labels"] = [t.get_text() for t in ax.get_yticklabels()]
+        seen["red"] = [t.get_text() for t in ax.get_yticklabels() if t.get_color() == plot.CONTROL_STYLE["color"]]
+        seen["hatched"] = sum(1 for p in ax.patches if p.get_hatch() == "///")
+        real_save(fig, pdf, png)
+
+    monkeypatch.setattr(plot, "save_figure", keep)
+    plot.fig_controls(summary, runs, 98.0, str(tmp_path / "c.pdf"), str(tmp_path / "c.png"))
+    assert seen["labels"][0] == "IG@random (control)" and seen["labels"][-1] == "KD_IG"
+    assert sorted(seen["red"]) == ["IG@random (control)", "shuffled_IG (control)"] and seen["hatched"] == 2
+    assert (tmp_path / "c.png").stat().st_size > 1000 and (tmp_path / "c.pdf").stat().st_size > 1000
+
+
+# --------------------------------------------------------------------------- workflow
+
+TINY = {
+    "dataset": {"name": "digits", "image_size": 8},
+    "teacher": {"width": 0.25, "epochs": 1, "batch_size": 64, "warmup_epochs": 0, "crop_padding": 1,
+                "normalize": None, "flip": False},
+    "precompute": {"chunk": 512, "ig": {"steps": 4}},
+    "students": {"methods": ["Student"], "drops": [13], "runs": 1, "epochs": 1, "crop_padding": 1,
+                 "eval_every": 1},
+    "controls": {"methods": ["reference_defect", "IG@random"], "compare_with": ["Student"], "drop": 13, "runs": 2},
+    "runtime": {"device": "cpu", "threads": {"teacher": 1, "precompute": 1, "student": 1}},
+}
+
+
+@pytest.mark.slow
+def test_controls_target_end_to_end(repo, tmp_path):
+    """`snakemake controls` on a tiny config: the misaligned file, the control students, the
+    labelled tables and the figure; a second call has nothing to do."""
+    import shutil
+    import subprocess
+    import sys
+
+    for name in ("Snakefile", "config.yaml"):
+        shutil.copy(repo / name, tmp_path / name)
+    for folder in ("workflow", "envs"):
+        shutil.copytree(repo / folder, tmp_path / folder)
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(TINY))
+
+    def snakemake(*args):
+        cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--directory", str(tmp_path),
+               *args, "--configfile", "config.yaml", "tiny.yaml"]
+        done = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=600)
+        return done.returncode, done.stdout + done.stderr
+
+    code, out = snakemake("controls")
+    assert code == 0, out
+    results = tmp_path / "results/digits"
+    assert source_index(results / "precompute/ig_reference_defect.h5").shape == (1437,)
+    assert (results / "precompute/random.h5").exists()
+    runs = pd.read_csv(results / "tables/controls_runs.csv")
+    assert sorted(runs["method"].unique()) == ["IG@random", "Student", "reference_defect"]
+    assert (runs.groupby("method")["run"].count() == 2).all()
+    assert runs.set_index("method")["control"].groupby(level=0).all().to_dict() == {
+        "IG@random": True, "Student": False, "reference_defect": True}
+    comps = pd.read_csv(results / "stats/controls_comparisons.csv")
+    assert sorted(zip(comps["method"], comps["baseline"])) == [("IG@random", "Student"), ("reference_defect", "Student")]
+    assert "reference_defect (control)" in (results / "stats/controls.md").read_text()
+    assert (results / "figures/controls.png").stat().st_size > 1000
+    code, out = snakemake("-n", "controls")
+    assert code == 0 and "Nothing to be done" in out, out

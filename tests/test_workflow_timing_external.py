@@ -1,0 +1,47 @@
+"""The timing and external-evaluation rules in the DAG (dry runs of the demo configuration)."""
+
+import shutil
+
+import pytest
+import yaml
+from test_workflow import job_counts, snakemake
+
+
+@pytest.fixture
+def workdir(repo, tmp_path):
+    for name in ("Snakefile", "config.yaml"):
+        shutil.copy(repo / name, tmp_path / name)
+    for folder in ("workflow", "envs", "profiles"):
+        shutil.copytree(repo / folder, tmp_path / folder)
+    return tmp_path
+
+
+DEMO = ["--configfile", "config.yaml", "profiles/demo/demo.yaml"]
+
+
+def test_demo_times_models_and_evaluates_its_labelled_stand_in(workdir):
+    code, out = snakemake(workdir, "-n", "--quiet", "rules", *DEMO)
+    assert code == 0, out
+    counts = job_counts(out)
+    for rule in ("time_models", "fig_latency", "fig_compression", "export_standin", "evaluate_external",
+                 "fig_imagenet"):
+        assert counts.get(rule) == 1, rule
+
+
+def test_no_external_rules_without_a_root_and_no_stand_in_for_a_real_folder(workdir, tmp_path):
+    (workdir / "off.yaml").write_text(yaml.safe_dump({"external_eval": {"root": None, "standin_rotation": None}}))
+    code, out = snakemake(workdir, "-n", "--quiet", "rules", *DEMO, "off.yaml")
+    assert code == 0, out
+    counts = job_counts(out)
+    assert counts["time_models"] == 1
+    assert not {"export_standin", "evaluate_external", "fig_imagenet"} & set(counts)
+
+    folder = tmp_path / "imagenet32"
+    (folder / "n02690373").mkdir(parents=True)
+    real = {"external_eval": {"root": str(folder), "standin_rotation": None, "name": "imagenet_subset",
+                              "class_map": "imagenet_cifar10_map.csv"}}
+    (workdir / "real.yaml").write_text(yaml.safe_dump(real))
+    code, out = snakemake(workdir, "fig_imagenet", "-n", "--quiet", "rules", *DEMO, "real.yaml")
+    assert code == 0, out
+    counts = job_counts(out)
+    assert counts["evaluate_external"] == 1 and counts["fig_imagenet"] == 1 and "export_standin" not in counts

@@ -1,0 +1,79 @@
+# Scientific controls (README "Is it the knowledge?"): snakemake --cores N controls
+# The control students themselves are ordinary distill_student jobs (same recipe as every
+# method, so they compare like for like); these rules add the reference code's misaligned
+# precompute, the controls' statistics and their figure.
+
+
+rule precompute_reference_defect:
+    input:
+        data=rules.prepare_data.output.data,
+        model=rules.train_teacher.output.model,
+        metrics=rules.train_teacher.output.metrics,
+    output:
+        h5=f"{RESULTS}/precompute/{{attribution}}_reference_defect.h5",
+    log:
+        f"{LOGS}/precompute_{{attribution}}_reference_defect.log",
+    benchmark:
+        f"{BENCH}/precompute_{{attribution}}_reference_defect.tsv"
+    conda:
+        "../../envs/train.yaml"
+    threads: THREADS["precompute"]
+    resources:
+        runtime=12 * 60,
+    params:
+        precompute=config["precompute"],
+        loader=REFERENCE_LOADER,
+        teacher_width=config["teacher"]["width"],
+        device=config["runtime"]["device"],
+        channels_last=config["runtime"]["channels_last"],
+        code=fingerprint("reference_defect"),
+    script:
+        "../scripts/precompute_reference_defect.py"
+
+
+rule compare_controls:
+    input:
+        metrics=control_metrics(),
+        teacher=rules.train_teacher.output.metrics,
+    output:
+        runs=f"{RESULTS}/tables/controls_runs.csv",
+        summary=f"{RESULTS}/stats/controls_summary.csv",
+        comparisons=f"{RESULTS}/stats/controls_comparisons.csv",
+        markdown=f"{RESULTS}/stats/controls.md",
+    log:
+        f"{LOGS}/compare_controls.log",
+    benchmark:
+        f"{BENCH}/compare_controls.tsv"
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        controls=CONTROLS,
+        code=fingerprint("controls"),
+    script:
+        "../scripts/compare_controls.py"
+
+
+rule fig_controls:
+    input:
+        runs=rules.compare_controls.output.runs,
+        summary=rules.compare_controls.output.summary,
+        teacher=rules.train_teacher.output.metrics,
+    output:
+        pdf=f"{RESULTS}/figures/controls.pdf",
+        png=f"{RESULTS}/figures/controls.png",
+    log:
+        f"{LOGS}/fig_controls.log",
+    benchmark:
+        f"{BENCH}/fig_controls.tsv"
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        code=fingerprint("figures", "plots/controls"),
+    script:
+        "../scripts/fig_controls.py"
+
+
+rule controls:
+    input:
+        rules.compare_controls.output,
+        rules.fig_controls.output,

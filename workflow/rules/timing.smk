@@ -1,0 +1,50 @@
+# Model-only inference latency (a benchmark: timing.csv) and accuracy vs latency.
+# Models are built from the architecture, so timing does not wait for training.
+
+
+rule time_models:
+    input:
+        data=rules.prepare_data.output.data,
+    output:
+        table=f"{RESULTS}/timing.csv",
+    log:
+        f"{LOGS}/time_models.log",
+    benchmark:
+        f"{BENCH}/time_models.tsv"
+    conda:
+        "../../envs/train.yaml"
+    threads: TIMING["threads"]
+    resources:
+        runtime=60,
+    params:
+        timing=TIMING,
+        image_size=config["dataset"]["image_size"],
+        teacher_width=config["teacher"]["width"],
+        student_width=STUDENTS["width"],
+        drops=sorted(STUDENTS["drops"]),
+        device=config["runtime"]["device"],
+        channels_last=config["runtime"]["channels_last"],
+        code=fingerprint("timing"),
+    script:
+        "../scripts/time_models.py"
+
+
+rule fig_latency:
+    input:
+        runs=rules.collect_runs.output.runs,
+        timing=rules.time_models.output.table,
+        teacher=rules.train_teacher.output.metrics,
+    output:
+        pdf=f"{RESULTS}/figures/latency.pdf",
+        png=f"{RESULTS}/figures/latency.png",
+    log:
+        f"{LOGS}/fig_latency.log",
+    benchmark:
+        f"{BENCH}/fig_latency.tsv"
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        methods=STUDENTS["methods"],
+        code=fingerprint("figures", "stats", "plots/latency"),
+    script:
+        "../scripts/fig_latency.py"

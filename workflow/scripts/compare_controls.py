@@ -1,0 +1,21 @@
+"""Controls and comparison methods at one drop -> runs table, summary, Welch/Holm tests, Markdown."""
+
+from pathlib import Path
+
+from igkd.collect import runs_table
+from igkd.control_stats import write_control_stats
+from igkd.io import read_json
+from igkd.runtime import log_to
+
+log = log_to(snakemake.log[0])
+cfg = snakemake.params.controls
+teacher = read_json(snakemake.input.teacher)
+runs = runs_table(snakemake.input.metrics, teacher["test_acc"])
+write_control_stats(
+    runs,
+    dict(snakemake.output.items()),
+    controls=cfg["methods"],
+    compare_with=cfg["compare_with"],
+    drop=cfg["drop"],
+)
+log(Path(snakemake.output.markdown).read_text())
