@@ -64,7 +64,9 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=32)
     parser.add_argument("--batch-size", type=int, default=64, help="the paper's student batch")
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers of the reference (2 cores here)")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads of igkd's path (batches of small ops: 1 is fastest here)")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads of igkd's path (batches of small ops: 1 is fastest here)"
+    )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda: where igkd's batches are made")
@@ -109,9 +111,9 @@ def main() -> None:
         order = torch.randperm(args.images, generator=generator).to(device)
         for lo in range(0, args.images, args.batch_size):
             rows = order[lo : lo + args.batch_size]
-            augment_batch(
-                images_t[rows],
-                maps_t[rows],
+            augment_batch(  # as igkd.student's step
+                images_t.index_select(0, rows),
+                maps_t.index_select(0, rows),
                 padding=padding,
                 flip=True,
                 overlay_p=args.p,

@@ -3,9 +3,7 @@
 - reference: captum IntegratedGradients per batch of 8 images, 50 Gauss-Legendre steps,
   no internal_batch_size (all 400 interpolation points in one pass), captum's own
   convergence delta, a separate no-grad forward for the teacher logits, the teacher in
-  its default (contiguous) layout; nothing written to disk. It runs in its own worker
-  process (as the reference script would), so igkd's process-wide allocator setting
-  (igkd.allocator) does not reach it.
+  its default (contiguous) layout; nothing written to disk.
 - igkd: igkd.precompute.precompute on the same images with the same steps and quadrature
   (so the same completeness error, up to float rounding), writing the HDF5 file: teacher
   copy with BatchNorm folded into the convs and frozen, channels-last, captum with an
@@ -16,7 +14,10 @@ Besides the reference's own setting, igkd can run the setting benchmarks/ig_step
 chose by measured error (`--ours METHOD:STEPS:INTERNAL_BATCH`, several allowed); the
 acceptance test is speed at equal or lower mean completeness error than the reference.
 
-Both see the same images; each repeat is one batch of `--images`, cases take turns.
+Both see the same images; each repeat is one batch of `--images`, cases take turns. Each
+path runs in its own worker process, as separate scripts would: igkd's process-wide
+allocator setting (igkd.allocator) does not reach the reference, and peak memory
+(ru_maxrss, libraries included) is each path's own.
 Relative completeness error: |sum(attr) - (f_t(x) - f_t(0))| / |f_t(x) - f_t(0)| per image.
 Run: `.venv/bin/python benchmarks/ig_precompute.py [--cases cifar digits] [--repeats 3]`.
 """
@@ -27,6 +28,7 @@ import argparse
 import copy
 import multiprocessing
 import os
+import shutil
 import tempfile
 
 import h5py
@@ -39,12 +41,9 @@ from _teachers import load_case
 from igkd.precompute import precompute
 
 REFERENCE_BATCH = 8
-# igkd's settings per case when --ours is not given: the paper's quadrature with the
-# internal batch that ran fastest here, and for digits also the setting ig_steps.py chose.
-DEFAULT_OURS = {
-    "cifar": ["gausslegendre:50:64"],
-    "digits": ["gausslegendre:50:256", "riemann_trapezoid:32:256"],
-}
+# igkd's settings per case when --ours is not given: the reference's quadrature and steps
+# (so the same completeness error) with an internal batch that ran fastest here.
+DEFAULT_OURS = {"cifar": ["gausslegendre:50:64"], "digits": ["gausslegendre:50:256"]}
 
 
 def parse_setting(text: str) -> dict:
@@ -73,17 +72,23 @@ def reference_loop(teacher, case, rows: slice, steps: int, device: str) -> tuple
 _WORKER: dict = {}
 
 
-def _worker_init(name: str, weights: str, threads: int, steps: int, device: str) -> None:
+def _worker_init(name: str, weights: str, threads: int, device: str, channels_last: bool, folder: str) -> None:
     torch.set_num_threads(threads)
     case = load_case(name, weights, log=lambda message: None)
-    _WORKER.update(case=case, teacher=case.teacher.to(device).eval(), steps=steps, device=device)
+    _WORKER.update(case=case, device=device, folder=tempfile.mkdtemp(dir=folder))
+    _WORKER["reference"] = copy.deepcopy(case.teacher).to(device).eval()  # contiguous layout, BatchNorm as is
+    _WORKER["ours"] = copy.deepcopy(case.teacher).use_channels_last(channels_last)
 
 
-def _worker_run(start: int, stop: int):
-    """One reference repeat in the worker; returns maps, relative errors and its peak memory."""
+def _worker_run(path: str, start: int, stop: int, settings: dict, batch: int):
+    """One repeat in this worker process; returns maps, relative errors and the process's peak memory."""
     memory = PeakMemory(_WORKER["device"])
     memory.reset()
-    maps, rel = reference_loop(_WORKER["teacher"], _WORKER["case"], slice(start, stop), _WORKER["steps"], _WORKER["device"])
+    case, rows, device = _WORKER["case"], slice(start, stop), _WORKER["device"]
+    if path == "reference":
+        maps, rel = reference_loop(_WORKER["reference"], case, rows, settings["steps"], device)
+    else:
+        maps, rel = igkd_precompute(_WORKER["ours"], case, rows, settings, batch, device, _WORKER["folder"])
     return maps, rel, memory.read()
 
 
@@ -111,59 +116,59 @@ def igkd_precompute(teacher, case, rows: slice, settings: dict, batch: int, devi
 
 
 def bench_case(case, args, device: str) -> list[dict]:
-    worker = multiprocessing.get_context("spawn").Pool(
-        1, _worker_init, (case.name, args.cifar_weights, args.threads, args.steps, device)
-    )
-    reference_peak: dict = {}
-    ours_teacher = copy.deepcopy(case.teacher).use_channels_last(args.channels_last)
-    outputs = {}
-    cases = {}
-    folder = tempfile.mkdtemp(prefix="igkd_bench_")
-
-    def rows_for(repeat: int) -> slice:
-        lo = (repeat + args.warmup) * args.images  # warm-up repeats (negative) use the first rows
-        return slice(lo, lo + args.images)
-
-    def reference(repeat: int) -> int:
-        rows = rows_for(repeat)
-        maps, rel, peak = worker.apply(_worker_run, (rows.start, rows.stop))
-        outputs.setdefault("reference", {})[repeat] = (maps, rel)
-        if repeat >= 0:
-            for key, value in peak.items():
-                reference_peak[key] = max(reference_peak.get(key, 0.0), value)
-        return args.images
-
-    cases[f"reference: captum GL {args.steps}, batch {REFERENCE_BATCH}, no internal batch"] = reference
-    keys = ["reference"]
+    """Each path runs in its own worker process (spawned: clean allocator state and memory
+    readings); the paths take turns, so only one computes at a time."""
+    paths = {"reference": ("reference", {"steps": args.steps, "method": "gausslegendre"})}
     for text in args.ours or DEFAULT_OURS[case.name]:
         settings = parse_setting(text)
-
-        def ours(repeat: int, settings=settings, key=text) -> int:
-            rows = rows_for(repeat)
-            outputs.setdefault(key, {})[repeat] = igkd_precompute(
-                ours_teacher, case, rows, settings, args.batch, device, folder
-            )
-            return args.images
-
         label = "GL" if settings["method"] == "gausslegendre" else settings["method"]
-        cases[f"igkd: {label} {settings['steps']}, batch {args.batch}, internal batch {settings['internal_batch_size']}"] = ours
-        keys.append(text)
+        paths[text] = (
+            f"igkd: {label} {settings['steps']}, batch {args.batch}, internal batch "
+            f"{settings['internal_batch_size']}",
+            settings,
+        )
+    paths["reference"] = (
+        f"reference: captum GL {args.steps}, batch {REFERENCE_BATCH}, no internal batch",
+        paths["reference"][1],
+    )
     needed = (args.repeats + args.warmup) * args.images
     if needed > len(case.images):
         raise SystemExit(f"{case.name}: {needed} images needed, {len(case.images)} available")
+    context = multiprocessing.get_context("spawn")
+    folder = tempfile.mkdtemp(prefix="igkd_bench_")
+    init = (case.name, args.cifar_weights, args.threads, device, args.channels_last, folder)
+    workers = {key: context.Pool(1, _worker_init, init) for key in paths}
+    outputs: dict = {key: {} for key in paths}
+    peaks: dict = {key: {} for key in paths}
+
+    def make_case(key: str, settings: dict):
+        def run(repeat: int) -> int:
+            lo = (repeat + args.warmup) * args.images  # warm-up repeats (negative) use the first rows
+            maps, rel, peak = workers[key].apply(
+                _worker_run, ("reference" if key == "reference" else "igkd", lo, lo + args.images, settings, args.batch)
+            )
+            outputs[key][repeat] = (maps, rel)
+            if repeat >= 0:
+                for name, value in peak.items():
+                    peaks[key][name] = max(peaks[key].get(name, 0.0), value)
+            return args.images
+
+        return run
+
+    cases = {label: make_case(key, settings) for key, (label, settings) in paths.items()}
     results = run_interleaved(cases, repeats=args.repeats, warmup=args.warmup, device=device)
-    worker.close()
-    worker.join()
-    os.rmdir(folder)
-    next(iter(results.values()))["peak"] = reference_peak  # the worker's, not the idle main process's
+    for worker in workers.values():
+        worker.close()
+        worker.join()
+    shutil.rmtree(folder)
 
     reference_maps = np.concatenate([outputs["reference"][r][0] for r in range(args.repeats)])
     rows = []
-    base_rate = None
-    for (label, result), key in zip(results.items(), keys):
+    base_rate = results[paths["reference"][0]]["median"]
+    for key, (label, _) in paths.items():
+        result = results[label]
         maps = np.concatenate([outputs[key][r][0] for r in range(args.repeats)])
         rel = np.concatenate([outputs[key][r][1] for r in range(args.repeats)])
-        base_rate = base_rate or result["median"]
         distance = np.abs(maps - reference_maps).sum((1, 2)) / np.abs(reference_maps).sum((1, 2)).clip(1e-12)
         rows.append(
             {
@@ -176,7 +181,7 @@ def bench_case(case, args, device: str) -> list[dict]:
                 "rel err mean": float(rel.mean()),
                 "rel err max": float(rel.max()),
                 "map L1 diff vs ref": float(distance.mean()),
-                **result["peak"],
+                **peaks[key],
             }
         )
     return rows

@@ -27,6 +27,7 @@ import torch
 
 from _common import PeakMemory, format_table, machine_line, setup, sync
 from _teachers import load_case
+from igkd.allocator import reuse_freed_memory
 from igkd.attribution import inference_copy, integrated_gradients, to_map
 
 REFERENCE = ("gausslegendre", 50)
@@ -51,18 +52,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--case", default="digits", choices=["digits", "cifar"])
     parser.add_argument("--cifar-weights", default="brief", help="brief (default) | random | path to a state dict")
-    parser.add_argument("--images", type=int, default=None, help="default: 64 (digits), 16 (cifar)")
+    parser.add_argument("--images", type=int, default=None, help="default: 256 (digits), 16 (cifar)")
     parser.add_argument("--steps", type=int, nargs="+", default=[8, 16, 32, 50, 64])
     parser.add_argument("--methods", nargs="+", default=["gausslegendre", "riemann_trapezoid"])
-    parser.add_argument("--target", type=float, default=None, help="mean relative error to reach (default: 50-step GL's)")
+    parser.add_argument(
+        "--target", type=float, default=None, help="mean relative error to reach (default: 50-step GL's)"
+    )
     parser.add_argument("--internal-batch-size", type=int, default=64)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--threads", type=int, default=1, help="1: steadiest on a shared machine")
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
     device = setup(args.threads, args.device)
+    reuse_freed_memory()  # as the precompute stage does
     case = load_case(args.case, args.cifar_weights)
-    n = args.images or (64 if args.case == "digits" else 16)
+    n = args.images or (256 if args.case == "digits" else 16)
     teacher = inference_copy(copy.deepcopy(case.teacher).use_channels_last(True)).to(device)
     x, target = case.batch(slice(0, n), device)
     with torch.inference_mode():
@@ -103,7 +107,10 @@ def main() -> None:
         )
     print(format_table(rows, list(rows[0])))
     print(f"map L1 diff vs GL50: mean over images of |map - map_GL50|_1 / |map_GL50|_1")
-    print(f"rule: fewest steps with mean relative error <= {target_error:.4g}" + (" (50-step GL)" if args.target is None else ""))
+    print(
+        f"rule: fewest steps with mean relative error <= {target_error:.4g}"
+        + (" (50-step GL)" if args.target is None else "")
+    )
     for method in args.methods:
         ok = [r for r in rows if r["method"] == method and r["rel err mean"] <= target_error]
         if ok:

@@ -65,9 +65,9 @@ def student_case(method_name: str, drop: int, args, data, device: str, teacher, 
     images, labels, maps, logits = data
 
     def data_part(rows):
-        x01 = augment_batch(
-            images[rows],
-            maps[rows] if method.ig else None,
+        x01 = augment_batch(  # as igkd.student's step
+            images.index_select(0, rows),
+            maps.index_select(0, rows) if method.ig else None,
             padding=4,
             flip=True,
             overlay_p=IG["p"] if method.ig else 0.0,
@@ -146,13 +146,17 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=5000, help="training images held in memory")
     parser.add_argument("--steps", type=int, default=5, help="timed steps per case")
     parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--threads", type=int, default=1, help="the demo's student rule uses 1; 1 is steadiest when shared"
+    )
     parser.add_argument("--no-channels-last", dest="channels_last", action="store_false")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--default-allocator", action="store_true", help="skip igkd.allocator (to measure its effect)")
     args = parser.parse_args()
     device = setup(args.threads, args.device)
     amp = MixedPrecision(device)
-    reuse_freed_memory()  # as igkd.train.fit does
+    if not args.default_allocator:
+        reuse_freed_memory()  # as igkd.train.fit does
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (args.rows, args.size, args.size, 3), dtype=np.uint8)
     data = (
@@ -164,7 +168,8 @@ def main() -> None:
     print(machine_line(device, args.threads))
     print(
         f"{args.size}x{args.size} random images, {args.rows} rows in memory, channels_last {args.channels_last}, "
-        f"mixed precision {amp.name}; median of {args.steps} steps after {args.warmup} warm-up"
+        f"mixed precision {amp.name}, igkd.allocator {'off' if args.default_allocator else 'on'}; "
+        f"median of {args.steps} steps after {args.warmup} warm-up"
     )
     teacher = build_teacher(10, 1.0).use_channels_last(args.channels_last).to(device).eval()  # AT's frozen teacher
     cases = [student_case(m, d, args, data, device, teacher, amp) for d in args.drops for m in args.methods]

@@ -110,3 +110,22 @@ def test_crop_flip_without_padding_only_flips():
     for o, i, f in zip(out, images, flipped):
         assert torch.equal(o, i.flip(2) if f else i)
     assert torch.equal(crop_flip(images, 0, False, torch.Generator()), images)
+
+
+def test_window_table_and_computed_windows_agree(monkeypatch):
+    """Small images take their windows from a cached table, large ones compute them: same result."""
+    import igkd.augment as augment
+
+    images = torch.randint(0, 256, (40, 3, 9, 7), dtype=torch.uint8, generator=torch.Generator().manual_seed(4))
+    maps = torch.rand(40, 9, 7, generator=torch.Generator().manual_seed(5))
+    outputs = []
+    for table_max in (augment.WINDOW_TABLE_MAX, 0):
+        monkeypatch.setattr(augment, "WINDOW_TABLE_MAX", table_max)
+        augment._window_table.cache_clear()
+        for padding, flip in ((2, True), (0, True), (3, False)):
+            kw = dict(padding=padding, flip=flip, overlay_p=0.5, power_range=(1.0, 2.0), blend=0.5)
+            outputs.append(augment_batch(images, maps, generator=torch.Generator().manual_seed(padding), **kw))
+        assert (augment._window_table(9, 7, 2, torch.device("cpu")) is None) == (table_max == 0)
+    augment._window_table.cache_clear()
+    for with_table, computed in zip(outputs[:3], outputs[3:]):
+        assert torch.equal(with_table, computed)

@@ -11,6 +11,7 @@ blended only for the rows that get the overlay.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -18,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 EPS = 1e-12
+WINDOW_TABLE_MAX = 1 << 22  # int64 entries (32 MiB): bigger images compute their windows per batch
 
 
 def to_float(images_u8: torch.Tensor) -> torch.Tensor:
@@ -51,6 +53,33 @@ def window_index(geometry: Geometry, height: int, width: int, device) -> torch.T
     flipped pixels; None when there is neither crop nor flip."""
     if geometry.dy is None and geometry.flipped is None:
         return None
+    pad = _pad(geometry)
+    table = _window_table(height, width, pad, torch.device(device))
+    if table is None:
+        return _compute_windows(geometry, height, width, pad).to(device, non_blocking=True)
+    n = len(geometry.dy if geometry.dy is not None else geometry.flipped)
+    ids = torch.zeros(n, dtype=torch.int64)
+    if geometry.dy is not None:
+        ids = geometry.dy * (2 * pad + 1) + geometry.dx
+    ids = 2 * ids + (geometry.flipped if geometry.flipped is not None else 0)
+    return table.index_select(0, ids.to(device, non_blocking=True))
+
+
+@functools.lru_cache(maxsize=8)
+def _window_table(height: int, width: int, padding: int, device: torch.device) -> torch.Tensor | None:
+    """Every possible window, one row per (row offset, column offset, flipped): a batch's
+    windows are then one index_select, not a dozen small ops. None when too large."""
+    span = 2 * padding + 1
+    if span * span * 2 * height * width > WINDOW_TABLE_MAX:
+        return None
+    offsets = torch.arange(span)
+    dy, dx = offsets.repeat_interleave(span), offsets.repeat(span)
+    flipped = torch.tensor([False, True])
+    geometry = Geometry(padding, dy.repeat_interleave(2), dx.repeat_interleave(2), flipped.repeat(span * span))
+    return _compute_windows(geometry, height, width, padding).to(device)
+
+
+def _compute_windows(geometry: Geometry, height: int, width: int, pad: int) -> torch.Tensor:
     n = len(geometry.dy if geometry.dy is not None else geometry.flipped)
     rows = torch.arange(height).expand(n, height)
     cols = torch.arange(width).expand(n, width)
@@ -59,8 +88,7 @@ def window_index(geometry: Geometry, height: int, width: int, device) -> torch.T
         cols = cols + geometry.dx[:, None]
     if geometry.flipped is not None:
         cols = torch.where(geometry.flipped[:, None], cols.flip(1), cols)
-    padded_width = width + 2 * _pad(geometry)
-    return (rows[:, :, None] * padded_width + cols[:, None, :]).flatten(1).to(device, non_blocking=True)
+    return (rows[:, :, None] * (width + 2 * pad) + cols[:, None, :]).flatten(1)
 
 
 def take_windows(batch: torch.Tensor, index: torch.Tensor | None, padding: int) -> torch.Tensor:
@@ -94,9 +122,8 @@ def crop_flip(batch: torch.Tensor, padding: int, flip: bool, generator: torch.Ge
 def power_minmax(maps: torch.Tensor, exponent: torch.Tensor) -> torch.Tensor:
     """maps (B,H,W) ** exponent (B,), then each map min-max scaled to [0,1]."""
     powered = maps.clamp_min(0).pow(exponent[:, None, None])
-    flat = powered.flatten(1)
-    low = flat.min(1).values[:, None, None]
-    high = flat.max(1).values[:, None, None]
+    low, high = powered.flatten(1).aminmax(dim=1)
+    low, high = low[:, None, None], high[:, None, None]
     return (powered - low) / (high - low).clamp_min(EPS)
 
 

@@ -88,7 +88,8 @@ def precompute(
                 logits = teacher(x)
             signed_gain = logits.gather(1, target[:, None])[:, 0] - zero_logits[target]
             # IG's completeness error from these logits: no extra forward passes in captum
-            attr, delta = attributor(teacher, x, target, {**settings, "generator": generator, "endpoint_gain": signed_gain})
+            extra = {"generator": generator, "endpoint_gain": signed_gain}
+            attr, delta = attributor(teacher, x, target, {**settings, **extra})
             gain = signed_gain.abs()
             h5["logits"][b_lo:b_hi] = logits.float().cpu().numpy()
             h5["maps"][b_lo:b_hi] = to_map(attr.detach()).float().cpu().numpy()

