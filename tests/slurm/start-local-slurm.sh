@@ -70,7 +70,7 @@ munge -n | unmunge >/dev/null || { echo "ERROR: munge self-test failed" >&2; exi
 H=$(hostname -s)
 AVAIL_MB=$(awk '/MemAvailable/ {print int($2/1024)}' /proc/meminfo)
 REALMEM=$(( AVAIL_MB * 90 / 100 ))
-NCPU=$(nproc)
+NCPU=$(nproc --all)  # --all: ignore OMP_NUM_THREADS, which the test suite sets to 1
 mkdir -p /etc/slurm /var/spool/slurmctld /var/spool/slurmd /var/log/slurm /run/slurm
 chown slurm:slurm /var/log/slurm; chmod 755 /run/slurm
 if [ "$ACCOUNTING" = 1 ]; then
