@@ -112,8 +112,8 @@ EOF
 )
 CONF_CHANGED=0
 if [ ! -f /etc/slurm/slurm.conf ] || [ "$(cat /etc/slurm/slurm.conf)" != "$NEWCONF" ]; then
-  # ignore RealMemory-only drift on an already running cluster
-  if [ -f /etc/slurm/slurm.conf ] && [ "$(grep -v '^NodeName=' /etc/slurm/slurm.conf)" = "$(echo "$NEWCONF" | grep -v '^NodeName=')" ]; then
+  # ignore RealMemory-only drift on an already running cluster (a CPU change is rewritten)
+  if [ -f /etc/slurm/slurm.conf ] && [ "$(sed 's/RealMemory=[0-9]*//' /etc/slurm/slurm.conf)" = "$(echo "$NEWCONF" | sed 's/RealMemory=[0-9]*//')" ]; then
     :
   else
     echo "$NEWCONF" > /etc/slurm/slurm.conf; CONF_CHANGED=1
