@@ -21,7 +21,7 @@ OUT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "out")  # git
 
 def setup(threads: int, device: str) -> str:
     """Fix the intra-op threads and resolve `auto` to the device that will be used."""
-    from igkd.train import pick_device
+    from igkd.devices import pick_device
 
     torch.set_num_threads(threads)
     return pick_device(device)

@@ -53,16 +53,39 @@ def fake_cifar10_contents(n_per_batch: int = 20, seed: int = 0) -> dict[str, dic
     return contents
 
 
+def as_python3_dict(content: dict) -> dict:
+    """`content` as a Python 3 user re-saving a batch writes it: str keys, str names."""
+
+    def text(value):
+        if isinstance(value, bytes):
+            return value.decode()
+        if isinstance(value, list) and value and isinstance(value[0], bytes):
+            return [v.decode() for v in value]
+        return value
+
+    return {key.decode(): text(value) for key, value in content.items()}
+
+
 def write_fake_cifar10(
-    tmp_dir: str | Path, n_per_batch: int = 20, seed: int = 0
+    tmp_dir: str | Path,
+    n_per_batch: int = 20,
+    seed: int = 0,
+    str_keys: bool = False,
+    protocol: int = PICKLE_PROTOCOL,
 ) -> tuple[Path, dict[str, str], str]:
-    """Write `cifar-10-batches-py/` and its .tar.gz under tmp_dir; return (tarball, file md5s, archive md5)."""
+    """Write `cifar-10-batches-py/` and its .tar.gz under tmp_dir; return (tarball, file md5s, archive md5).
+
+    Default: bytes keys at protocol 2, like the published files. `str_keys`: dicts as
+    `as_python3_dict` makes them (pass `protocol=pickle.DEFAULT_PROTOCOL` for a plain
+    Python 3 `pickle.dump`).
+    """
     tmp_dir = Path(tmp_dir)
     folder = tmp_dir / EXTRACTED_DIR / CIFAR10_FOLDER
     folder.mkdir(parents=True)
     file_md5 = {}
     for name, content in fake_cifar10_contents(n_per_batch, seed).items():
-        data = pickle.dumps(content, protocol=PICKLE_PROTOCOL)
+        content = as_python3_dict(content) if str_keys else content
+        data = pickle.dumps(content, protocol=protocol)
         (folder / name).write_bytes(data)
         file_md5[name] = hashlib.md5(data).hexdigest()
     tarball = tmp_dir / CIFAR10_ARCHIVE_NAME

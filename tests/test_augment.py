@@ -1,3 +1,4 @@
+import numpy as np
 import torch
 
 from igkd.augment import augment_batch, crop_flip, power_minmax
@@ -129,3 +130,17 @@ def test_window_table_and_computed_windows_agree(monkeypatch):
     augment._window_table.cache_clear()
     for with_table, computed in zip(outputs[:3], outputs[3:]):
         assert torch.equal(with_table, computed)
+
+
+def test_normalize_builds_its_statistics_once_and_matches_the_formula():
+    from igkd.augment import _channel_stats, normalize
+
+    mean, std = [0.4914, 0.4822, 0.4465], [0.2471, 0.2435, 0.2616]
+    x = torch.rand(4, 3, 8, 8)
+    expected = (x - torch.as_tensor(mean)[None, :, None, None]) / torch.as_tensor(std)[None, :, None, None]
+    _channel_stats.cache_clear()
+    assert torch.equal(normalize(x, mean, std), expected)
+    assert torch.equal(normalize(x, tuple(mean), std), expected)
+    info = _channel_stats.cache_info()
+    assert (info.misses, info.hits) == (1, 1)  # on CUDA: no host-to-device copy per call after the first
+    assert torch.equal(normalize(x, np.asarray(mean, dtype=np.float32), std), expected)  # data attrs are float32

@@ -15,7 +15,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
-from fixtures_data import EXTRACTED_DIR, FAKE_CLASSES, fake_cifar10_contents, write_fake_cifar10
+from fixtures_data import (
+    EXTRACTED_DIR,
+    FAKE_CLASSES,
+    as_python3_dict,
+    fake_cifar10_contents,
+    write_fake_cifar10,
+)
 
 from igkd.data.cifar10 import (
     CIFAR10_ARCHIVE_NAME,
@@ -26,6 +32,8 @@ from igkd.data.cifar10 import (
     download_cifar10,
     read_cifar10,
 )
+from igkd.config import validate_config
+from igkd.data.prepare import load_source
 from igkd.io import InputError
 
 N_PER_BATCH = 20
@@ -126,9 +134,94 @@ def test_missing_batch_in_tarball_and_folder(fake, tmp_path):
         read_cifar10(partial, verify=False)
 
 
+# (str_keys, protocol): the published layout (bytes keys, protocol 2); a Python 3
+# `pickle.dump` of a str-keyed dict (default protocol); the same at protocol 5, where numpy
+# pickles arrays through numpy._core.numeric._frombuffer.
+WRITERS = {
+    "bytes-keys-protocol-2": (False, 2),
+    "str-keys-default-protocol": (True, pickle.DEFAULT_PROTOCOL),
+    "str-keys-protocol-5": (True, 5),
+}
+
+
+@pytest.mark.parametrize("writer", list(WRITERS))
+@pytest.mark.parametrize("layout", ["tarball", "folder"])
+def test_bytes_and_str_keyed_copies_read_alike(tmp_path, writer, layout):
+    str_keys, protocol = WRITERS[writer]
+    tarball, file_md5, _ = write_fake_cifar10(tmp_path, N_PER_BATCH, SEED, str_keys, protocol)
+    source = tarball if layout == "tarball" else tarball.parent / EXTRACTED_DIR
+    got = read_cifar10(source, expected_md5=file_md5)  # md5s are still checked before unpickling
+    assert got.classes == FAKE_CLASSES
+    train_rows, train_labels = _rows_and_labels(CIFAR10_TRAIN_FILES)
+    test_rows, test_labels = _rows_and_labels(CIFAR10_TEST_FILES)
+    np.testing.assert_array_equal(got.train_labels, train_labels)
+    np.testing.assert_array_equal(got.test_labels, test_labels)
+    np.testing.assert_array_equal(
+        got.train_images, train_rows.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+    )
+    np.testing.assert_array_equal(
+        got.test_images, test_rows.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+    )
+
+
+@pytest.mark.parametrize("writer", list(WRITERS))
+@pytest.mark.parametrize("layout", ["tarball", "folder"])
+def test_prepare_path_reads_both_key_kinds(tmp_path, writer, layout):
+    str_keys, protocol = WRITERS[writer]
+    tarball, _, _ = write_fake_cifar10(tmp_path, N_PER_BATCH, SEED, str_keys, protocol)
+    source = tarball if layout == "tarball" else tarball.parent / EXTRACTED_DIR / CIFAR10_FOLDER
+    config = validate_config(
+        {
+            "dataset": {
+                "name": "cifar10",
+                "cifar10": {"source": "path", "path": str(source), "verify": False},
+                "val_fraction": 0.2,
+            },
+            **{key: {} for key in ("teacher", "precompute", "students", "runtime")},
+        }
+    )
+    splits = load_source(config["dataset"], str(source))
+    _, train_labels = _rows_and_labels(CIFAR10_TRAIN_FILES)
+    np.testing.assert_array_equal(splits.train_labels, train_labels)
+    assert splits.test_images.shape == (N_PER_BATCH, 32, 32, 3)
+    assert splits.classes == FAKE_CLASSES
+    assert len(splits.val_index) == 5 * N_PER_BATCH // 5  # val_fraction 0.2 of 100 rows
+
+
+def test_resaved_subset_of_any_size_reads_without_verify(fake):
+    extracted = fake[3]
+    contents = fake_cifar10_contents(N_PER_BATCH, SEED)
+    sizes = {"data_batch_1": 7, "data_batch_4": 0, "test_batch": 3}
+    for name, rows in sizes.items():
+        subset = as_python3_dict(contents[name])
+        subset["data"], subset["labels"] = subset["data"][:rows], subset["labels"][:rows]
+        with open(extracted / CIFAR10_FOLDER / name, "wb") as fh:
+            pickle.dump(subset, fh)
+    got = read_cifar10(extracted, verify=False)
+    assert got.train_images.shape == (7 + 3 * N_PER_BATCH, 32, 32, 3)
+    assert got.test_images.shape == (3, 32, 32, 3)
+    np.testing.assert_array_equal(got.test_labels, contents["test_batch"][b"labels"][:3])
+    np.testing.assert_array_equal(got.train_labels[:7], contents["data_batch_1"][b"labels"][:7])
+    with pytest.raises(InputError, match="data_batch_1 has md5"):  # verify still refuses it
+        read_cifar10(extracted)
+
+
+def test_str_label_names_of_a_wrong_kind_are_named(fake):
+    extracted = fake[3]
+    (extracted / CIFAR10_FOLDER / "batches.meta").write_bytes(pickle.dumps({"label_names": [1, 2]}))
+    with pytest.raises(InputError, match="batches.meta 'label_names' should be a list of names"):
+        read_cifar10(extracted, verify=False)
+
+
 def _wrong_batches():
     good = fake_cifar10_contents(N_PER_BATCH, SEED)["data_batch_2"]
-    yield {b"labels": good[b"labels"]}, "lacks keys \\[b'data'\\]"
+    yield {b"labels": good[b"labels"]}, re.escape(
+        "lacks keys ['data']; expected ['data', 'labels'], found ['labels']"
+    )
+    yield {"labels": good[b"labels"], b"filenames": []}, re.escape(  # mixed: still one form
+        "lacks keys ['data']; expected ['data', 'labels'], found ['filenames', 'labels']"
+    )
+    yield {**good, "data": good[b"data"]}, "holds key 'data' twice"
     yield {
         **good,
         b"data": good[b"data"][:, :100],
@@ -137,7 +230,7 @@ def _wrong_batches():
         **good,
         b"data": good[b"data"].astype(np.float32),
     }, r"should be uint8 \(N,3072\), got float32"
-    yield {**good, b"labels": good[b"labels"][:5]}, "b'labels' should be 20 integers"
+    yield {**good, b"labels": good[b"labels"][:5]}, "'labels' should be 20 integers"
     yield {**good, b"labels": [99] * N_PER_BATCH}, r"labels must lie in 0\.\.9"
     yield [1, 2, 3], "should hold a dict, got list"
 

@@ -157,3 +157,33 @@ def test_read_eval_folder_flat_tree(tmp_path):
     _, plain_labels, plain_classes = read_eval_folder(root, SIZE)
     assert plain_classes == ("n01", "n03", "n55")
     np.testing.assert_array_equal(plain_labels, [0, 1, 1, 2])
+
+
+def test_odd_image_modes_read_as_their_pixels(tmp_path):
+    """Files re-saved by other tools: 16-bit and float greyscale (which PIL's convert("RGB")
+    clips to white), palette, grey + alpha, RGBA, CMYK JPEG, bilevel."""
+    rng = np.random.default_rng(0)
+    grey = rng.integers(0, 256, (NATIVE, NATIVE), dtype=np.uint8)
+    rgb = rng.integers(0, 256, (NATIVE, NATIVE, 3), dtype=np.uint8)
+    files = {
+        "i16.png": Image.fromarray(grey.astype(np.uint16) * 257),  # mode I;16, as scanners and microscopes save
+        "f.tiff": Image.fromarray(grey.astype(np.float32) / 255),  # mode F
+        "la.png": Image.fromarray(grey).convert("LA"),
+        "rgba.png": Image.fromarray(rgb).convert("RGBA"),
+        "p.png": Image.fromarray(rgb).convert("P"),
+        "one.png": Image.fromarray(grey > 127),
+    }
+    for name, image in files.items():
+        (tmp_path / "train" / name.split(".")[0]).mkdir(parents=True)
+        image.save(tmp_path / "train" / name.split(".")[0] / name)
+        (tmp_path / "test" / name.split(".")[0]).mkdir(parents=True)
+        image.save(tmp_path / "test" / name.split(".")[0] / name)
+    assert Image.open(tmp_path / "train/i16/i16.png").mode == "I;16"
+    splits = read_imagefolder(tmp_path, NATIVE)
+    got = dict(zip(splits.classes, splits.train_images))
+    for name in ("i16", "f", "la"):
+        np.testing.assert_array_equal(got[name], np.repeat(grey[..., None], 3, axis=2), err_msg=name)
+    np.testing.assert_array_equal(got["rgba"], rgb)
+    np.testing.assert_array_equal(got["one"], np.repeat(np.where(grey > 127, 255, 0)[..., None], 3, axis=2))
+    palette = np.asarray(files["p.png"].convert("RGB"))
+    np.testing.assert_array_equal(got["p"], palette)

@@ -185,7 +185,7 @@ def _assert_runtime_apart(folder, metrics):
     assert "seconds" not in stored and stored["test_acc"] == metrics["test_acc"]
     assert {"torch", "torchvision", "captum", "numpy", "python", "device", "threads"} <= set(stored["environment"])
     runtime = json.loads((folder / "runtime.json").read_text())
-    assert set(runtime) == {"seconds"} and runtime["seconds"] > 0
+    assert {"seconds"} <= set(runtime) <= {"seconds", "started", "ended"} and runtime["seconds"] > 0
 
 
 def test_student_stage_resumes_only_under_the_same_run_settings(tiny_splits, tmp_path):
@@ -221,3 +221,43 @@ def test_student_stage_resumes_only_under_the_same_run_settings(tiny_splits, tmp
     stage({**cfg, "lr": 2e-3}, messages.append)
     assert any(m.startswith(f"ignoring checkpoint {checkpoint}: written with other settings") for m in messages)
     assert not any(m.startswith("resumed") for m in messages)
+
+
+def test_checkpoint_of_another_device_or_precision_is_not_continued(tmp_path):
+    """A CPU float32 checkpoint never continues under GPU bf16, nor the reverse."""
+    fresh, _ = _tiny_fit(None, "", 3, lambda m: None)
+    checkpoint = tmp_path / "checkpoint.pt"
+    _tiny_fit(checkpoint, "t", 2, lambda m: None)
+    state = torch.load(checkpoint, weights_only=True)
+    assert (state["device_type"], state["precision"], state["cuda_rng"]) == ("cpu", "off", None)
+    save_torch(checkpoint, {**state, "device_type": "cuda", "precision": "bf16"})  # as a GPU run writes it
+    messages = []
+    history, _ = _tiny_fit(checkpoint, "t", 3, messages.append)
+    assert (f"ignoring checkpoint {checkpoint}: written on cuda with precision bf16, this run is on cpu with "
+            "precision off; starting fresh") in messages
+    assert history == fresh and not any("resumed" in m for m in messages)
+
+
+def test_cuda_generators_are_saved_and_restored(monkeypatch):
+    """The teacher's dropout on a GPU draws from the CUDA generators: a resume restores them."""
+    from igkd.train import restore_rng_states, rng_states
+
+    gpu_states = [torch.tensor([1, 2, 3], dtype=torch.uint8), torch.tensor([4, 5], dtype=torch.uint8)]
+    restored = []
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: gpu_states)
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", restored.append)
+    saved = rng_states(torch.device("cuda:1"))
+    assert saved["cuda_rng"] is gpu_states and torch.equal(saved["torch_rng"], torch.get_rng_state())
+    assert rng_states(torch.device("cpu"))["cuda_rng"] is None  # CPU runs never touch CUDA
+    torch.manual_seed(123)
+    restore_rng_states(saved)
+    assert restored == [gpu_states] and torch.equal(torch.get_rng_state(), saved["torch_rng"])
+
+
+def test_history_and_metrics_record_every_device_used(tiny_splits, tmp_path):
+    from igkd.train import devices_used
+
+    history, _ = _tiny_fit(None, "", 2, lambda m: None)
+    assert [row["device"] for row in history] == ["cpu", "cpu"]
+    moved = [{"device": "cuda:0 (NVIDIA A100)"}, {"device": "cuda:0 (NVIDIA A100)"}, {"device": "cuda:3 (NVIDIA H100)"}]
+    assert devices_used(moved) == ["cuda:0 (NVIDIA A100)", "cuda:3 (NVIDIA H100)"]  # resumed on another GPU

@@ -5,7 +5,9 @@ slurmctld, slurmd and, for `sacct`, MariaDB + slurmdbd. A small DAG (digits 8x8,
 1 drop x 2 runs, student groups of 2) runs through SLURM while the same DAG runs locally. The
 running student group is cancelled after the first checkpoint, as a time limit would end it,
 so Snakemake resubmits it and training resumes. Every number must equal the uninterrupted local
-run. The daemons this test started are stopped by PID afterwards.
+run. The students of a group run one after another inside their SLURM job (see
+test_slurm_profile_runs_the_dag_like_a_local_run). The daemons this test started are stopped by
+PID afterwards.
 """
 
 import copy
@@ -38,6 +40,7 @@ STUDENT_DIRS = [f"{RESULTS}/students/{method}/drop13/run{run}" for method, run i
 # one path through every stage (the default target builds every figure of the paper)
 TARGETS = [f"{RESULTS}/{path}" for path in ("tables/runs.csv", "stats/summary.csv", "figures/compression.pdf")]
 SUBMITTED = re.compile(r"submitted with SLURM jobid (\d+) \(log: (\S+)\)")
+MEMBER = re.compile(r"distill_student:method=(\w+),drop=(\d+),run=(\d+)")  # in a group's --target-jobs
 TIMEOUT_S = 1200
 
 
@@ -128,6 +131,23 @@ def slurm_states(job_ids: list[str], accounting: bool) -> dict[str, str]:
     return states
 
 
+def member_spans(workdir: Path, group_log: str) -> dict[str, tuple[float, float]]:
+    """Wall-clock [started, ended] (runtime.json, epoch seconds) of each student of one group job,
+    the members read from the --target-jobs of the job's Snakemake command in its SLURM log."""
+    members = sorted(set(MEMBER.findall(Path(group_log).read_text())))
+    spans = {}
+    for method, drop, run in members:
+        runtime = json.loads((workdir / RESULTS / f"students/{method}/drop{drop}/run{run}/runtime.json").read_text())
+        spans[f"{method}_drop{drop}_run{run}"] = (runtime["started"], runtime["ended"])
+    return spans
+
+
+def group_steps(job_ids: list[str]) -> str:
+    """sacct's record of the group jobs and their srun steps (one step per student when they run in turn)."""
+    return subprocess.run(["sacct", "-n", "-P", "-o", "JobID,AllocCPUS,Start,End,State", "-j", ",".join(job_ids)],
+                          capture_output=True, text=True, check=True).stdout
+
+
 def without_timings(frame: pd.DataFrame) -> pd.DataFrame:
     """Wall-clock columns differ between any two runs; nothing else may."""
     return frame.drop(columns=[c for c in frame.columns if "seconds" in c])
@@ -166,6 +186,25 @@ def test_slurm_profile_runs_the_dag_like_a_local_run(repo, tmp_path, slurm_clust
         assert (slurm_dir / f".snakemake/slurm_logs/rule_{rule}").is_dir(), rule
     states = slurm_states(job_ids, slurm_cluster["accounting"])
     assert states == {jid: "CANCELLED" if jid in cancelled else "COMPLETED" for jid in job_ids}
+
+    # The students of a group run one after another, not side by side: the plugin (2.8.0) starts
+    # the job's own Snakemake with `--jobs 1` and without --groups/--group-components, so it sees
+    # independent jobs and runs one srun step at a time, although the job holds the CPUs of all.
+    group_jobs = [(jid, log) for jid, log in submitted if "/group_students" in log and jid not in cancelled]
+    for jid, log in group_jobs:
+        spans = member_spans(slurm_dir, log)
+        print(f"group job {jid}: " + ", ".join(f"{name} {s - began:.1f}-{e - began:.1f} s" for name, (s, e) in
+                                                sorted(spans.items(), key=lambda item: item[1])))
+        assert len(spans) == GROUP, (jid, spans)
+        ordered = sorted(spans.values())
+        assert all(later[0] >= earlier[1] for earlier, later in zip(ordered, ordered[1:])), (
+            f"students of SLURM job {jid} overlapped {spans}: groups now run side by side; update README "
+            "'Grouping' and the grouped runtimes in profiles/slurm")
+    if slurm_cluster["accounting"]:
+        steps = group_steps([jid for jid, _ in group_jobs])
+        print(steps)
+        allocated = dict(line.split("|")[:2] for line in steps.splitlines() if line)
+        assert all(allocated[jid] == str(GROUP) for jid, _ in group_jobs), steps  # 1 thread per student
 
     # the cancelled students resumed from their checkpoints, which are gone once the run is complete
     resumed = [(m, r) for m, r in STUDENTS

@@ -6,7 +6,7 @@ from igkd.models import build_teacher, n_params
 from igkd.teacher import import_teacher, teacher_stage
 
 CFG = {
-    "source": "train", "weights": None, "width": 0.25, "epochs": 2, "batch_size": 64, "lr": 0.05,
+    "source": "train", "weights": None, "width": 0.25, "epochs": 4, "batch_size": 64, "lr": 0.05,
     "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4, "warmup_epochs": 1, "crop_padding": 1,
     "flip": False, "eval_every": 1, "seed": 0,
 }
@@ -19,9 +19,11 @@ def test_teacher_stage_trains_writes_and_reimports(tiny_splits, tmp_path):
                             data_checksum=tiny_splits.checksum(), log=lambda m: None)
     assert all(p.exists() for p in paths) and not (tmp_path / "checkpoint.pt").exists()
     history = pd.read_csv(paths[2])
-    assert list(history["epoch"]) == [1, 2] and history["loss_ce"].iloc[-1] < history["loss_ce"].iloc[0]
-    assert read_json(paths[1])["test_acc"] == metrics["test_acc"] > 15  # learning, from 10 % chance
+    # 4 epochs, not 2: at 2 the loss had not yet fallen on every CPU (warm-up to lr 0.05 first)
+    assert list(history["epoch"]) == [1, 2, 3, 4] and history["loss_ce"].iloc[-1] < history["loss_ce"].iloc[0]
+    assert read_json(paths[1])["test_acc"] == metrics["test_acc"] > 30  # learning, from 10 % chance
     assert metrics["params"] == n_params(build_teacher(width=0.25)) == 250_922
+    assert metrics["environment"]["devices_used"] == ["cpu"] and list(history["device"]) == ["cpu"] * 4
     assert set(load_torch(paths[0])) == set(build_teacher(width=0.25).state_dict())
     # importing the written weights reproduces the same test accuracy
     imported = teacher_stage(tiny_splits, {**CFG, "source": "import", "weights": str(paths[0])}, MEAN, STD,

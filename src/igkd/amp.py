@@ -1,8 +1,12 @@
-"""Mixed precision for training on CUDA; exactly the plain float32 step everywhere else.
+"""Numerical precision: mixed precision for training on CUDA, full float32 for attributions.
 
-On CUDA the forward pass and losses run under torch.autocast: bfloat16 where the GPU
-supports it (no loss scaling needed), else float16 with a GradScaler. On CPU and MPS
-nothing changes, so CPU results are bit-for-bit those of a plain step.
+Training: on CUDA the forward pass and losses run under torch.autocast, bfloat16 where
+the GPU has it natively (no loss scaling needed), else float16 with a GradScaler; on CPU
+and MPS nothing changes, so CPU results are bit-for-bit those of a plain step.
+
+Attributions are the scientific output, so the precompute runs in true float32:
+`full_fp32` turns off TF32, which Ampere and newer GPUs otherwise use for cuDNN
+convolutions (a 10-bit mantissa, so maps and completeness errors would depend on the GPU).
 """
 
 from __future__ import annotations
@@ -11,6 +15,23 @@ import contextlib
 
 import torch
 
+PRECISION = "float32 (TF32 off)"  # what `full_fp32` guarantees; recorded in precompute files
+
+
+@contextlib.contextmanager
+def full_fp32(device: str | torch.device):
+    """IEEE float32 matmuls and convolutions inside (TF32 off), the previous flags after."""
+    if torch.device(device).type != "cuda":
+        yield
+        return
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
 
 class MixedPrecision:
     def __init__(self, device: str | torch.device) -> None:
@@ -18,7 +39,10 @@ class MixedPrecision:
         self.enabled = self.device_type == "cuda"
         self.dtype = None
         if self.enabled:
-            self.dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+            # native bf16 only (Ampere and newer): on older GPUs (T4, sm_75) bf16 is emulated and
+            # slow, and fp16 with a loss scaler is the fast path
+            native_bf16 = torch.cuda.is_bf16_supported(including_emulation=False)
+            self.dtype = torch.bfloat16 if native_bf16 else torch.float16
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.dtype == torch.float16)
 
     @property

@@ -51,12 +51,19 @@ def integrated_gradients(model, x, target, settings):
         target=target,
         n_steps=settings["steps"],
         method=settings.get("method", "gausslegendre"),
-        internal_batch_size=settings.get("internal_batch_size"),
+        internal_batch_size=_points_per_pass(settings),
         return_convergence_delta=gain is None,
     )
     if gain is None:
         return result
     return result, result.flatten(1).sum(1) - gain
+
+
+def _points_per_pass(settings) -> int | None:
+    """captum's internal_batch_size; `auto` (resolved from free memory by the precompute,
+    igkd.ig_memory) means all points in one pass for the few images a figure attributes."""
+    value = settings.get("internal_batch_size")
+    return None if value == "auto" else value
 
 
 def saliency(model, x, target, settings):

@@ -5,6 +5,10 @@ index after computing them over a shuffled, augmented loader). Images are proces
 un-augmented, in order, in chunks; each finished chunk is flushed to `<out>.partial` and
 counted in its `rows_done` attribute, so a killed job resumes from the last complete
 chunk. The finished file is renamed into place.
+
+Each row also gets the target logit's gain f_t(x) - f_t(0) and IG's completeness error:
+signed `delta`, `abs_delta` and the guarded `rel_delta` (igkd.completeness); the file's
+attrs hold their distribution.
 """
 
 from __future__ import annotations
@@ -12,17 +16,24 @@ from __future__ import annotations
 import os
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import h5py
 import numpy as np
 import torch
 
+from igkd import completeness
 from igkd.allocator import reuse_freed_memory
+from igkd.amp import PRECISION, full_fp32
 from igkd.augment import normalize, to_float
+from igkd.ig_memory import attribute_with_retry, choose_internal_batch
 from igkd.io import InputError, commit, file_size
 
-FORMAT_VERSION = 1
+# 2: adds `gain` and `abs_delta`; `rel_delta` divides by max(|gain|, rel_floor) (1: by |gain|).
+# `logits` and `maps`, all a student reads, are the same in both.
+FORMAT_VERSION = 2
+COMPLETENESS_KEYS = ("rel_floor", "report_tolerance")  # reporting settings, not the attribution's
 
 
 def precompute(
@@ -43,15 +54,20 @@ def precompute(
     environment: dict | None = None,
     log=print,
 ) -> dict:
-    """Write logits (N,K), maps (N,H,W), delta and relative delta (N,) to `out_path`.
+    """Write logits (N,K), maps (N,H,W), gain, delta, abs_delta and rel_delta (N,) to `out_path`.
 
-    `environment` (library versions, device) is stored as `env_*` attrs; unlike the
-    settings it does not decide whether a partial file is resumed."""
+    `settings` may hold `rel_floor` and `report_tolerance` (igkd.completeness; defaults
+    there); the rest goes to the attribution. `environment` (library versions, device) is
+    stored as `env_*` attrs; unlike the settings it does not decide whether a partial file
+    is resumed."""
     from igkd.attribution import ATTRIBUTIONS, inference_copy, to_map  # captum: only the precompute stage needs it
 
     if attribution not in ATTRIBUTIONS:
         raise InputError(f"attribution {attribution!r} unknown; expected one of {sorted(ATTRIBUTIONS)}")
     attributor = ATTRIBUTIONS[attribution]
+    floor = completeness.check_floor(settings.get("rel_floor", completeness.DEFAULT_REL_FLOOR))
+    tolerance = float(settings.get("report_tolerance", completeness.DEFAULT_TOLERANCE))
+    settings = {k: v for k, v in settings.items() if k not in COMPLETENESS_KEYS}
     out_path = Path(out_path)
     partial = out_path.with_name(out_path.name + ".partial")
     n, height, width, _ = images.shape
@@ -66,46 +82,77 @@ def precompute(
         "rows": n,
         "chunk": chunk,
         "seed": seed,
+        "rel_delta_floor": floor,  # rel_delta rows depend on it: a partial file with another floor restarts
         **{f"setting_{k}": v for k, v in settings.items() if v is not None},
         **provenance,
     }
     h5 = _open_partial(partial, attrs, n, num_classes, height, width, chunk, log)
     for key, value in (environment or {}).items():
         h5.attrs[f"env_{key}"] = str(value) if isinstance(value, str) else value  # str subclasses (torch.__version__)
+    h5.attrs["precision"] = PRECISION
+    points = _points_per_call(attribution, settings, batch)
+    internal = choose_internal_batch(settings.get("internal_batch_size"), points, teacher, (height, width), device, log)
     generator = torch.Generator()
     start = int(h5.attrs["rows_done"])
     if start:
         log(f"precompute: resuming {partial} at row {start}/{n}")
     began = time.time()
-    for lo in range(start, n, chunk):
-        hi = min(lo + chunk, n)
-        generator.manual_seed(seed + lo)  # random draws depend on the chunk, not on resumes
-        for b_lo in range(lo, hi, batch):
-            b_hi = min(b_lo + batch, hi)
-            x = normalize(to_float(_batch_to_device(images[b_lo:b_hi], device)), mean, std)
-            target = torch.as_tensor(labels[b_lo:b_hi], device=device)
-            with torch.inference_mode():
-                logits = teacher(x)
-            signed_gain = logits.gather(1, target[:, None])[:, 0] - zero_logits[target]
-            # IG's completeness error from these logits: no extra forward passes in captum
-            extra = {"generator": generator, "endpoint_gain": signed_gain}
-            attr, delta = attributor(teacher, x, target, {**settings, **extra})
-            gain = signed_gain.abs()
-            h5["logits"][b_lo:b_hi] = logits.float().cpu().numpy()
-            h5["maps"][b_lo:b_hi] = to_map(attr.detach()).float().cpu().numpy()
-            h5["delta"][b_lo:b_hi] = delta.detach().float().cpu().numpy()
-            h5["rel_delta"][b_lo:b_hi] = (delta.detach().abs() / gain.clamp_min(1e-12)).float().cpu().numpy()
-        h5.attrs["rows_done"] = hi
-        h5.flush()
-        rate = (hi - start) / max(time.time() - began, 1e-9)
-        log(f"precompute {attribution}: {hi}/{n} images, {rate:.1f} img/s, ETA {(n - hi) / rate:.0f} s")
-    summary = _summary(h5)
+    # One device-to-host copy per chunk (not four per batch); the chunk is written to disk
+    # by a second thread while the next chunk's kernels run.
+    with full_fp32(device), ThreadPoolExecutor(max_workers=1) as writer:
+        pending = None
+        for lo in range(start, n, chunk):
+            hi = min(lo + chunk, n)
+            generator.manual_seed(seed + lo)  # random draws depend on the chunk, not on resumes
+            parts = []
+            for b_lo in range(lo, hi, batch):
+                b_hi = min(b_lo + batch, hi)
+                x = normalize(to_float(_batch_to_device(images[b_lo:b_hi], device)), mean, std)
+                target = torch.as_tensor(labels[b_lo:b_hi]).to(device, non_blocking=True)
+                with torch.inference_mode():
+                    logits = teacher(x)
+                signed_gain = logits.gather(1, target[:, None])[:, 0] - zero_logits[target]
+                # IG's completeness error from these logits: no extra forward passes in captum
+                extra = {"generator": generator, "endpoint_gain": signed_gain}
+                (attr, delta), internal = attribute_with_retry(
+                    lambda k: attributor(teacher, x, target, {**settings, "internal_batch_size": k, **extra}),
+                    internal,
+                    points,
+                    log,
+                )
+                parts.append((logits.float(), to_map(attr.detach()).float(), signed_gain.float(), delta.detach().float()))
+            logits_c, maps_c, gain_c, delta_c = (torch.cat(p).cpu().numpy() for p in zip(*parts))
+            if pending is not None:
+                pending.result()  # the previous chunk is on disk (and its error, if any, raised here)
+            pending = writer.submit(_write_chunk, h5, lo, hi, logits_c, maps_c, gain_c, delta_c, floor)
+            rate = (hi - start) / max(time.time() - began, 1e-9)
+            log(f"precompute {attribution}: {hi}/{n} images, {rate:.1f} img/s, ETA {(n - hi) / rate:.0f} s")
+        if pending is not None:
+            pending.result()
+    h5.attrs["internal_batch_size_used"] = internal if internal is not None else points
+    summary = completeness.summarize(h5["delta"][()], h5["gain"][()], floor=floor, tolerance=tolerance)
     for key, value in summary.items():
         h5.attrs[key] = value
     h5.close()
     commit(partial, out_path)
     log(f"precompute {attribution}: wrote {out_path} ({file_size(out_path)})")
     return summary
+
+
+def _write_chunk(h5, lo, hi, logits, maps, gain, delta, floor) -> None:
+    """Rows lo..hi, then `rows_done` (so a killed job resumes after the last whole chunk)."""
+    abs_rows, rel_rows = completeness.errors(delta, gain, floor)
+    h5["logits"][lo:hi], h5["maps"][lo:hi] = logits, maps
+    h5["gain"][lo:hi], h5["delta"][lo:hi] = gain, delta
+    h5["abs_delta"][lo:hi], h5["rel_delta"][lo:hi] = abs_rows, rel_rows
+    h5.attrs["rows_done"] = hi
+    h5.flush()
+
+
+def _points_per_call(attribution: str, settings: dict, batch: int) -> int:
+    """Forward/backward points one attribution call of `batch` images needs."""
+    per_image = settings.get("steps") if attribution == "ig" else settings.get("samples", 1)
+    return int(per_image or 1) * batch
 
 
 def _batch_to_device(images_nhwc: np.ndarray, device: str) -> torch.Tensor:
@@ -135,7 +182,7 @@ def _open_partial(partial: Path, attrs: dict, n, num_classes, height, width, chu
     rows = min(chunk, n)
     h5.create_dataset("logits", (n, num_classes), "f4", chunks=(rows, num_classes))
     h5.create_dataset("maps", (n, height, width), "f4", chunks=(rows, height, width))
-    for name in ("delta", "rel_delta"):
+    for name in ("gain", "delta", "abs_delta", "rel_delta"):
         h5.create_dataset(name, (n,), "f4", chunks=(rows,))
     for key, value in attrs.items():
         h5.attrs[key] = value
@@ -149,14 +196,6 @@ def _same(stored, value) -> bool:
     if isinstance(stored, bytes):
         stored = stored.decode()
     return bool(np.all(np.asarray(stored) == np.asarray(value)))
-
-
-def _summary(h5: h5py.File) -> dict:
-    rel = h5["rel_delta"][()]
-    finite = rel[np.isfinite(rel)]
-    if finite.size == 0:
-        return {"rel_delta_mean": float("nan"), "rel_delta_max": float("nan")}
-    return {"rel_delta_mean": float(finite.mean()), "rel_delta_max": float(finite.max())}
 
 
 class Precomputed:
@@ -184,6 +223,11 @@ def load_precomputed(
     try:
         with h5py.File(path, "r") as h5:
             attrs = {k: h5.attrs[k] for k in h5.attrs}
+            version = int(attrs.get("format_version", 1))
+            if version > FORMAT_VERSION:
+                raise InputError(
+                    f"{path}: format_version {version}, expected at most {FORMAT_VERSION} (written by a newer igkd)"
+                )
             for name in ("logits", "maps"):
                 if name not in h5:
                     raise InputError(f"{path}: dataset '{name}' missing")

@@ -17,10 +17,10 @@ PACKAGE = Path(__file__).resolve().parent
 STAGE_MODULES = {
     "data": ["io", "data/store", "data/digits", "data/cifar10", "data/imagefolder"],
     "teacher": ["io", "models", "augment", "train", "amp", "teacher"],
-    "precompute": ["io", "models", "augment", "attribution", "precompute"],
+    "precompute": ["io", "models", "augment", "amp", "attribution", "completeness", "ig_memory", "precompute"],
     "student": ["io", "models", "augment", "train", "amp", "methods", "distill", "student", "precompute"],
     "collect": ["io", "collect", "stats"],
-    "reference_defect": ["io", "models", "augment", "attribution", "precompute", "controls"],
+    "reference_defect": ["io", "models", "augment", "amp", "attribution", "completeness", "ig_memory", "precompute", "controls"],
     "controls": ["io", "methods", "collect", "stats", "control_stats"],
     "sweeps": ["io", "models", "augment", "train", "amp", "methods", "distill", "student", "precompute", "sweeps", "sweep_runner"],
     "sweep_table": ["io", "sweeps"],

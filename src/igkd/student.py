@@ -15,10 +15,10 @@ import torch
 from sklearn.model_selection import train_test_split
 
 from igkd.augment import augment_batch, normalize, to_float
-from igkd.data.store import Splits
+from igkd.data.store import Splits, per_class_pick
 from igkd.distill import Distiller
 from igkd.methods import get_method
-from igkd.io import atomic_path, save_torch, write_csv, write_json
+from igkd.io import InputError, atomic_path, save_torch, write_csv, write_json
 from igkd.models import at_block, build_student, compression_factor, n_params
 from igkd.precompute import Precomputed
 from igkd.provenance import fingerprint
@@ -26,6 +26,7 @@ from igkd.train import (
     LoopConfig,
     TrainSet,
     accuracy,
+    devices_used,
     environment,
     fit,
     history_frame,
@@ -41,10 +42,18 @@ CAMPAIGN_KEYS = ("methods", "drops", "runs")
 
 
 def subsample(labels: np.ndarray, rows: np.ndarray, fraction: float, seed: int) -> np.ndarray:
-    """Sorted stratified random `fraction` of `rows` (all rows when fraction is 1)."""
+    """Sorted stratified random `fraction` of `rows` (all rows when fraction is 1).
+
+    scikit-learn's split, except where it refuses a small set (a class of one row, fewer
+    rows kept or left out than classes): then `per_class_pick`, which keeps at least one
+    row of every class.
+    """
     if fraction >= 1.0:
         return np.sort(rows)
-    kept, _ = train_test_split(rows, train_size=fraction, stratify=labels[rows], random_state=seed)
+    try:
+        kept, _ = train_test_split(rows, train_size=fraction, stratify=labels[rows], random_state=seed)
+    except ValueError:
+        kept = rows[per_class_pick(labels[rows], fraction, seed, leave=0)]
     return np.sort(kept)
 
 
@@ -58,7 +67,7 @@ def derangement(n: int, seed: int) -> np.ndarray:
     (rejection sampling; about e = 2.7 draws): under a shuffled_* control no image keeps
     its own row, not even the one or so a plain permutation would leave in place."""
     if n < 2:
-        raise ValueError(f"a derangement needs at least 2 rows, got {n}")
+        raise InputError(f"shuffled_* controls: a derangement needs at least 2 rows (training images), got {n}")
     rng = np.random.default_rng(seed)
     while True:
         perm = rng.permutation(n)
@@ -130,7 +139,9 @@ def distill_student(
         student_mean=student_norm[0],
         student_std=student_norm[1],
     )
-    optimizer = torch.optim.Adam(student.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    # fused Adam on CUDA (one kernel for all parameters); the plain loop elsewhere, as before
+    fused = torch.device(device).type == "cuda"
+    optimizer = torch.optim.Adam(student.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"], fused=fused)
     ig = cfg["ig"]
 
     def step(batch_rows):
@@ -173,7 +184,13 @@ def distill_student(
         None,
         data,
         step,
-        LoopConfig(cfg["epochs"], cfg["batch_size"], cfg.get("eval_every", 1)),
+        LoopConfig(
+            cfg["epochs"],
+            cfg["batch_size"],
+            cfg.get("eval_every", 1),
+            what=f"students: {method_name} drop {drop} run {run}: the training subsample "
+            f"(students.fraction {cfg['fraction']} of {len(pool)} rows)",
+        ),
         generator,
         evaluate=evaluate,
         checkpoint=checkpoint,
@@ -248,13 +265,14 @@ def student_stage(
         "factor_vs_teacher": teacher_params / params,
         "epochs": cfg["epochs"],
         **provenance,
-        "environment": environment(device, threads),
+        "environment": {**environment(device, threads), "devices_used": devices_used(history)},
     }
     with atomic_path(out / "subsample.npy") as tmp:
         np.save(tmp, facts["rows"].astype(np.int64))
     save_torch(out / "model.pt", model.cpu().state_dict())
     write_csv(out / "history.csv", history_frame(history))
-    write_json(out / "runtime.json", {"seconds": time.time() - began})
+    ended = time.time()  # epoch seconds, so runs of one SLURM job can be checked for overlap
+    write_json(out / "runtime.json", {"seconds": ended - began, "started": began, "ended": ended})
     write_json(out / "metrics.json", metrics)
     (out / "checkpoint.pt").unlink(missing_ok=True)
     return metrics

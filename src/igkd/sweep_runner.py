@@ -16,7 +16,7 @@ from igkd.io import InputError, write_csv, write_json
 from igkd.precompute import Precomputed
 from igkd.student import distill_student
 from igkd.sweeps import SECTION, point_config
-from igkd.train import environment, history_frame
+from igkd.train import devices_used, environment, history_frame
 
 
 def without_test(splits: Splits) -> Splits:
@@ -47,7 +47,10 @@ def train_points(
     if not len(points) == len(metric_paths) == len(history_paths):
         raise ValueError(f"{len(points)} points but {len(metric_paths)} metrics and {len(history_paths)} history paths")
     if len(splits.val_index) == 0:
-        raise InputError("data.h5 has an empty validation split; sweeps need dataset.val_fraction > 0")
+        raise InputError(
+            "data.h5 has an empty validation split; sweeps need dataset.val_fraction > 0 "
+            "and a class with at least 2 training images"
+        )
     method = sweeps_cfg[SECTION[sweep]]["method"]
     drop = sweeps_cfg["drop"]
     splits = without_test(splits)
@@ -83,7 +86,7 @@ def train_points(
             "epochs": cfg["epochs"],
             "val_acc": history[-1]["val_acc"],
             **provenance,
-            "environment": environment(device, threads),
+            "environment": {**environment(device, threads), "devices_used": devices_used(history)},
         }
         Path(metrics_path).parent.mkdir(parents=True, exist_ok=True)
         write_csv(history_path, history_frame(history))

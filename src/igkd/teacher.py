@@ -18,6 +18,7 @@ from igkd.train import (
     LoopConfig,
     TrainSet,
     accuracy,
+    devices_used,
     environment,
     fit,
     history_frame,
@@ -64,8 +65,10 @@ def train_teacher(
         nesterov=cfg["nesterov"],
         weight_decay=cfg["weight_decay"],
     )
-    loop = LoopConfig(cfg["epochs"], cfg["batch_size"], cfg.get("eval_every", 1), drop_last=True)
-    steps_per_epoch = max(len(data) // loop.batch_size, 1)
+    loop = LoopConfig(
+        cfg["epochs"], cfg["batch_size"], cfg.get("eval_every", 1), drop_last=True, what="teacher: the training set"
+    )
+    steps_per_epoch = loop.steps_per_epoch(len(data))  # the loop's own count: the schedule ends with training
     scheduler = warmup_cosine(optimizer, cfg["warmup_epochs"] * steps_per_epoch, loop.epochs * steps_per_epoch)
     test_x = to_chw_tensor(splits.test_images, device)
     test_y = torch.as_tensor(splits.test_labels, device=device)
@@ -74,7 +77,8 @@ def train_teacher(
         return normalize(to_float(batch_u8), mean, std)
 
     def step(rows_idx):
-        x = crop_flip(to_float(data.images[rows_idx]), cfg["crop_padding"], cfg["flip"], generator)
+        # crop and flip the uint8 rows (a quarter of the bytes), then convert: the same values
+        x = to_float(crop_flip(data.images.index_select(0, rows_idx), cfg["crop_padding"], cfg["flip"], generator))
         logits = model(normalize(x, mean, std))
         labels = data.labels[rows_idx]
         return logits, labels, {"ce": F.cross_entropy(logits, labels)}
@@ -174,7 +178,7 @@ def teacher_stage(
         "normalize_mean": list(mean),
         "normalize_std": list(std),
         "data_checksum": data_checksum,
-        "environment": environment(device, threads),
+        "environment": {**environment(device, threads), "devices_used": devices_used(history)},
     }
     save_torch(out_model, model.state_dict())
     write_csv(out_history, history_frame(history))

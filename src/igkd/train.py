@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import platform
 import sys
@@ -40,20 +39,11 @@ class TrainSet:
         return len(self.labels)
 
 
-def pick_device(requested: str = "auto") -> str:
-    if requested != "auto":
-        return requested
-    if torch.cuda.is_available():
-        return "cuda"
-    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-        return "mps"
-    return "cpu"
-
-
 def to_chw_tensor(images_nhwc: np.ndarray, device: str) -> torch.Tensor:
+    """uint8 (N,H,W,3) -> (N,3,H,W) on the device, copied once before training. A plain
+    copy: pinning a whole data set for one transfer would keep that much host memory
+    pinned (torch caches pinned blocks) for no overlap, as training waits for it anyway."""
     tensor = torch.from_numpy(np.ascontiguousarray(images_nhwc)).permute(0, 3, 1, 2).contiguous()
-    if torch.device(device).type == "cuda":  # pinned host memory: an asynchronous copy
-        return tensor.pin_memory().to(device, non_blocking=True)
     return tensor.to(device)
 
 
@@ -75,23 +65,52 @@ def environment(device: str, threads: int) -> dict:
         "captum": version("captum"),
         "numpy": np.__version__,
         "device": device,
-        "device_name": torch.cuda.get_device_name() if device == "cuda" else platform.processor() or platform.machine(),
+        "device_name": _device_name(device),
         "threads": threads,
         "mixed_precision": MixedPrecision(device).name,
     }
 
 
+def device_label(device: str | torch.device) -> str:
+    """`cpu`, or `cuda:0 (NVIDIA H200)`: what a history row and `devices_used` record."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
+    return device.type
+
+
+def devices_used(history: list[dict]) -> list[str]:
+    """Every device a run trained on, in order (a resumed run may have moved GPU)."""
+    seen: list[str] = []
+    for row in history:
+        if row.get("device") and row["device"] not in seen:
+            seen.append(row["device"])
+    return seen
+
+
+def _device_name(device: str) -> str:
+    """The GPU's name for cuda and cuda:<k> (the one this job runs on), else the processor."""
+    if torch.device(device).type == "cuda":
+        return torch.cuda.get_device_name(torch.device(device))
+    return platform.processor() or platform.machine()
+
+
 @torch.no_grad()
 def accuracy(model: nn.Module, images_u8: torch.Tensor, labels: torch.Tensor, prepare: Callable) -> float:
-    """Top-1 accuracy in percent; `prepare` maps a uint8 batch to the model's input."""
+    """Top-1 accuracy in percent; `prepare` maps a uint8 batch to the model's input.
+
+    Under the training's autocast on CUDA (the plain float32 pass elsewhere); the hits
+    stay on the device until the end: one host sync per evaluation, not per batch."""
     was_training = model.training
     model.eval()
-    correct = 0
-    for lo in range(0, len(labels), EVAL_BATCH):
-        logits = model(prepare(images_u8[lo : lo + EVAL_BATCH]))
-        correct += (logits.argmax(1) == labels[lo : lo + EVAL_BATCH]).sum().item()
+    correct = torch.zeros((), dtype=torch.int64, device=labels.device)
+    with MixedPrecision(labels.device).autocast():
+        for lo in range(0, len(labels), EVAL_BATCH):
+            logits = model(prepare(images_u8[lo : lo + EVAL_BATCH]))
+            correct += (logits.argmax(1) == labels[lo : lo + EVAL_BATCH]).sum()
     model.train(was_training)
-    return 100.0 * correct / max(len(labels), 1)
+    return 100.0 * int(correct) / max(len(labels), 1)
 
 
 @dataclass
@@ -100,6 +119,34 @@ class LoopConfig:
     batch_size: int
     eval_every: int = 1
     drop_last: bool = False
+    what: str = "training set"  # names the rows in the error for a set too small to train on
+
+    def batch_ends(self, n: int) -> list[int]:
+        """End row of each step's slice of an epoch's order: the one definition of the steps
+        per epoch (the teacher's scheduler counts them with `steps_per_epoch`).
+
+        Batches of `batch_size` in order; the tail is its own batch, or dropped with
+        `drop_last`. Two small-set rules, which leave every other size as it was: a set
+        smaller than one batch is one partial batch even with `drop_last` (else no step
+        would run), and a tail of exactly one row joins the batch before it (BatchNorm
+        cannot train on one value per channel, which a 1x1 feature map gives).
+        """
+        if n < 2:
+            raise InputError(
+                f"{self.what} has {n} row{'s' * (n != 1)}; training needs at least 2 (batch size {self.batch_size})"
+            )
+        full, tail = divmod(n, self.batch_size)
+        ends = [(step + 1) * self.batch_size for step in range(full)]
+        if not ends:
+            return [n]
+        if tail == 1 and not self.drop_last:
+            ends[-1] = n
+        elif tail and not self.drop_last:
+            ends.append(n)
+        return ends
+
+    def steps_per_epoch(self, n: int) -> int:
+        return len(self.batch_ends(n))
 
 
 def fit(
@@ -125,23 +172,27 @@ def fit(
     and ignored: training starts fresh rather than continue a stale run.
     """
     log = log or (lambda m: print(m, file=sys.stderr, flush=True))
+    n = len(data)
+    ends = loop.batch_ends(n)  # before any work: a set too small to train on is an InputError
+    starts = [0, *ends[:-1]]
     history: list[dict] = []
     start_epoch = 0
-    amp = MixedPrecision(data.labels.device)  # autocast on CUDA; the plain step elsewhere
+    device = data.labels.device
+    amp = MixedPrecision(device)  # autocast on CUDA; the plain step elsewhere
+    # a checkpoint continues only on the same device type and precision as it was written
+    identity = {"tag": tag, "device_type": device.type, "precision": amp.name}
     reuse_freed_memory()  # no page faults for each step's activations (see igkd.allocator)
-    state = _load_checkpoint(checkpoint, tag, log) if checkpoint is not None else None
+    state = _load_checkpoint(checkpoint, identity, log) if checkpoint is not None else None
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         if scheduler is not None:
             scheduler.load_state_dict(state["scheduler"])
         generator.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
+        restore_rng_states(state)
         history, start_epoch = state["history"], state["epoch"]
         amp.load_state_dict(state.get("amp"))
         log(f"resumed from {checkpoint} after epoch {start_epoch}")
-    n = len(data)
-    steps_per_epoch = n // loop.batch_size if loop.drop_last else math.ceil(n / loop.batch_size)
     for epoch in range(start_epoch, loop.epochs):
         model.train()
         began = time.time()
@@ -150,8 +201,8 @@ def fit(
         hits: list[torch.Tensor] = []
         seen = 0
         order = torch.randperm(n, generator=generator).to(data.labels.device)
-        for index in range(steps_per_epoch):
-            rows = order[index * loop.batch_size : (index + 1) * loop.batch_size]
+        for start, end in zip(starts, ends):
+            rows = order[start:end]
             with amp.autocast():
                 logits, labels, losses = step(rows)
                 loss = sum(losses.values())
@@ -167,6 +218,7 @@ def fit(
         row.update({f"loss_{k}": _weighted_sum(v) / seen for k, v in step_losses.items()})
         row["train_acc"] = 100.0 * int(torch.stack(hits).sum()) / seen
         row["seconds"] = time.time() - began
+        row["device"] = device_label(device)
         if (epoch + 1) % loop.eval_every == 0 or epoch + 1 == loop.epochs:
             row.update(evaluate())
         history.append(row)
@@ -179,10 +231,10 @@ def fit(
                     "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict() if scheduler is not None else None,
                     "generator": generator.get_state(),
-                    "torch_rng": torch.get_rng_state(),
+                    **rng_states(device),
                     "history": history,
                     "epoch": epoch + 1,
-                    "tag": tag,
+                    **identity,
                     "amp": amp.state_dict(),
                 },
             )
@@ -198,7 +250,23 @@ def _weighted_sum(pairs: list[tuple[torch.Tensor, int]]) -> float:
     return total
 
 
-CHECKPOINT_KEYS = ("model", "optimizer", "scheduler", "generator", "torch_rng", "history", "epoch", "tag")
+CHECKPOINT_KEYS = (
+    "model", "optimizer", "scheduler", "generator", "torch_rng", "cuda_rng", "history", "epoch", "tag",
+    "device_type", "precision",
+)
+
+
+def rng_states(device: torch.device) -> dict:
+    """torch's global generators: the CPU's, and on CUDA every GPU's (dropout on the GPU
+    draws from the CUDA generator, so an exact resume needs it too)."""
+    cuda = torch.cuda.get_rng_state_all() if device.type == "cuda" else None
+    return {"torch_rng": torch.get_rng_state(), "cuda_rng": cuda}
+
+
+def restore_rng_states(state: dict) -> None:
+    torch.set_rng_state(state["torch_rng"])
+    if state.get("cuda_rng") is not None:
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
 
 
 def settings_tag(*parts) -> str:
@@ -208,8 +276,9 @@ def settings_tag(*parts) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _load_checkpoint(path: str | os.PathLike, tag: str, log) -> dict | None:
-    """The checkpoint's state if it exists, loads and carries `tag`; else None (logged)."""
+def _load_checkpoint(path: str | os.PathLike, identity: dict, log) -> dict | None:
+    """The checkpoint's state if it exists, loads and carries `identity` (settings tag,
+    device type, precision); else None (logged)."""
     path = Path(path)
     if not path.exists():
         return None
@@ -222,10 +291,17 @@ def _load_checkpoint(path: str | os.PathLike, tag: str, log) -> dict | None:
     if missing:
         log(f"ignoring checkpoint {path}: lacks {missing} (not a checkpoint of this igkd version); starting fresh")
         return None
-    if state["tag"] != tag:
+    if state["tag"] != identity["tag"]:
         log(
             f"ignoring checkpoint {path}: written with other settings (tag {state['tag']!r}, "
-            f"this run {tag!r}); starting fresh"
+            f"this run {identity['tag']!r}); starting fresh"
+        )
+        return None
+    written = (state["device_type"], state["precision"])
+    if written != (identity["device_type"], identity["precision"]):
+        log(
+            f"ignoring checkpoint {path}: written on {written[0]} with precision {written[1]}, this run is on "
+            f"{identity['device_type']} with precision {identity['precision']}; starting fresh"
         )
         return None
     return state

@@ -27,6 +27,12 @@ REFERENCE_LOADER = {
     "flip": STUDENTS["flip"],
 }
 THREADS = config["runtime"]["threads"]
+# Resource `gpu` counts GPU slots (README "GPUs"): runtime.students_per_gpu per GPU; a
+# student takes one, a teacher, precompute or timing job a whole GPU. Run with
+# `--resources gpu=<GPUs x students_per_gpu>`. No GPU slots when the device is cpu/mps.
+ON_GPU = config["runtime"]["device"] not in ("cpu", "mps")
+GPU_ONE_SLOT = 1 if ON_GPU else 0
+GPU_WHOLE = config["runtime"]["students_per_gpu"] if ON_GPU else 0
 
 
 wildcard_constraints:

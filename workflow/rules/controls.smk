@@ -20,6 +20,7 @@ rule precompute_reference_defect:
     threads: THREADS["precompute"]
     resources:
         runtime=12 * 60,
+        gpu=GPU_WHOLE,
     params:
         precompute=config["precompute"],
         loader=REFERENCE_LOADER,

@@ -44,6 +44,7 @@ if EXTERNAL["root"]:
         threads: THREADS["student"]
         resources:
             runtime=60,
+            gpu=GPU_ONE_SLOT,
         params:
             external=EXTERNAL,
             image_size=config["dataset"]["image_size"],

@@ -17,6 +17,7 @@ rule precompute_attributions:
     threads: THREADS["precompute"]
     resources:
         runtime=12 * 60,
+        gpu=GPU_WHOLE,
     params:
         precompute=config["precompute"],
         teacher_width=config["teacher"]["width"],

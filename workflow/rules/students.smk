@@ -21,6 +21,7 @@ rule distill_student:
     threads: THREADS["student"]
     resources:
         runtime=6 * 60,
+        gpu=GPU_ONE_SLOT,
     params:
         students=STUDENT_RUN_SETTINGS,
         teacher_width=config["teacher"]["width"],

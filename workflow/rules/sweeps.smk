@@ -25,6 +25,7 @@ rule train_sweep_point:
     threads: THREADS["student"]
     resources:
         runtime=6 * 60,
+        gpu=GPU_ONE_SLOT,
     params:
         sweep=lambda wc: wc.sweep,
         method=lambda wc: sweep_method(wc.sweep),

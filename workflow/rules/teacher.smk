@@ -18,6 +18,7 @@ rule train_teacher:
     threads: THREADS["teacher"]
     resources:
         runtime=24 * 60,
+        gpu=GPU_WHOLE,
     params:
         teacher=config["teacher"],
         device=config["runtime"]["device"],

@@ -16,6 +16,7 @@ rule time_models:
     threads: TIMING["threads"]
     resources:
         runtime=60,
+        gpu=GPU_WHOLE,
     params:
         timing=TIMING,
         image_size=config["dataset"]["image_size"],

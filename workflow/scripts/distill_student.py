@@ -5,11 +5,12 @@ from igkd.io import load_torch, read_json, sha256_file
 from igkd.methods import get_method
 from igkd.models import build_teacher
 from igkd.precompute import load_precomputed
+from igkd.devices import DeviceRequest, claim_device
 from igkd.runtime import log_to
 from igkd.student import student_stage
-from igkd.train import pick_device
 
 log = log_to(snakemake.log[0])
+gpu_slot = claim_device(DeviceRequest.from_runtime(snakemake.config["runtime"], whole_gpu=False), log)  # held until the job ends
 cfg = snakemake.params.students
 wc = snakemake.wildcards
 method = get_method(wc.method)
@@ -43,7 +44,7 @@ metrics = student_stage(
     teacher_std=teacher_metrics["normalize_std"],
     teacher_params=teacher_metrics["params"],
     provenance={"data_checksum": splits.checksum(), "teacher_checksum": teacher_checksum},
-    device=pick_device(snakemake.params.device),
+    device=gpu_slot.device,
     threads=snakemake.threads,
     channels_last=snakemake.params.channels_last,
     log=log,

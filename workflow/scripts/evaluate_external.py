@@ -3,10 +3,11 @@
 from igkd.data.store import data_attrs
 from igkd.evaluate import eval_models, evaluate, load_eval_set
 from igkd.io import write_csv
+from igkd.devices import DeviceRequest, claim_device
 from igkd.runtime import log_to
-from igkd.train import pick_device
 
 log = log_to(snakemake.log[0])
+gpu_slot = claim_device(DeviceRequest.from_runtime(snakemake.config["runtime"], whole_gpu=False), log)  # held until the job ends
 cfg = snakemake.params.external
 classes = [str(c) for c in data_attrs(snakemake.input.data)["classes"]]
 images, labels = load_eval_set(snakemake.input.root, snakemake.params.image_size, snakemake.input.class_map or None, classes)
@@ -26,7 +27,7 @@ results, per_class = evaluate(
     dataset=cfg["description"],
     teacher_width=snakemake.params.teacher_width,
     student_width=snakemake.params.student_width,
-    device=pick_device(snakemake.params.device),
+    device=gpu_slot.device,
     threads=snakemake.threads,
     channels_last=snakemake.params.channels_last,
     log=log,

@@ -2,18 +2,21 @@
 
 import torch
 
+from igkd.completeness import format_summary
 from igkd.data.store import read_data_h5
 from igkd.io import load_torch, read_json, sha256_file
 from igkd.models import build_teacher
 from igkd.precompute import precompute
+from igkd.devices import DeviceRequest, claim_device
 from igkd.runtime import log_to
-from igkd.train import environment, pick_device
+from igkd.train import environment
 
 log = log_to(snakemake.log[0])
+gpu_slot = claim_device(DeviceRequest.from_runtime(snakemake.config["runtime"], whole_gpu=True, stage="precompute"), log)  # held until the job ends
 cfg = snakemake.params.precompute
 attribution = snakemake.wildcards.attribution
 torch.set_num_threads(snakemake.threads)
-device = pick_device(snakemake.params.device)
+device = gpu_slot.device
 splits = read_data_h5(snakemake.input.data)
 teacher_metrics = read_json(snakemake.input.metrics)
 teacher = build_teacher(len(splits.classes), snakemake.params.teacher_width)
@@ -39,4 +42,4 @@ summary = precompute(
     environment=environment(device, snakemake.threads),
     log=log,
 )
-log(f"{attribution}: relative completeness error mean {summary['rel_delta_mean']:.4f}, max {summary['rel_delta_max']:.4f}")
+log(f"{attribution}: {format_summary(summary)}")

@@ -2,11 +2,12 @@
 
 from igkd.data.store import data_attrs
 from igkd.io import write_csv
+from igkd.devices import DeviceRequest, claim_device
 from igkd.runtime import log_to
 from igkd.timing import time_models, timing_models
-from igkd.train import pick_device
 
 log = log_to(snakemake.log[0])
+gpu_slot = claim_device(DeviceRequest.from_runtime(snakemake.config["runtime"], whole_gpu=True), log)  # held until the job ends
 cfg = snakemake.params.timing
 threads = cfg["threads"]
 if snakemake.threads < threads:
@@ -17,7 +18,7 @@ table = time_models(
     models,
     cfg["batch_sizes"],
     snakemake.params.image_size,
-    device=pick_device(snakemake.params.device),
+    device=gpu_slot.device,
     threads=threads,
     warmup=cfg["warmup"],
     min_run_time=cfg["min_run_time"],

@@ -7,9 +7,9 @@ from igkd.io import load_torch, read_json, sha256_file
 from igkd.methods import get_method
 from igkd.models import build_teacher
 from igkd.precompute import load_precomputed
+from igkd.devices import DeviceRequest, claim_device
 from igkd.runtime import log_to
 from igkd.sweep_runner import train_points
-from igkd.train import pick_device
 
 
 def as_list(paths):
@@ -17,6 +17,7 @@ def as_list(paths):
 
 
 log = log_to(snakemake.log[0])
+gpu_slot = claim_device(DeviceRequest.from_runtime(snakemake.config["runtime"], whole_gpu=False), log)  # held until the job ends
 torch.set_num_threads(snakemake.threads)
 p = snakemake.params
 method = get_method(p.method)
@@ -50,7 +51,7 @@ train_points(
     teacher_mean=teacher_metrics["normalize_mean"],
     teacher_std=teacher_metrics["normalize_std"],
     provenance={"data_checksum": splits.checksum(), "teacher_checksum": teacher_checksum},
-    device=pick_device(p.device),
+    device=gpu_slot.device,
     threads=snakemake.threads,
     channels_last=p.channels_last,
     log=log,

@@ -5,6 +5,10 @@ wrote the file. Only trust archives whose md5 matches the published one: `read_c
 checks every file's md5 *before* unpickling, and unpickles with an allow-list that only
 admits the numpy objects the real files contain. `verify=False` is for local copies the
 user vouches for (for example a re-packed archive whose md5 differs).
+
+The official files are Python 2 pickles, whose keys unpickle as bytes (b"data"); a subset
+re-saved from Python 3 has str keys ("data"). Keys and class names are read as str either
+way, as torchvision does, and a re-saved batch may hold any number of rows.
 """
 
 from __future__ import annotations
@@ -56,7 +60,7 @@ HTTP_PARTIAL_CONTENT = 206
 HTTP_RANGE_NOT_SATISFIABLE = 416
 
 # The only (module, name) globals a CIFAR pickle of dicts, lists, bytes and uint8 arrays
-# needs (old and new numpy module paths); anything else is refused.
+# needs (numpy 1.x and 2.x module paths); anything else is refused.
 _ALLOWED_GLOBALS = {
     ("numpy", "ndarray"),
     ("numpy", "dtype"),
@@ -64,6 +68,8 @@ _ALLOWED_GLOBALS = {
     ("numpy._core.multiarray", "_reconstruct"),
     ("numpy.core.multiarray", "scalar"),
     ("numpy._core.multiarray", "scalar"),
+    ("numpy.core.numeric", "_frombuffer"),  # how numpy writes arrays at pickle protocol 5
+    ("numpy._core.numeric", "_frombuffer"),
     ("_codecs", "encode"),  # how Python 3 writes bytes at pickle protocol 2
 }
 
@@ -226,7 +232,8 @@ def _check_md5(path: Path, name: str, data: bytes, expected: str | None) -> None
     if actual != expected:
         raise InputError(
             f"{path}: {name} has md5 {actual}, expected {expected} (corrupt, or not the official "
-            f"CIFAR-10 python version; use verify=False only for a copy you trust)"
+            f"CIFAR-10 python version; set dataset.cifar10.verify: false, or igkd check-data "
+            f"--no-verify, only for a copy you trust)"
         )
 
 
@@ -240,6 +247,7 @@ class _AllowListUnpickler(pickle.Unpickler):
 
 
 def _unpickle(path: Path, name: str, data: bytes) -> dict:
+    """The file's dict with str keys (bytes keys of Python 2 pickles decoded as latin-1)."""
     try:
         obj = _AllowListUnpickler(io.BytesIO(data), encoding="bytes").load()
     except Exception as err:  # noqa: BLE001 - a corrupt pickle can raise almost anything
@@ -248,10 +256,20 @@ def _unpickle(path: Path, name: str, data: bytes) -> dict:
         ) from err
     if not isinstance(obj, dict):
         raise InputError(f"{path}: {name} should hold a dict, got {type(obj).__name__}")
-    return obj
+    keyed = {}
+    for key, value in obj.items():
+        text = _as_str(key)
+        if text in keyed:
+            raise InputError(f"{path}: {name} holds key {text!r} twice (as bytes and as str)")
+        keyed[text] = value
+    return keyed
 
 
-def _require(path: Path, name: str, obj: dict, keys: tuple[bytes, ...]) -> list:
+def _as_str(key) -> str:
+    return key.decode("latin-1") if isinstance(key, bytes) else str(key)
+
+
+def _require(path: Path, name: str, obj: dict, keys: tuple[str, ...]) -> list:
     missing = [key for key in keys if key not in obj]
     if missing:
         raise InputError(
@@ -261,25 +279,33 @@ def _require(path: Path, name: str, obj: dict, keys: tuple[bytes, ...]) -> list:
 
 
 def _batch_arrays(path: Path, name: str, batch: dict) -> tuple[np.ndarray, np.ndarray]:
-    """(N,32,32,3) uint8 images and int64 labels from one batch dict."""
-    data, labels = _require(path, name, batch, (b"data", b"labels"))
+    """(N,32,32,3) uint8 images and int64 labels from one batch dict (any N)."""
+    data, labels = _require(path, name, batch, ("data", "labels"))
     is_rows = isinstance(data, np.ndarray) and data.dtype == np.uint8 and data.ndim == 2
     if not (is_rows and data.shape[1] == ROW_BYTES):
         raise InputError(
-            f"{path}: {name} b'data' should be uint8 (N,{ROW_BYTES}), got "
+            f"{path}: {name} 'data' should be uint8 (N,{ROW_BYTES}), got "
             f"{getattr(data, 'dtype', type(data).__name__)} {getattr(data, 'shape', '')}"
         )
     labels = np.asarray(labels)
-    if labels.shape != (len(data),) or labels.dtype.kind not in "iu":
+    integers = labels.dtype.kind in "iu" or labels.size == 0
+    if labels.shape != (len(data),) or not integers:
         raise InputError(
-            f"{path}: {name} b'labels' should be {len(data)} integers, got {labels.dtype} {labels.shape}"
+            f"{path}: {name} 'labels' should be {len(data)} integers, got {labels.dtype} {labels.shape}"
         )
     images = data.reshape(-1, *IMAGE_SHAPE_CHW).transpose(0, 2, 3, 1)
     return images, labels.astype(np.int64)
 
 
 def _class_names(path: Path, meta: dict) -> tuple[str, ...]:
-    (names,) = _require(path, CIFAR10_META_FILE, meta, (b"label_names",))
-    if not isinstance(names, list) or not all(isinstance(n, bytes) for n in names):
-        raise InputError(f"{path}: {CIFAR10_META_FILE} b'label_names' should be a list of bytes")
-    return tuple(n.decode("utf-8") for n in names)
+    (names,) = _require(path, CIFAR10_META_FILE, meta, ("label_names",))
+    if not isinstance(names, list | tuple) or not all(isinstance(n, bytes | str) for n in names):
+        raise InputError(
+            f"{path}: {CIFAR10_META_FILE} 'label_names' should be a list of names (bytes or str)"
+        )
+    try:
+        return tuple(n.decode("utf-8") if isinstance(n, bytes) else n for n in names)
+    except UnicodeDecodeError as err:
+        raise InputError(
+            f"{path}: {CIFAR10_META_FILE} 'label_names' are not UTF-8 ({err})"
+        ) from err

@@ -18,7 +18,7 @@ from PIL import Image
 from igkd.data.store import Splits, resize_images
 from igkd.io import InputError
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif")
 CLASS_MAP_HEADER_KEY = (
     "wnid"  # first header cell of a class map; the second names the target classes
 )
@@ -177,9 +177,25 @@ def _hw(shape: tuple[int, ...]) -> str:
     return f"{shape[1]}x{shape[0]} (WxH)"
 
 
+# PIL modes of more than 8 bits per sample, and the value that maps to 255. PIL's own
+# convert("RGB") clips them at 255, so a 16-bit PNG would read as a white image.
+WIDE_MODES = {"I;16": 65535, "I;16B": 65535, "I;16L": 65535, "I;16N": 65535, "I": 65535, "F": 1.0}
+
+
 def _load_rgb(path: Path) -> np.ndarray:
+    """(H,W,3) uint8 from any PIL mode: palette, grey, alpha (dropped), CMYK, and 16-bit or
+    float greyscale scaled to 8 bits (16-bit: /257; 32-bit "I" read as 16-bit, PNG's widest;
+    float "F" as [0, 1])."""
     try:
         with Image.open(path) as image:
+            if image.mode in WIDE_MODES:
+                return _wide_to_rgb(np.asarray(image), WIDE_MODES[image.mode])
             return np.array(image.convert("RGB"), dtype=np.uint8)  # writable copy for torch
     except (OSError, ValueError, Image.DecompressionBombError) as err:
         raise InputError(f"{path}: not a readable image ({err.__class__.__name__}: {err})") from err
+
+
+def _wide_to_rgb(values: np.ndarray, full_scale: float) -> np.ndarray:
+    scaled = np.clip(values.astype(np.float64) * (255.0 / full_scale), 0, 255)
+    grey = np.rint(scaled).astype(np.uint8)
+    return np.repeat(grey[..., None], 3, axis=2)

@@ -73,13 +73,38 @@ def resize_images(images: np.ndarray, size: int) -> np.ndarray:
 
 
 def stratified_val_index(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
-    """Sorted indices of a stratified validation subset (empty when fraction is 0)."""
+    """Sorted indices of a stratified validation subset (empty when fraction is 0).
+
+    scikit-learn's split, except where it refuses a small set (a class of one row, fewer
+    rows on a side than classes): then `per_class_pick`, which leaves every class at
+    least one training row, so a class of one row is never validated on.
+    """
     if fraction <= 0:
         return np.zeros(0, dtype=np.int64)
-    _, val = train_test_split(
-        np.arange(len(labels)), test_size=fraction, stratify=labels, random_state=seed
-    )
+    try:
+        _, val = train_test_split(
+            np.arange(len(labels)), test_size=fraction, stratify=labels, random_state=seed
+        )
+    except ValueError:
+        return per_class_pick(labels, fraction, seed, leave=1)
     return np.sort(val).astype(np.int64)
+
+
+def per_class_pick(labels: np.ndarray, fraction: float, seed: int, *, leave: int) -> np.ndarray:
+    """Sorted positions of a seeded random `fraction` of every class's rows, for sets too
+    small for scikit-learn's stratified split.
+
+    A class of m rows gives round(fraction * m) of them, at least one and at most m - leave
+    (leave=1 keeps one row of the class on the other side of the split).
+    """
+    rng = np.random.default_rng(seed)
+    picked = [np.zeros(0, dtype=np.int64)]
+    for cls in np.unique(labels):
+        members = np.flatnonzero(labels == cls)
+        most = max(len(members) - leave, 0)
+        k = min(max(int(np.floor(fraction * len(members) + 0.5)), min(1, most)), most)
+        picked.append(rng.choice(members, k, replace=False))
+    return np.sort(np.concatenate(picked)).astype(np.int64)
 
 
 def with_val_split(splits: Splits, fraction: float, seed: int) -> Splits:

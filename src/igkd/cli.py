@@ -1,0 +1,292 @@
+"""The `igkd` command: look at models and check data without running the workflow.
+
+`igkd info` prints the teacher/student table (parameters, multiply-adds, compression
+factors, AT tap) that the workflow would build; `igkd check-data` reads a dataset with
+the workflow's own readers and summarises it, so a bad copy fails here in seconds with
+the same one-line error the prepare_data job would give. Heavy libraries (torch, h5py)
+are imported inside the commands, so `igkd --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+from igkd import __version__
+
+DEFAULT_CLASSES = 10
+DEFAULT_IMAGE_SIZE = 32
+EXIT_BAD_INPUT = 2  # as argparse exits on a bad command line
+KINDS = ("auto", "cifar10", "imagefolder", "h5")
+H5_SUFFIXES = (".h5", ".hdf5")
+MEGA = 1e6
+NUMBER = re.compile(r"-|[\d,.]+")  # cells right-aligned in tables
+MINIMAL_SECTIONS = ("teacher", "precompute", "students", "runtime")  # required, filled by defaults
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one sub-command; bad input gives `error: <message>` on stderr and exit status 2."""
+    args = _parser().parse_args(argv)
+    from igkd.runtime import CLEAN_ERRORS
+
+    try:
+        args.run(args)
+    except CLEAN_ERRORS as err:
+        print(f"error: {err}", file=sys.stderr, flush=True)
+        return EXIT_BAD_INPUT
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="igkd", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"igkd {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    info = commands.add_parser("info", help="print the teacher and student model table")
+    info.add_argument(
+        "--config",
+        action="append",
+        type=Path,
+        metavar="YAML",
+        help="config file(s), merged left to right as Snakemake does; read "
+        "teacher.width, students.width, students.drops, dataset.image_size",
+    )
+    info.add_argument(
+        "--classes",
+        type=int,
+        default=DEFAULT_CLASSES,
+        help=f"number of classes (default {DEFAULT_CLASSES})",
+    )
+    info.add_argument(
+        "--width",
+        type=float,
+        help="width multiplier of teacher and students (default: config, else 1.0)",
+    )
+    info.add_argument(
+        "--image-size",
+        type=int,
+        help=f"input size for multiply-adds (default: config, else {DEFAULT_IMAGE_SIZE})",
+    )
+    info.add_argument("--all", action="store_true", help="every drop 1..18, not only the config's")
+    info.set_defaults(run=_info)
+
+    check = commands.add_parser(
+        "check-data", help="read a dataset as the workflow would and summarise it"
+    )
+    check.add_argument(
+        "path",
+        type=Path,
+        help="CIFAR-10 tarball or folder, image folder with train/ and test/, or a data.h5",
+    )
+    check.add_argument(
+        "--kind", choices=KINDS, default="auto", help="what `path` is (default: auto)"
+    )
+    check.add_argument(
+        "--no-verify",
+        dest="verify",
+        action="store_false",
+        help="skip the CIFAR-10 md5 check (for a re-saved copy you trust)",
+    )
+    check.add_argument(
+        "--image-size",
+        type=int,
+        default=DEFAULT_IMAGE_SIZE,
+        help=f"size image-folder images are resized to (default {DEFAULT_IMAGE_SIZE})",
+    )
+    check.set_defaults(run=_check_data)
+    return parser
+
+
+# --------------------------------------------------------------------------- info
+
+
+def _info_settings(args) -> tuple[float, float, list[int], int]:
+    """(teacher width, student width, drops, image size): config (or schema defaults), then flags."""
+    from igkd.models import N_FEATURE_BLOCKS
+
+    config = _load_config(args.config or [])
+    teacher_width, student_width = config["teacher"]["width"], config["students"]["width"]
+    drops, size = config["students"]["drops"], config["dataset"]["image_size"]
+    if args.width is not None:
+        teacher_width = student_width = args.width
+    if args.all:
+        drops = list(range(1, N_FEATURE_BLOCKS))
+    return teacher_width, student_width, sorted(drops), args.image_size or size
+
+
+def _load_config(paths: list[Path]) -> dict:
+    """The merged, validated config files; without any, the schema's defaults."""
+    from igkd.config import load_config, validate_config
+    from igkd.io import InputError
+
+    if not paths:
+        minimal = {"dataset": {"name": "cifar10"}, **{key: {} for key in MINIMAL_SECTIONS}}
+        return validate_config(minimal)
+    for path in paths:
+        if not path.is_file():
+            raise InputError(f"{path}: config file not found")
+    return load_config(*paths)
+
+
+def _info(args) -> None:
+    from torch import nn
+
+    from igkd.models import (
+        N_FEATURE_BLOCKS,
+        at_block,
+        build_student,
+        build_teacher,
+        compression_factor,
+        multiply_adds,
+        n_params,
+    )
+
+    def last_channels(model: nn.Module) -> int:
+        return next(m for m in model.classifier.modules() if isinstance(m, nn.Linear)).in_features
+
+    teacher_width, student_width, drops, size = _info_settings(args)
+    reference = n_params(build_teacher(args.classes, 1.0))
+    teacher = build_teacher(args.classes, teacher_width)
+    teacher_params = n_params(teacher)
+    print(
+        f"{args.classes} classes, {size}x{size} inputs, teacher width {teacher_width}, "
+        f"student width {student_width}\n"
+        f"factor = params of the width-1.0 teacher "
+        f"({reference:,}) / params, vs teacher = params of this teacher / params"
+    )
+    header = (
+        "model",
+        "drop",
+        "blocks",
+        "params",
+        "MMACs",
+        "factor",
+        "vs teacher",
+        "last ch",
+        "AT block",
+    )
+    rows = [
+        (
+            "teacher",
+            "-",
+            N_FEATURE_BLOCKS,
+            f"{teacher_params:,}",
+            f"{multiply_adds(teacher, size) / MEGA:.2f}",
+            f"{reference / teacher_params:.2f}",
+            "1.00",
+            last_channels(teacher),
+            "-",
+        )
+    ]
+    for drop in drops:
+        student = build_student(drop, args.classes, student_width)
+        params = n_params(student)
+        rows.append(
+            (
+                "student",
+                drop,
+                N_FEATURE_BLOCKS - drop,
+                f"{params:,}",
+                f"{multiply_adds(student, size) / MEGA:.2f}",
+                f"{compression_factor(drop, args.classes, student_width):.2f}",
+                f"{teacher_params / params:.2f}",
+                last_channels(student),
+                at_block(drop),
+            )
+        )
+    _print_table(header, rows)
+
+
+def _print_table(header: tuple, rows: list[tuple]) -> None:
+    """Columns padded to their widest cell; numeric columns right-aligned, text left-aligned."""
+    cells = [tuple(str(c) for c in row) for row in [header, *rows]]
+    columns = range(len(header))
+    widths = [max(len(row[i]) for row in cells) for i in columns]
+    numeric = [all(NUMBER.fullmatch(row[i]) for row in cells[1:]) for i in columns]
+    for row in cells:
+        padded = [c.rjust(w) if num else c.ljust(w) for c, w, num in zip(row, widths, numeric)]
+        print("  ".join(padded).rstrip())
+
+
+# --------------------------------------------------------------------------- check-data
+
+
+def _kind(path: Path, kind: str) -> str:
+    from igkd.io import InputError
+
+    if kind != "auto":
+        return kind
+    if not path.exists():
+        raise InputError(
+            f"{path}: not found; expected a CIFAR-10 tarball or folder, an image "
+            "folder with train/ and test/, or a data.h5"
+        )
+    if path.is_file() and path.suffix in H5_SUFFIXES:
+        return "h5"
+    if path.is_dir() and (path / "train").is_dir() and (path / "test").is_dir():
+        return "imagefolder"
+    return "cifar10"
+
+
+def _check_data(args) -> None:
+    kind = _kind(args.path, args.kind)
+    if kind == "h5":
+        from igkd.data.store import read_data_h5
+
+        splits = read_data_h5(args.path)  # checks the content checksum
+        _print_h5_attrs(args.path)
+    elif kind == "cifar10":
+        from igkd.data.cifar10 import read_cifar10
+
+        splits = read_cifar10(args.path, verify=args.verify)
+    else:
+        from igkd.data.imagefolder import read_imagefolder
+
+        splits = read_imagefolder(args.path, args.image_size)
+    _print_summary(args.path, kind, splits)
+
+
+def _print_h5_attrs(path: Path) -> None:
+    import h5py
+
+    with h5py.File(path, "r") as h5:
+        for key in sorted(h5.attrs):
+            print(f"attr {key}: {_attr_text(h5.attrs[key])}")
+
+
+def _attr_text(value) -> str:
+    import numpy as np
+
+    if isinstance(value, np.ndarray):
+        return ", ".join(_attr_text(v) for v in value.tolist())
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, float | np.floating):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def _print_summary(path: Path, kind: str, splits) -> None:
+    import numpy as np
+
+    n_classes = len(splits.classes)
+    train = np.bincount(splits.train_labels, minlength=n_classes)
+    test = np.bincount(splits.test_labels, minlength=n_classes)
+    height, width, channels = splits.train_images.shape[1:]
+    print(f"{path}: {kind}, ok")
+    print(
+        f"train {len(splits.train_labels):,} images, test {len(splits.test_labels):,} images, "
+        f"{height}x{width}x{channels} {splits.train_images.dtype}"
+    )
+    if len(splits.val_index):
+        print(f"validation rows held out of train: {len(splits.val_index):,}")
+    header = ("label", "class", "train", "test")
+    rows = [(i, name, f"{train[i]:,}", f"{test[i]:,}") for i, name in enumerate(splits.classes)]
+    print(f"{n_classes} classes:")
+    _print_table(header, rows)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,298 @@
+"""Which device a job runs on: one GPU slot per running job, held by a lock file.
+
+On a multi-GPU node `snakemake --cores 32` starts many GPU jobs at once; without help
+every one of them would pick `cuda:0`. Each visible GPU is divided into
+`runtime.students_per_gpu` slots. A student (or sweep point, or external evaluation)
+holds one slot, a teacher, precompute or timing job all slots of one GPU. A slot is an
+`flock`ed file in a node-local folder, keyed by the GPU's physical identity (the
+CUDA_VISIBLE_DEVICES entry SLURM or the user set, else the device's UUID), so
+
+- two jobs never hold the same slot, also across separate Snakemake runs on the node;
+- a killed job's slot is free again at once: the kernel drops the lock with the process;
+- under SLURM a job sees only the GPUs of its allocation (CUDA_VISIBLE_DEVICES) and
+  claims among those.
+
+Jobs spread over the GPUs (the one with the most free slots first). When every slot is
+taken the job waits, logging why; `snakemake --resources gpu=N` (README "GPUs") keeps
+Snakemake from starting more GPU jobs than there are slots, so waiting is the exception.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from igkd.io import InputError
+
+POLL_S = 1.0  # how often a waiting job tries the locks again
+WAIT_LOG_EVERY_S = 60.0  # how often a waiting job says so
+
+
+@dataclass(frozen=True)
+class DeviceRequest:
+    """What a job asks for: the configured device and how much of a GPU it needs."""
+
+    requested: str = "auto"  # runtime.device: auto | cpu | cuda | cuda:<k> | mps
+    slots_per_gpu: int = 1  # runtime.students_per_gpu
+    whole_gpu: bool = False  # True: every slot of one GPU (teacher, precompute, timing)
+    lock_dir: str | None = None  # runtime.gpu_lock_dir; None: a node-local temp folder
+    deterministic: bool = False  # deterministic CUDA kernels (runtime.deterministic)
+
+    @classmethod
+    def from_runtime(cls, runtime: dict, *, whole_gpu: bool, stage: str = "training") -> "DeviceRequest":
+        """Built from the config's `runtime` section (as the workflow scripts see it);
+        `stage` ('precompute', 'training', ...) decides whether runtime.deterministic applies."""
+        mode = runtime.get("deterministic", "precompute")
+        return cls(
+            requested=runtime.get("device", "auto"),
+            slots_per_gpu=int(runtime.get("students_per_gpu", 1)),
+            whole_gpu=whole_gpu,
+            lock_dir=runtime.get("gpu_lock_dir"),
+            deterministic=mode == "all" or mode == stage,
+        )
+
+
+@dataclass
+class DeviceClaim:
+    """The device a job got; holds its slot locks until `release()` or the process ends."""
+
+    device: str
+    gpu_id: str | None = None  # physical identity of the GPU, None off CUDA
+    slots: tuple[int, ...] = ()
+    _handles: list = field(default_factory=list, repr=False)
+
+    def release(self) -> None:
+        for handle in self._handles:
+            handle.close()  # closing the descriptor drops its flock
+        self._handles.clear()
+
+    def __enter__(self) -> "DeviceClaim":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def pick_device(requested: str = "auto", log: Callable[[str], None] | None = None) -> str:
+    """The device type `auto` stands for on this machine (no slot is claimed).
+
+    `auto` skips GPUs the installed torch wheel has no kernels for (it would fail at the
+    first kernel with "no kernel image is available"), with one warning; asking for
+    `cuda` on such a GPU is an error that says what to install.
+    """
+    if requested == "auto":
+        if torch.cuda.is_available():
+            problem = unsupported_gpu()
+            if problem is None:
+                return "cuda"
+            (log or _warn)(f"warning: {problem}; running on the CPU instead")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return "mps"
+        return "cpu"
+    if torch.device(requested).type == "cuda" and torch.cuda.is_available():
+        problem = unsupported_gpu(torch.device(requested).index or 0)
+        if problem is not None:
+            raise InputError(f"runtime.device: {requested}: {problem}")
+    return requested
+
+
+def unsupported_gpu(index: int = 0) -> str | None:
+    """Why this torch build cannot run kernels on GPU `index`, or None if it can.
+
+    A build runs on a GPU whose compute capability it has a cubin for (same major version,
+    minor at most the GPU's), or PTX (`compute_XY`) at most the GPU's capability to JIT.
+    """
+    major, minor = torch.cuda.get_device_capability(index)
+    arch = torch.cuda.get_arch_list()
+    for entry in arch:
+        kind, _, digits = entry.partition("_")
+        if not digits.isdigit():
+            continue
+        built = (int(digits[:-1]), int(digits[-1]))
+        if (kind == "sm" and built[0] == major and built[1] <= minor) or (kind == "compute" and built <= (major, minor)):
+            return None
+    return (
+        f"GPU {index} ({torch.cuda.get_device_name(index)}) has compute capability {major}.{minor}, but this "
+        f"torch {torch.__version__} (CUDA {torch.version.cuda}) carries kernels only for {', '.join(arch) or 'none'}; "
+        f"install a torch wheel built with a CUDA version that supports sm_{major}{minor} (PyTorch's "
+        f"previous-versions page lists them), or set runtime.device: cpu"
+    )
+
+
+def _warn(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def claim_device(request: DeviceRequest, log: Callable[[str], None] | None = None) -> DeviceClaim:
+    """Resolve `request.requested` to a concrete device; on CUDA claim a free slot.
+
+    An explicit `cuda:<k>` is used as given (the user chose the GPU), without a lock.
+    """
+    log = log or (lambda message: None)
+    device = pick_device(request.requested, log)
+    if device != "cuda":
+        return DeviceClaim(device)
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if count == 0:
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        raise InputError(
+            f"runtime.device: 'cuda' requested but no CUDA device is visible (CUDA_VISIBLE_DEVICES="
+            f"{visible!r}); use runtime.device: auto or cpu"
+        )
+    if request.slots_per_gpu < 1:
+        raise InputError(f"runtime.students_per_gpu: {request.slots_per_gpu}, expected at least 1")
+    gpu_ids = visible_gpu_ids(count)
+    index, slots, handles = claim_gpu_slots(
+        gpu_ids, request.slots_per_gpu, request.whole_gpu, lock_folder(request.lock_dir), log
+    )
+    torch.cuda.set_device(index)
+    cuda_determinism(request.deterministic)
+    claim = DeviceClaim(f"cuda:{index}", gpu_ids[index], slots, handles)
+    log(
+        f"device: cuda:{index} (GPU {gpu_ids[index]}, slot{'s' if len(slots) > 1 else ''} "
+        f"{', '.join(map(str, slots))} of {request.slots_per_gpu}; {count} GPU(s) visible)"
+    )
+    return claim
+
+
+def cuda_determinism(deterministic: bool) -> None:
+    """Deterministic CUDA kernels, or the fastest ones.
+
+    On: cuDNN's deterministic algorithms, no autotuning, torch's deterministic mode (a
+    warning, not an error, for an op without a deterministic kernel) and the cuBLAS
+    workspace setting it needs (set before cuBLAS starts). Off: cuDNN autotunes each
+    shape (`benchmark`), faster for the students' fixed batch shapes, results may differ
+    in the last bits from run to run. CPU runs are deterministic either way (fixed threads).
+    """
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    else:
+        torch.backends.cudnn.deterministic = False
+        torch.backends.cudnn.benchmark = True
+        torch.use_deterministic_algorithms(False)
+
+
+def visible_gpu_ids(count: int) -> list[str]:
+    """A node-wide identity for each of the `count` visible GPUs, in torch's index order.
+
+    The CUDA_VISIBLE_DEVICES entries (physical indices or UUIDs, as SLURM or the user set
+    them) name the same GPU for every process on the node, whatever its local index; if
+    the variable is unset the local indices are the physical ones.
+    """
+    visible = [entry.strip() for entry in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if entry.strip()]
+    if len(visible) >= count:
+        return visible[:count]
+    ids = []
+    for index in range(count):
+        try:
+            ids.append(str(torch.cuda.get_device_properties(index).uuid))
+        except (AttributeError, RuntimeError, AssertionError):
+            ids.append(str(index))
+    return ids
+
+
+def lock_folder(lock_dir: str | os.PathLike | None) -> Path:
+    """The folder of slot lock files: node-local by default (GPUs are per node)."""
+    folder = Path(lock_dir) if lock_dir else Path(tempfile.gettempdir()) / f"igkd-gpu-slots-{os.getuid()}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise InputError(f"runtime.gpu_lock_dir: cannot create {folder} ({err.strerror})") from err
+    return folder
+
+
+def claim_gpu_slots(
+    gpu_ids: list[str],
+    slots_per_gpu: int,
+    whole_gpu: bool,
+    folder: Path,
+    log: Callable[[str], None],
+    poll_s: float = POLL_S,
+) -> tuple[int, tuple[int, ...], list]:
+    """Lock one slot (or, `whole_gpu`, every slot) of the least busy GPU; wait while none is free.
+
+    Returns the GPU's index in `gpu_ids`, the slot numbers and the open lock files.
+    """
+    waited_since = time.monotonic()
+    last_note = None
+    while True:
+        # one claim at a time on the node (a blocking lock held for milliseconds), so that
+        # jobs starting together see each other's slots and spread over the GPUs
+        with open(folder / "claim.lock", "a+") as claim:
+            fcntl.flock(claim, fcntl.LOCK_EX)
+            order = sorted(range(len(gpu_ids)), key=lambda i: -_free_slots(folder, gpu_ids[i], slots_per_gpu))
+            for index in order:
+                taken = _try_lock(folder, gpu_ids[index], slots_per_gpu, whole_gpu)
+                if taken:
+                    return index, tuple(slot for slot, _ in taken), [handle for _, handle in taken]
+        now = time.monotonic()
+        if last_note is None or now - last_note >= WAIT_LOG_EVERY_S:
+            need = f"all {slots_per_gpu} slots of one GPU" if whole_gpu else "one slot"
+            log(
+                f"device: waiting for {need} ({len(gpu_ids)} GPU(s) x {slots_per_gpu} slot(s), lock files in "
+                f"{folder}, waited {now - waited_since:.0f} s); give snakemake --resources gpu=<GPUs x "
+                f"runtime.students_per_gpu> so it starts no more GPU jobs than there are slots"
+            )
+            last_note = now
+        time.sleep(poll_s)
+
+
+def _slot_path(folder: Path, gpu_id: str, slot: int) -> Path:
+    return folder / f"gpu-{re.sub(r'[^A-Za-z0-9_.-]', '_', gpu_id)}.slot{slot}.lock"
+
+
+def _lock(path: Path, note_holder: bool = True):
+    """The open file if this process now holds its exclusive flock, else None."""
+    handle = open(path, "a+")  # noqa: SIM115 - held for the job's lifetime
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        return None
+    if note_holder:  # who holds it, for a curious reader
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}\n")
+        handle.flush()
+    return handle
+
+
+def _try_lock(folder: Path, gpu_id: str, slots_per_gpu: int, whole_gpu: bool) -> list:
+    """[(slot, handle)] for the slot(s) taken on this GPU, or [] (nothing held)."""
+    taken = []
+    for slot in range(slots_per_gpu):
+        handle = _lock(_slot_path(folder, gpu_id, slot))
+        if handle is not None:
+            taken.append((slot, handle))
+            if not whole_gpu:
+                return taken
+        elif whole_gpu:
+            break
+    if whole_gpu and len(taken) == slots_per_gpu:
+        return taken
+    for _, handle in taken:
+        handle.close()
+    return []
+
+
+def _free_slots(folder: Path, gpu_id: str, slots_per_gpu: int) -> int:
+    """How many slots of this GPU no process holds right now (probed, not kept)."""
+    free = 0
+    for slot in range(slots_per_gpu):
+        handle = _lock(_slot_path(folder, gpu_id, slot), note_holder=False)
+        if handle is not None:
+            free += 1
+            handle.close()
+    return free
