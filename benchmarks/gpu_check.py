@@ -87,7 +87,7 @@ class GpuSampler:
 
     def __init__(self, device: str, every_s: float = 0.2) -> None:
         self.enabled = device.startswith("cuda") and shutil.which("nvidia-smi") is not None
-        self.index = torch.device(device).index or 0 if device.startswith("cuda") else 0
+        self.index = (torch.device(device).index or 0) if device.startswith("cuda") else 0
         self.every_s, self.util, self.used_mb = every_s, [], []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)

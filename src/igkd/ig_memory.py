@@ -52,7 +52,7 @@ def free_bytes(device: str) -> int:
     if torch.device(device).type == "cuda":
         free, _ = torch.cuda.mem_get_info(torch.device(device))
         return int(free)
-    import psutil  # installed with snakemake
+    import psutil
 
     return int(psutil.virtual_memory().available)
 

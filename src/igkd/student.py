@@ -26,7 +26,6 @@ from igkd.train import (
     LoopConfig,
     TrainSet,
     accuracy,
-    devices_used,
     environment,
     fit,
     history_frame,
@@ -265,7 +264,7 @@ def student_stage(
         "factor_vs_teacher": teacher_params / params,
         "epochs": cfg["epochs"],
         **provenance,
-        "environment": {**environment(device, threads), "devices_used": devices_used(history)},
+        "environment": environment(device, threads, history),
     }
     with atomic_path(out / "subsample.npy") as tmp:
         np.save(tmp, facts["rows"].astype(np.int64))

@@ -16,7 +16,7 @@ from igkd.io import InputError, write_csv, write_json
 from igkd.precompute import Precomputed
 from igkd.student import distill_student
 from igkd.sweeps import SECTION, point_config
-from igkd.train import devices_used, environment, history_frame
+from igkd.train import environment, history_frame
 
 
 def without_test(splits: Splits) -> Splits:
@@ -86,7 +86,7 @@ def train_points(
             "epochs": cfg["epochs"],
             "val_acc": history[-1]["val_acc"],
             **provenance,
-            "environment": {**environment(device, threads), "devices_used": devices_used(history)},
+            "environment": environment(device, threads, history),
         }
         Path(metrics_path).parent.mkdir(parents=True, exist_ok=True)
         write_csv(history_path, history_frame(history))

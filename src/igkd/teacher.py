@@ -18,7 +18,6 @@ from igkd.train import (
     LoopConfig,
     TrainSet,
     accuracy,
-    devices_used,
     environment,
     fit,
     history_frame,
@@ -178,7 +177,7 @@ def teacher_stage(
         "normalize_mean": list(mean),
         "normalize_std": list(std),
         "data_checksum": data_checksum,
-        "environment": {**environment(device, threads), "devices_used": devices_used(history)},
+        "environment": environment(device, threads, history),
     }
     save_torch(out_model, model.state_dict())
     write_csv(out_history, history_frame(history))

@@ -54,11 +54,12 @@ def seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def environment(device: str, threads: int) -> dict:
-    """Library versions and device, read from package metadata (importing captum costs ~1 s)."""
+def environment(device: str, threads: int, history: list[dict] | None = None) -> dict:
+    """Library versions and device, read from package metadata (importing captum costs ~1 s);
+    with a training `history`, also every device it ran on (`devices_used`)."""
     from importlib.metadata import version
 
-    return {
+    env = {
         "python": platform.python_version(),
         "torch": str(torch.__version__),
         "torchvision": version("torchvision"),
@@ -69,6 +70,9 @@ def environment(device: str, threads: int) -> dict:
         "threads": threads,
         "mixed_precision": MixedPrecision(device).name,
     }
+    if history is not None:
+        env["devices_used"] = devices_used(history)
+    return env
 
 
 def device_label(device: str | torch.device) -> str:
@@ -193,6 +197,7 @@ def fit(
         history, start_epoch = state["history"], state["epoch"]
         amp.load_state_dict(state.get("amp"))
         log(f"resumed from {checkpoint} after epoch {start_epoch}")
+    label = device_label(device)  # recorded in every history row
     for epoch in range(start_epoch, loop.epochs):
         model.train()
         began = time.time()
@@ -218,7 +223,7 @@ def fit(
         row.update({f"loss_{k}": _weighted_sum(v) / seen for k, v in step_losses.items()})
         row["train_acc"] = 100.0 * int(torch.stack(hits).sum()) / seen
         row["seconds"] = time.time() - began
-        row["device"] = device_label(device)
+        row["device"] = label
         if (epoch + 1) % loop.eval_every == 0 or epoch + 1 == loop.epochs:
             row.update(evaluate())
         history.append(row)
