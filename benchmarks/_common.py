@@ -12,7 +12,7 @@ import platform
 import resource
 import statistics
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -95,7 +95,7 @@ def run_interleaved(
     """
     memory = PeakMemory(device)
     results = {name: {"rates": [], "cpu_rates": [], "peak": {}} for name in cases}
-    for name, fn in cases.items():
+    for _name, fn in cases.items():
         for index in range(warmup):
             fn(-1 - index)
         sync(device)

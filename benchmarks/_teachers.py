@@ -18,13 +18,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-
 from _common import OUT_DIR
-from igkd.augment import normalize, to_float
+
 from igkd.data.digits import load_digits_splits
 from igkd.data.store import channel_stats, read_data_h5
 from igkd.io import load_torch, read_json, save_torch
 from igkd.models import build_teacher
+from igkd.training.augment import normalize, to_float
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEMO = os.path.join(REPO, "results", "digits")

@@ -9,7 +9,7 @@ probability p the power-scaled, min-max-scaled IG map blended in), model exclude
   Workers are persistent and started during warm-up, so their start-up is not timed
   (in the reference's favour).
 - igkd: the training set as one uint8 tensor (N,3,H,W) and the maps as one float tensor,
-  indexed by a random permutation; igkd.augment.augment_batch on whole batches.
+  indexed by a random permutation; igkd.training.augment.augment_batch on whole batches.
 
 Images and maps are random (uint8 / float32 noise of CIFAR's shape): throughput does not
 depend on the content. Run: `.venv/bin/python benchmarks/data_path.py [--images 20000]`.
@@ -22,12 +22,12 @@ import math
 
 import numpy as np
 import torch
+from _common import children_peak_mb, format_table, machine_line, run_interleaved, setup, sync
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
-from _common import children_peak_mb, format_table, machine_line, run_interleaved, setup, sync
-from igkd.augment import augment_batch
+from igkd.training.augment import augment_batch
 
 
 class ReferenceDataset(Dataset):
@@ -97,7 +97,7 @@ def main() -> None:
 
     def reference(_repeat: int) -> int:
         seen = 0
-        for x, _, _ in loader:
+        for x, _, _ in loader:  # noqa: F821 - bound before the first call; deleted only after the last
             x = x.to(device, non_blocking=True)
             seen += len(x)
         return seen
@@ -111,7 +111,7 @@ def main() -> None:
         order = torch.randperm(args.images, generator=generator).to(device)
         for lo in range(0, args.images, args.batch_size):
             rows = order[lo : lo + args.batch_size]
-            augment_batch(  # as igkd.student's step
+            augment_batch(  # as igkd.training.student's step
                 images_t.index_select(0, rows),
                 maps_t.index_select(0, rows),
                 padding=padding,

@@ -1,10 +1,10 @@
 """The CUDA path end to end in a few minutes, with the numbers to size a GPU run by.
 
 Runs igkd's own stage functions (not copies) on one device:
-1. teacher: one epoch of igkd.teacher.train_teacher (SGD, warm-up + cosine, bf16 autocast
+1. teacher: one epoch of igkd.training.teacher.train_teacher (SGD, warm-up + cosine, bf16 autocast
    on CUDA, channels-last);
-2. precompute: igkd.precompute.precompute of IG maps for `--ig-images` images;
-3. students: igkd.student.distill_student per drop (KD_IG_AT: every loss and the overlay,
+2. precompute: igkd.attribution.precompute.precompute of IG maps for `--ig-images` images;
+3. students: igkd.training.student.distill_student per drop (KD_IG_AT: every loss and the overlay,
    so the AT teacher forward runs too), two epochs, the second timed (steady state);
 4. sharing: 1, 2, 4, 8 students of one drop at once, each its own process on the same GPU
    (as `runtime.students_per_gpu` would run them), aggregate images/s.
@@ -36,13 +36,15 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
-
 from _common import format_table, machine_line, setup, sync
+
+from igkd.attribution.precompute import AttributionJob, Precomputed, precompute
 from igkd.config import validate_config
 from igkd.data.store import Splits, with_val_split
-from igkd.precompute import Precomputed, precompute
-from igkd.student import distill_student
-from igkd.teacher import train_teacher
+from igkd.runtime import Runtime
+from igkd.training.augment import InputNorm
+from igkd.training.student import RunSpec, fit_student
+from igkd.training.teacher import TrainedTeacher, fit_teacher
 
 REPO = Path(__file__).resolve().parents[1]
 MEAN, STD = [0.4914, 0.4822, 0.4465], [0.2471, 0.2435, 0.2616]  # the paper's teacher normalisation
@@ -50,10 +52,26 @@ METHOD = "KD_IG_AT"  # every part of the student step
 SHARING_DROP = 5  # the paper's main student (4.12x)
 STUDENT_EPOCHS = 2  # the second epoch is timed: steady state
 
-FULL = {"images": 10000, "test_images": 1000, "ig_images": 256, "image_size": 32, "teacher_width": 1.0,
-        "drops": [3, 5, 7, 9, 11, 13, 15, 17], "concurrent": [1, 2, 4, 8], "ig_steps": 50}
-TINY = {"images": 96, "test_images": 32, "ig_images": 8, "image_size": 16, "teacher_width": 0.25,
-        "drops": [13], "concurrent": [2], "ig_steps": 4}
+FULL = {
+    "images": 10000,
+    "test_images": 1000,
+    "ig_images": 256,
+    "image_size": 32,
+    "teacher_width": 1.0,
+    "drops": [3, 5, 7, 9, 11, 13, 15, 17],
+    "concurrent": [1, 2, 4, 8],
+    "ig_steps": 50,
+}
+TINY = {
+    "images": 96,
+    "test_images": 32,
+    "ig_images": 8,
+    "image_size": 16,
+    "teacher_width": 0.25,
+    "drops": [13],
+    "concurrent": [2],
+    "ig_steps": 4,
+}
 
 
 # --------------------------------------------------------------------------- inputs
@@ -93,8 +111,13 @@ class GpuSampler:
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
-        query = ["nvidia-smi", "-i", str(self.index), "--query-gpu=utilization.gpu,memory.used",
-                 "--format=csv,noheader,nounits"]
+        query = [
+            "nvidia-smi",
+            "-i",
+            str(self.index),
+            "--query-gpu=utilization.gpu,memory.used",
+            "--format=csv,noheader,nounits",
+        ]
         while not self._stop.is_set():
             try:
                 util, used = subprocess.run(query, capture_output=True, text=True, timeout=5).stdout.split(",")
@@ -104,7 +127,7 @@ class GpuSampler:
                 pass
             self._stop.wait(self.every_s)
 
-    def __enter__(self) -> "GpuSampler":
+    def __enter__(self) -> GpuSampler:
         if self.enabled:
             self._thread.start()
         return self
@@ -143,10 +166,16 @@ def student_settings(size: dict) -> dict:
 def student_epoch(splits, pre, teacher, drop, size, device, threads) -> float:
     """Seconds of the last of STUDENT_EPOCHS student epochs (training steps; the first epoch
     pays the one-off costs: CUDA context, cuDNN algorithm search, allocator growth)."""
-    _, history, _ = distill_student(splits, METHOD, drop, 0, student_settings(size), pre=pre, teacher=teacher,
-                                    teacher_mean=MEAN, teacher_std=STD, device=device, threads=threads,
-                                    log=lambda m: None)
-    return float(history[-1]["seconds"])
+    trained = TrainedTeacher(teacher, InputNorm(tuple(MEAN), tuple(STD)), "benchmark", 0)
+    result = fit_student(
+        splits,
+        RunSpec(METHOD, drop, 0),
+        student_settings(size),
+        trained,
+        pre,
+        Runtime(device, threads, log=lambda m: None),
+    )
+    return float(result.history[-1]["seconds"])
 
 
 def run_stages(size: dict, device: str, threads: int, workdir: Path) -> list[dict]:
@@ -160,11 +189,21 @@ def run_stages(size: dict, device: str, threads: int, workdir: Path) -> list[dic
         reset_peak(device)
         sync(device)
         began = time.perf_counter()
-        teacher, _ = train_teacher(splits, teacher_cfg, MEAN, STD, device=device, threads=threads, log=lambda m: None)
+        runtime = Runtime(device, threads, log=lambda m: None)
+        teacher, _ = fit_teacher(splits, teacher_cfg, InputNorm(tuple(MEAN), tuple(STD)), runtime)
         sync(device)
         seconds = time.perf_counter() - began
-    rows.append({"stage": f"teacher epoch (width {size['teacher_width']})", "jobs": 1, "images": n,
-                 "seconds": seconds, "images/s": n / seconds, "peak_alloc_mb": peak_allocated_mb(device), **gpu.row()})
+    rows.append(
+        {
+            "stage": f"teacher epoch (width {size['teacher_width']})",
+            "jobs": 1,
+            "images": n,
+            "seconds": seconds,
+            "images/s": n / seconds,
+            "peak_alloc_mb": peak_allocated_mb(device),
+            **gpu.row(),
+        }
+    )
 
     ig_cfg = dict(protocol()["precompute"]["ig"], steps=size["ig_steps"])
     m = size["ig_images"]
@@ -172,12 +211,28 @@ def run_stages(size: dict, device: str, threads: int, workdir: Path) -> list[dic
         reset_peak(device)
         sync(device)
         began = time.perf_counter()
-        precompute(teacher, splits.train_images[:m], splits.train_labels[:m], workdir / "ig.h5", attribution="ig",
-                   settings=ig_cfg, mean=MEAN, std=STD, provenance={}, device=device, log=lambda msg: None)
+        trained = TrainedTeacher(teacher, InputNorm(tuple(MEAN), tuple(STD)), "benchmark", 0)
+        precompute(
+            trained,
+            splits.train_images[:m],
+            splits.train_labels[:m],
+            workdir / "ig.h5",
+            AttributionJob("ig", ig_cfg),
+            Runtime(device, threads, log=lambda msg: None),
+        )
         sync(device)
         seconds = time.perf_counter() - began
-    rows.append({"stage": f"precompute IG ({size['ig_steps']} steps)", "jobs": 1, "images": m, "seconds": seconds,
-                 "images/s": m / seconds, "peak_alloc_mb": peak_allocated_mb(device), **gpu.row()})
+    rows.append(
+        {
+            "stage": f"precompute IG ({size['ig_steps']} steps)",
+            "jobs": 1,
+            "images": m,
+            "seconds": seconds,
+            "images/s": m / seconds,
+            "peak_alloc_mb": peak_allocated_mb(device),
+            **gpu.row(),
+        }
+    )
 
     pre = random_precompute(n, size["image_size"])
     torch.save(teacher.state_dict(), workdir / "teacher.pt")
@@ -185,8 +240,17 @@ def run_stages(size: dict, device: str, threads: int, workdir: Path) -> list[dic
         with GpuSampler(device) as gpu:
             reset_peak(device)
             seconds = student_epoch(splits, pre, teacher, drop, size, device, threads)
-        rows.append({"stage": f"student epoch drop {drop} ({METHOD})", "jobs": 1, "images": n, "seconds": seconds,
-                     "images/s": n / seconds, "peak_alloc_mb": peak_allocated_mb(device), **gpu.row()})
+        rows.append(
+            {
+                "stage": f"student epoch drop {drop} ({METHOD})",
+                "jobs": 1,
+                "images": n,
+                "seconds": seconds,
+                "images/s": n / seconds,
+                "peak_alloc_mb": peak_allocated_mb(device),
+                **gpu.row(),
+            }
+        )
     return rows
 
 
@@ -196,8 +260,18 @@ def run_sharing(size: dict, device: str, threads: int, workdir: Path, tiny: bool
     drop = SHARING_DROP if SHARING_DROP in size["drops"] else size["drops"][0]
     n = len(random_splits(size["images"], size["test_images"], size["image_size"]).train_labels)
     for k in size["concurrent"]:
-        cmd = [sys.executable, __file__, "--worker", str(workdir / "teacher.pt"), "--device", device,
-               "--threads", str(threads), "--drop", str(drop)] + (["--tiny"] if tiny else [])
+        cmd = [
+            sys.executable,
+            __file__,
+            "--worker",
+            str(workdir / "teacher.pt"),
+            "--device",
+            device,
+            "--threads",
+            str(threads),
+            "--drop",
+            str(drop),
+        ] + (["--tiny"] if tiny else [])
         with GpuSampler(device) as gpu:
             began = time.perf_counter()
             procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) for _ in range(k)]
@@ -207,9 +281,18 @@ def run_sharing(size: dict, device: str, threads: int, workdir: Path, tiny: bool
             raise SystemExit(f"a student worker failed (exit codes {[p.returncode for p in procs]})")
         epoch = max(r["seconds"] for r in reports)  # the epochs overlap: throughput over the slowest
         peaks = [r["peak_alloc_mb"] for r in reports]
-        rows.append({"stage": f"{k} students at once, drop {drop}", "jobs": k, "images": k * n, "seconds": epoch,
-                     "images/s": k * n / epoch, "peak_alloc_mb": max(peaks) if device.startswith("cuda") else "n/a",
-                     "wall_s": wall, **gpu.row()})
+        rows.append(
+            {
+                "stage": f"{k} students at once, drop {drop}",
+                "jobs": k,
+                "images": k * n,
+                "seconds": epoch,
+                "images/s": k * n / epoch,
+                "peak_alloc_mb": max(peaks) if device.startswith("cuda") else "n/a",
+                "wall_s": wall,
+                **gpu.row(),
+            }
+        )
     return rows
 
 
@@ -244,15 +327,20 @@ def main(argv=None) -> None:
     began = time.time()
     print(machine_line(device, args.threads), flush=True)
     if device.startswith("cuda"):
-        print(f"CUDA {torch.version.cuda}, capability {torch.cuda.get_device_capability()}, "
-              f"bf16 {torch.cuda.is_bf16_supported()}", flush=True)
+        print(
+            f"CUDA {torch.version.cuda}, capability {torch.cuda.get_device_capability()}, "
+            f"bf16 {torch.cuda.is_bf16_supported()}",
+            flush=True,
+        )
     with tempfile.TemporaryDirectory() as tmp:
         rows = run_stages(size, device, args.threads, Path(tmp))
         rows += run_sharing(size, device, args.threads, Path(tmp), args.tiny)
     columns = ["stage", "jobs", "images", "seconds", "images/s", "peak_alloc_mb", "gpu_util_%", "gpu_used_mb"]
     print(format_table(rows, columns))
-    print(f"random {size['image_size']}x{size['image_size']} images (throughput only); "
-          f"total {time.time() - began:.0f} s", flush=True)
+    print(
+        f"random {size['image_size']}x{size['image_size']} images (throughput only); total {time.time() - began:.0f} s",
+        flush=True,
+    )
     if args.out:
         Path(args.out).write_text(json.dumps(rows, indent=1))
 

@@ -4,7 +4,7 @@
   no internal_batch_size (all 400 interpolation points in one pass), captum's own
   convergence delta, a separate no-grad forward for the teacher logits, the teacher in
   its default (contiguous) layout; nothing written to disk.
-- igkd: igkd.precompute.precompute on the same images with the same steps and quadrature
+- igkd: igkd.attribution.precompute.precompute on the same images with the same steps and quadrature
   (so the same completeness error, up to float rounding), writing the HDF5 file: teacher
   copy with BatchNorm folded into the convs and frozen, channels-last, captum with an
   internal batch (interpolation points per pass), logits under inference_mode and the
@@ -16,9 +16,9 @@ acceptance test is speed at equal or lower completeness error (median and p90) t
 
 Both see the same images; each repeat is one batch of `--images`, cases take turns. Each
 path runs in its own worker process, as separate scripts would: igkd's process-wide
-allocator setting (igkd.allocator) does not reach the reference, and peak memory
+allocator setting (igkd.training.allocator) does not reach the reference, and peak memory
 (ru_maxrss, libraries included) is each path's own.
-Relative completeness error per image, as the precompute stage stores it (igkd.completeness):
+Relative completeness error per image, as the precompute stage stores it (igkd.attribution.completeness):
 |sum(attr) - (f_t(x) - f_t(0))| / max(|f_t(x) - f_t(0)|, rel_floor), rel_floor 1 logit.
 Run: `.venv/bin/python benchmarks/ig_precompute.py [--cases cifar digits] [--repeats 3]`.
 """
@@ -35,12 +35,15 @@ import tempfile
 import h5py
 import numpy as np
 import torch
-from captum.attr import IntegratedGradients
-
 from _common import PeakMemory, format_table, machine_line, run_interleaved, setup
 from _teachers import load_case
-from igkd import completeness
-from igkd.precompute import precompute
+from captum.attr import IntegratedGradients
+
+from igkd.attribution import completeness
+from igkd.attribution.precompute import AttributionJob, precompute
+from igkd.runtime import Runtime
+from igkd.training.augment import InputNorm
+from igkd.training.teacher import TrainedTeacher
 
 REFERENCE_BATCH = 8
 # igkd's settings per case when --ours is not given: the reference's quadrature and steps
@@ -98,21 +101,9 @@ def _worker_run(path: str, start: int, stop: int, settings: dict, batch: int):
 
 def igkd_precompute(teacher, case, rows: slice, settings: dict, batch: int, device: str, folder: str):
     path = os.path.join(folder, f"ig_{rows.start}.h5")
-    precompute(
-        teacher,
-        case.images[rows],
-        case.labels[rows],
-        path,
-        attribution="ig",
-        settings=settings,
-        mean=case.mean,
-        std=case.std,
-        provenance={},
-        chunk=max(batch, 1),
-        batch=batch,
-        device=device,
-        log=lambda message: None,
-    )
+    trained = TrainedTeacher(teacher, InputNorm(tuple(case.mean), tuple(case.std)), "benchmark", 0)
+    job = AttributionJob("ig", settings, chunk=max(batch, 1), batch=batch)
+    precompute(trained, case.images[rows], case.labels[rows], path, job, Runtime(device, log=lambda message: None))
     with h5py.File(path) as h5:
         maps, delta, gain = h5["maps"][()], h5["delta"][()], h5["gain"][()]
     os.remove(path)
@@ -127,8 +118,7 @@ def bench_case(case, args, device: str) -> list[dict]:
         settings = parse_setting(text)
         label = "GL" if settings["method"] == "gausslegendre" else settings["method"]
         paths[text] = (
-            f"igkd: {label} {settings['steps']}, batch {args.batch}, internal batch "
-            f"{settings['internal_batch_size']}",
+            f"igkd: {label} {settings['steps']}, batch {args.batch}, internal batch {settings['internal_batch_size']}",
             settings,
         )
     paths["reference"] = (

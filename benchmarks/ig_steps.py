@@ -1,8 +1,8 @@
 """Completeness error of IG against the number of steps and the quadrature: choose `precompute.ig.steps`.
 
 For each quadrature and step count this computes IG for the same images the way the
-precompute stage does (igkd.attribution with the folded, channels-last teacher) and prints
-the guarded relative completeness error of igkd.completeness,
+precompute stage does (igkd.attribution.maps with the folded, channels-last teacher) and prints
+the guarded relative completeness error of igkd.attribution.completeness,
 |sum(attr) - (f_t(x) - f_t(0))| / max(|f_t(x) - f_t(0)|, rel_floor) (median, p90, p99, max,
 mean over the images, the fraction within `--tolerance`, and the median absolute error in
 logits), how far the maps are from the 50-step Gauss-Legendre maps (the paper's setting),
@@ -27,12 +27,12 @@ import time
 
 import numpy as np
 import torch
-
 from _common import PeakMemory, format_table, machine_line, setup, sync
 from _teachers import load_case
-from igkd import completeness
-from igkd.allocator import reuse_freed_memory
-from igkd.attribution import inference_copy, integrated_gradients, to_map
+
+from igkd.attribution import completeness
+from igkd.attribution.maps import inference_copy, integrated_gradients, to_map
+from igkd.training.allocator import reuse_freed_memory
 
 REFERENCE = ("gausslegendre", 50)
 

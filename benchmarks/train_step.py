@@ -1,12 +1,12 @@
 """Training step time split into data time and model time, for students and the teacher.
 
-One step as igkd's training loop runs it (igkd.student / igkd.teacher + igkd.train.fit):
+One step as igkd's training loop runs it (igkd.training.student / igkd.training.teacher + igkd.training.loop.fit):
 - data: index the batch's rows in the in-memory uint8 training tensor (and its maps and
-  teacher logits), then igkd.augment (crop + flip, overlay for IG methods, normalisation
+  teacher logits), then igkd.training.augment (crop + flip, overlay for IG methods, normalisation
   for the teacher);
-- model: forward, losses (igkd.distill.Distiller for students: CE, KD, AT with the frozen
+- model: forward, losses (igkd.training.distiller.Distiller for students: CE, KD, AT with the frozen
   teacher's forward), backward and optimiser step (Adam for students, SGD + Nesterov for
-  the teacher), under igkd.amp's mixed precision (CUDA only), with igkd.allocator's
+  the teacher), under igkd.training.amp's mixed precision (CUDA only), with igkd.training.allocator's
   setting as in fit().
 Times are medians over the timed steps after warm-up; on CUDA each part is synchronised.
 Inputs are random uint8 images (CIFAR-shaped) with random maps and logits: step time does
@@ -22,15 +22,16 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
-
 from _common import PeakMemory, format_table, machine_line, setup, sync
-from igkd.allocator import reuse_freed_memory
-from igkd.amp import MixedPrecision
-from igkd.augment import augment_batch, crop_flip, normalize, to_float
-from igkd.distill import Distiller
-from igkd.methods import get_method
+
 from igkd.models import at_block, build_student, build_teacher, n_params
-from igkd.train import to_chw_tensor
+from igkd.training.allocator import reuse_freed_memory
+from igkd.training.amp import MixedPrecision
+from igkd.training.augment import InputNorm, augment_batch, crop_flip, normalize, to_float
+from igkd.training.distiller import Distiller, Overlay, Recipe
+from igkd.training.loop import to_chw_tensor
+from igkd.training.methods import get_method
+from igkd.training.teacher import TrainedTeacher
 
 MEAN, STD = [0.4914, 0.4822, 0.4465], [0.2471, 0.2435, 0.2616]  # the paper's teacher normalisation
 KD = {"alpha": 0.01, "temperature": 2.5}
@@ -49,23 +50,24 @@ def timed(device: str, fn):
 def student_case(method_name: str, drop: int, args, data, device: str, teacher, amp):
     method = get_method(method_name)
     student = build_student(drop).use_channels_last(args.channels_last).to(device)
-    distiller = Distiller(
-        student,
-        method,
-        alpha=KD["alpha"],
-        temperature=KD["temperature"],
-        gamma=GAMMA,
-        at_block=at_block(drop),
-        teacher=teacher if method.at else None,
-        teacher_mean=MEAN,
-        teacher_std=STD,
-    ).train()
+    recipe = Recipe(
+        KD["alpha"],
+        KD["temperature"],
+        GAMMA,
+        4,
+        True,
+        Overlay(IG["p"], *IG["power_range"], IG["blend"]),
+        InputNorm(),
+        control_seed=0,
+    )
+    trained = TrainedTeacher(teacher, InputNorm(tuple(MEAN), tuple(STD)), "benchmark", 0) if method.at else None
+    distiller = Distiller(student, method, recipe, at_block(drop), trained).train()
     optimizer = torch.optim.Adam(student.parameters(), lr=1e-3)
     generator = torch.Generator().manual_seed(0)
     images, labels, maps, logits = data
 
     def data_part(rows):
-        x01 = augment_batch(  # as igkd.student's step
+        x01 = augment_batch(  # as igkd.training.student's step
             images.index_select(0, rows),
             maps.index_select(0, rows) if method.ig else None,
             padding=4,
@@ -151,12 +153,14 @@ def main() -> None:
     )
     parser.add_argument("--no-channels-last", dest="channels_last", action="store_false")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--default-allocator", action="store_true", help="skip igkd.allocator (to measure its effect)")
+    parser.add_argument(
+        "--default-allocator", action="store_true", help="skip igkd.training.allocator (to measure its effect)"
+    )
     args = parser.parse_args()
     device = setup(args.threads, args.device)
     amp = MixedPrecision(device)
     if not args.default_allocator:
-        reuse_freed_memory()  # as igkd.train.fit does
+        reuse_freed_memory()  # as igkd.training.loop.fit does
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (args.rows, args.size, args.size, 3), dtype=np.uint8)
     data = (
@@ -168,7 +172,7 @@ def main() -> None:
     print(machine_line(device, args.threads))
     print(
         f"{args.size}x{args.size} random images, {args.rows} rows in memory, channels_last {args.channels_last}, "
-        f"mixed precision {amp.name}, igkd.allocator {'off' if args.default_allocator else 'on'}; "
+        f"mixed precision {amp.name}, igkd.training.allocator {'off' if args.default_allocator else 'on'}; "
         f"median of {args.steps} steps after {args.warmup} warm-up"
     )
     teacher = build_teacher(10, 1.0).use_channels_last(args.channels_last).to(device).eval()  # AT's frozen teacher

@@ -10,18 +10,16 @@ import sys
 
 import numpy as np
 
+from configs import RESUMABLE_STUDENT
 from igkd.data.digits import load_digits_splits
 from igkd.data.store import with_val_split
 from igkd.io import save_torch
-from igkd.student import distill_student
+from igkd.runtime import Runtime
+from igkd.training.loop import Checkpoint
+from igkd.training.student import RunSpec, fit_student
 
 EPOCHS = 4
-CFG = {
-    "exclude_val": True, "fraction": 0.8, "control_seed": 1, "width": 1.0, "normalize": None,
-    "kd": {"alpha": 0.5, "temperature": 2.0}, "at": {"gamma": 0.8}, "lr": 1e-3, "weight_decay": 0.0,
-    "ig": {"p": 0.5, "power_min": 1.0, "power_max": 2.0, "blend": 0.5}, "crop_padding": 1, "flip": True,
-    "epochs": EPOCHS, "batch_size": 32, "eval_every": 2,
-}
+CFG = {**RESUMABLE_STUDENT, "epochs": EPOCHS, "batch_size": 32, "eval_every": 2}
 
 
 class Teacher:
@@ -35,12 +33,16 @@ class Teacher:
 
 def train(checkpoint=None, tag: str = "demo-settings", log=None, cfg=None):
     splits = with_val_split(load_digits_splits(8, 0.2, 0), 0.1, 0)
-    model, history, _ = distill_student(
-        splits, "KD_IG", 15, 0, cfg or CFG, pre=Teacher(len(splits.train_labels)), teacher=None,
-        teacher_mean=None, teacher_std=None, device="cpu", threads=1, checkpoint=checkpoint,
-        checkpoint_tag=tag, log=log or (lambda m: None),
+    result = fit_student(
+        splits,
+        RunSpec("KD_IG", 15, 0),
+        cfg or CFG,
+        None,
+        Teacher(len(splits.train_labels)),
+        Runtime(log=log or (lambda m: None)),
+        Checkpoint(checkpoint, tag) if checkpoint else None,
     )
-    return model, history
+    return result.model, result.history
 
 
 def without_wall_clock(history: list[dict]) -> list[dict]:

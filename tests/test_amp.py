@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from igkd.amp import MixedPrecision
+from igkd.training.amp import MixedPrecision
 
 
 def sgd_step(amp, model, x, y):

@@ -1,7 +1,7 @@
 import numpy as np
 import torch
 
-from igkd.augment import augment_batch, crop_flip, power_minmax
+from igkd.training.augment import augment_batch, crop_flip, power_minmax
 
 
 def coordinate_images(n=16, size=12):
@@ -45,7 +45,13 @@ def test_overlay_rate_matches_p():
     images = torch.zeros(4000, 3, 4, 4, dtype=torch.uint8)
     maps = torch.rand(4000, 4, 4) + 0.1
     out = augment_batch(
-        images, maps, padding=0, flip=False, overlay_p=0.1, power_range=(1.0, 2.0), blend=0.5,
+        images,
+        maps,
+        padding=0,
+        flip=False,
+        overlay_p=0.1,
+        power_range=(1.0, 2.0),
+        blend=0.5,
         generator=torch.Generator().manual_seed(0),
     )
     rate = (out.flatten(1).amax(1) > 0).float().mean().item()
@@ -64,7 +70,7 @@ def test_power_minmax_range_and_order():
 def per_image_reference(images_u8, maps, *, padding, flip, overlay_p, power_range, blend, generator):
     """The overlay augmentation written one image at a time, from the same draws in the same
     order (exponents, crop rows, crop columns, flips, overlay choices)."""
-    from igkd.augment import log_uniform
+    from igkd.training.augment import log_uniform
 
     n, _, height, width = images_u8.shape
     exponent = log_uniform(n, *power_range, generator)
@@ -115,7 +121,7 @@ def test_crop_flip_without_padding_only_flips():
 
 def test_window_table_and_computed_windows_agree(monkeypatch):
     """Small images take their windows from a cached table, large ones compute them: same result."""
-    import igkd.augment as augment
+    import igkd.training.augment as augment
 
     images = torch.randint(0, 256, (40, 3, 9, 7), dtype=torch.uint8, generator=torch.Generator().manual_seed(4))
     maps = torch.rand(40, 9, 7, generator=torch.Generator().manual_seed(5))
@@ -133,7 +139,7 @@ def test_window_table_and_computed_windows_agree(monkeypatch):
 
 
 def test_normalize_builds_its_statistics_once_and_matches_the_formula():
-    from igkd.augment import _channel_stats, normalize
+    from igkd.training.augment import _channel_stats, normalize
 
     mean, std = [0.4914, 0.4822, 0.4465], [0.2471, 0.2435, 0.2616]
     x = torch.rand(4, 3, 8, 8)

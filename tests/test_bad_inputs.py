@@ -17,19 +17,19 @@ import sys
 
 import h5py
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 import yaml
 
-from igkd.collect import RUN_COLUMNS, runs_table
+from igkd.analysis.collect import RUN_COLUMNS, runs_table
+from igkd.attribution.precompute import AttributionJob, load_precomputed, precompute
 from igkd.config import load_schema, validate_config
 from igkd.data.store import read_data_h5, write_data_h5
 from igkd.io import InputError, load_torch, read_json, write_json
-from igkd.methods import METHODS, get_method
 from igkd.models import build_teacher
-from igkd.precompute import load_precomputed, precompute
-from igkd.teacher import import_teacher
+from igkd.training.augment import InputNorm
+from igkd.training.methods import METHODS, get_method
+from igkd.training.teacher import TrainedTeacher, import_teacher
 
 
 def exact(message: str) -> str:
@@ -59,11 +59,19 @@ def with_value(cfg: dict, path: tuple, value) -> dict:
     [
         (("students", "ig", "p"), -0.1, "students.ig.p: -0.1 is less than the minimum of 0"),
         (("students", "kd", "alpha"), 1.5, "students.kd.alpha: 1.5 is greater than the maximum of 1"),
-        (("students", "kd", "temperature"), -1, "students.kd.temperature: -1 is less than or equal to the minimum of 0"),
+        (
+            ("students", "kd", "temperature"),
+            -1,
+            "students.kd.temperature: -1 is less than or equal to the minimum of 0",
+        ),
         (("students", "fraction"), -0.5, "students.fraction: -0.5 is less than or equal to the minimum of 0"),
         (("students", "drops"), [7.5], "students.drops.0: 7.5 is not of type 'integer'"),
-        (("students", "kd", "alhpa"), 0.1,
-         "students.kd: Additional properties are not allowed ('alhpa' was unexpected); allowed keys: alpha, temperature"),
+        (
+            ("students", "kd", "alhpa"),
+            0.1,
+            "students.kd: Additional properties are not allowed ('alhpa' was unexpected); "
+            "allowed keys: alpha, temperature",
+        ),
     ],
 )
 def test_out_of_range_config_values_name_the_key(full, path, value, message):
@@ -74,19 +82,25 @@ def test_out_of_range_config_values_name_the_key(full, path, value, message):
 def test_unknown_top_level_key_lists_the_allowed_ones(full):
     allowed = ", ".join(sorted(load_schema()["properties"]))
     cfg = {**copy.deepcopy(full), "studnets": {}}
-    with pytest.raises(InputError, match=exact(
-        "invalid config:\n  <top level>: Additional properties are not allowed ('studnets' was unexpected); "
-        f"allowed keys: {allowed}"
-    )):
+    with pytest.raises(
+        InputError,
+        match=exact(
+            "invalid config:\n  <top level>: Additional properties are not allowed ('studnets' was unexpected); "
+            f"allowed keys: {allowed}"
+        ),
+    ):
         validate_config(cfg)
 
 
 @pytest.mark.parametrize(
     "path, value",
     [
-        (("students", "ig", "p"), 0), (("students", "ig", "p"), 1),
-        (("students", "kd", "alpha"), 0), (("students", "kd", "alpha"), 1),
-        (("students", "kd", "temperature"), 1e-6), (("students", "fraction"), 1),
+        (("students", "ig", "p"), 0),
+        (("students", "ig", "p"), 1),
+        (("students", "kd", "alpha"), 0),
+        (("students", "kd", "alpha"), 1),
+        (("students", "kd", "temperature"), 1e-6),
+        (("students", "fraction"), 1),
         (("students", "drops"), [1, 18]),
     ],
 )
@@ -117,28 +131,31 @@ def test_weights_with_wrong_keys_are_named(tmp_path, teacher_state):
     state["head.weight"] = torch.zeros(1)
     path = tmp_path / "renamed.pt"
     torch.save(state, path)
-    with pytest.raises(InputError, match=exact(
-        f"{path}: state-dict keys do not match the CIFAR MobileNetV2 teacher (width 0.25): "
-        "missing ['features.0.0.weight'], unexpected ['head.weight']"
-    )):
+    with pytest.raises(
+        InputError,
+        match=exact(
+            f"{path}: state-dict keys do not match the CIFAR MobileNetV2 teacher (width 0.25): "
+            "missing ['features.0.0.weight'], unexpected ['head.weight']"
+        ),
+    ):
         import_teacher(path, 10, 0.25)
 
 
 def test_weights_of_another_width_name_the_first_wrong_shape(tmp_path):
     path = tmp_path / "wider.pt"
     torch.save({"state_dict": build_teacher(10, 0.5).state_dict()}, path)  # nested, as many trainers save
-    with pytest.raises(InputError, match=exact(
-        f"{path}: 'features.0.0.weight' has shape (16, 3, 3, 3), expected (8, 3, 3, 3)"
-    )):
+    with pytest.raises(
+        InputError, match=exact(f"{path}: 'features.0.0.weight' has shape (16, 3, 3, 3), expected (8, 3, 3, 3)")
+    ):
         import_teacher(path, 10, 0.25)
 
 
 def test_weights_for_another_class_count(tmp_path):
     path = tmp_path / "hundred.pt"
     torch.save(build_teacher(100, 0.25).state_dict(), path)
-    with pytest.raises(InputError, match=exact(
-        f"{path}: 'classifier.1.weight' has shape (100, 1280), expected (10, 1280)"
-    )):
+    with pytest.raises(
+        InputError, match=exact(f"{path}: 'classifier.1.weight' has shape (100, 1280), expected (10, 1280)")
+    ):
         import_teacher(path, 10, 0.25)
 
 
@@ -149,10 +166,13 @@ def test_weights_file_that_is_a_tensor_or_not_torch(tmp_path):
         import_teacher(tensor, 10, 0.25)
     text = tmp_path / "notes.pt"
     text.write_text("not a model")
-    with pytest.raises(InputError, match=exact(
-        f"{text}: not a plain tensor/state-dict file that loads with weights_only=True "
-        "(UnpicklingError: Unsupported operand 110)"
-    )):
+    with pytest.raises(
+        InputError,
+        match=exact(
+            f"{text}: not a plain tensor/state-dict file that loads with weights_only=True "
+            "(UnpicklingError: Unsupported operand 110)"
+        ),
+    ):
         import_teacher(text, 10, 0.25)
     with pytest.raises(InputError, match=exact(f"{tmp_path / 'absent.pt'}: file not found")):
         import_teacher(tmp_path / "absent.pt", 10, 0.25)
@@ -190,10 +210,13 @@ def test_plain_pickle_that_runs_code_is_refused(tmp_path):
     marker = tmp_path / "marker.txt"
     path = tmp_path / "trojan.pkl"
     path.write_bytes(pickle.dumps(WritesMarker(marker), protocol=2))
-    with pytest.raises(InputError, match=exact(
-        f"{path}: refused: unpickling it would call exec, which is not a tensor type; "
-        "expected a plain tensor/state-dict file (loaded with weights_only=True, which never runs code from a file)"
-    )):
+    with pytest.raises(
+        InputError,
+        match=exact(
+            f"{path}: refused: unpickling it would call exec, which is not a tensor type; "
+            "expected a plain tensor/state-dict file (loaded with weights_only=True, which never runs code from a file)"
+        ),
+    ):
         load_torch(path)
     assert not marker.exists()
 
@@ -247,12 +270,16 @@ def test_precompute_file_that_is_not_hdf5(tmp_path):
 
 
 def test_precompute_unknown_attribution(tmp_path):
-    with pytest.raises(InputError, match=exact(
-        "attribution 'lime' unknown; expected one of ['gradientshap', 'ig', 'random', 'saliency', 'smoothgrad']"
-    )):
-        precompute(build_teacher(10, 0.25), np.zeros((2, 8, 8, 3), np.uint8), np.zeros(2, np.int64),
-                   tmp_path / "x.h5", attribution="lime", settings={}, mean=[0.5] * 3, std=[0.5] * 3,
-                   provenance={})
+    with pytest.raises(
+        InputError,
+        match=exact(
+            "attribution 'lime' unknown; expected one of ['gradientshap', 'ig', 'random', 'saliency', 'smoothgrad']"
+        ),
+    ):
+        teacher = TrainedTeacher(build_teacher(10, 0.25), InputNorm((0.5,) * 3, (0.5,) * 3), "t", 0)
+        precompute(
+            teacher, np.zeros((2, 8, 8, 3), np.uint8), np.zeros(2, np.int64), tmp_path / "x.h5", AttributionJob("lime")
+        )
 
 
 # --- dataset file and metrics files --------------------------------------------------------------
@@ -268,9 +295,9 @@ def test_dataset_file_that_is_not_hdf5(tmp_path):
 def test_metrics_file_that_is_not_json(tmp_path):
     path = tmp_path / "metrics.json"
     path.write_text('{"test_acc": ')  # e.g. copied while being written by a tool without atomic writes
-    with pytest.raises(InputError, match=exact(
-        f"{path}: not valid JSON (Expecting value: line 1 column 14 (char 13))"
-    )):
+    with pytest.raises(
+        InputError, match=exact(f"{path}: not valid JSON (Expecting value: line 1 column 14 (char 13))")
+    ):
         read_json(path)
 
 
@@ -296,15 +323,35 @@ def test_pipeline_reports_bad_weights_in_one_line(repo, tmp_path, tiny_splits):
     write_data_h5(tmp_path / "results/digits/data.h5", tiny_splits, {"dataset": "digits", "image_size": 8})
     weights = tmp_path / "wide teacher.pt"  # a space: paths never pass through a shell
     torch.save(build_teacher(10, 0.5).state_dict(), weights)
-    (tmp_path / "bad.yaml").write_text(yaml.safe_dump({
-        "dataset": {"name": "digits", "image_size": 8},
-        "teacher": {"source": "import", "weights": str(weights), "width": 0.25},
-        "runtime": {"device": "cpu", "threads": {"teacher": 1}},
-    }))
+    (tmp_path / "bad.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "dataset": {"name": "digits", "image_size": 8},
+                "teacher": {"source": "import", "weights": str(weights), "width": 0.25},
+                "runtime": {"device": "cpu", "threads": {"teacher": 1}},
+            }
+        )
+    )
     result = subprocess.run(
-        [sys.executable, "-m", "snakemake", "--cores", "1", "--directory", str(tmp_path),
-         "results/digits/teacher/metrics.json", "--rerun-triggers", "mtime", "--configfile", "config.yaml", "bad.yaml"],
-        capture_output=True, text=True, cwd=tmp_path, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "--cores",
+            "1",
+            "--directory",
+            str(tmp_path),
+            "results/digits/teacher/metrics.json",
+            "--rerun-triggers",
+            "mtime",
+            "--configfile",
+            "config.yaml",
+            "bad.yaml",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=600,
     )
     assert result.returncode != 0
     line = f"error: {weights}: 'features.0.0.weight' has shape (16, 3, 3, 3), expected (8, 3, 3, 3)"
@@ -312,4 +359,7 @@ def test_pipeline_reports_bad_weights_in_one_line(repo, tmp_path, tiny_splits):
     assert log == line + "\n"
     assert line in result.stdout + result.stderr
     assert not (tmp_path / "results/digits/teacher/metrics.json").exists()
-    assert "Nothing to be done" not in result.stdout + result.stderr and "prepare_data" not in result.stdout + result.stderr
+    assert (
+        "Nothing to be done" not in result.stdout + result.stderr
+        and "prepare_data" not in result.stdout + result.stderr
+    )

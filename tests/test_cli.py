@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
+
 from fixtures_data import (
     EXTRACTED_DIR,
     FAKE_CLASSES,
@@ -16,8 +18,6 @@ from fixtures_data import (
     fake_cifar10_contents,
     write_fake_cifar10,
 )
-from PIL import Image
-
 from igkd import __version__
 from igkd.cli import main
 from igkd.data.cifar10 import CIFAR10_FOLDER, CIFAR10_TEST_FILES, CIFAR10_TRAIN_FILES
@@ -61,9 +61,7 @@ def test_info_default_table_is_the_paper_protocol(capsys):
     assert teacher["params"] == "2,236,682"
     assert teacher["factor"] == teacher["vs teacher"] == "1.00"
     assert teacher["last ch"] == "1280" and teacher["blocks"] == "19"
-    assert float(teacher["MMACs"]) == pytest.approx(
-        multiply_adds(build_teacher(), 32) / 1e6, abs=0.01
-    )
+    assert float(teacher["MMACs"]) == pytest.approx(multiply_adds(build_teacher(), 32) / 1e6, abs=0.01)
     assert rows[5]["factor"] == rows[5]["vs teacher"] == "4.12"
     assert rows[5]["params"] == f"{n_params(build_student(5)):,}" and rows[5]["blocks"] == "14"
     assert rows[7]["factor"] == "7.29" and rows[13]["factor"] == "54.59"  # README's demo factors
@@ -89,10 +87,7 @@ def test_info_reads_merged_configs_and_flags_override(capsys):
     assert rows[7]["factor"] == "7.29"  # students at width 1.0 vs the width-1.0 reference
     assert rows[7]["vs teacher"] == f"{teacher_params / n_params(build_student(7)):.2f}"
 
-    assert (
-        main(["info", *configs, "--all", "--width", "0.5", "--image-size", "8", "--classes", "3"])
-        == 0
-    )
+    assert main(["info", *configs, "--all", "--width", "0.5", "--image-size", "8", "--classes", "3"]) == 0
     out = capsys.readouterr().out
     rows = _table(out)
     assert "3 classes, 8x8 inputs, teacher width 0.5, student width 0.5" in out
@@ -125,10 +120,7 @@ def test_check_data_on_cifar_tarball_and_folder(tmp_path, capsys, str_keys):
     contents = fake_cifar10_contents(N_PER_BATCH, SEED)
     train = np.concatenate([contents[n][b"labels"] for n in CIFAR10_TRAIN_FILES])
     test = np.concatenate([contents[n][b"labels"] for n in CIFAR10_TEST_FILES])
-    expected = {
-        name: (int((train == i).sum()), int((test == i).sum()))
-        for i, name in enumerate(FAKE_CLASSES)
-    }
+    expected = {name: (int((train == i).sum()), int((test == i).sum())) for i, name in enumerate(FAKE_CLASSES)}
     for source in (tarball, tmp_path / EXTRACTED_DIR, tmp_path / EXTRACTED_DIR / CIFAR10_FOLDER):
         assert main(["check-data", str(source), "--no-verify"]) == 0
         out = capsys.readouterr().out
@@ -214,9 +206,7 @@ def test_bad_path_is_one_error_line_and_exit_2(tmp_path, capsys):
     not_h5.write_text("not hdf5")
     assert main(["check-data", str(not_h5)]) == 2
     err = capsys.readouterr().err
-    assert len(err.splitlines()) == 1 and err.startswith(
-        f"error: {not_h5}: not a valid igkd dataset"
-    )
+    assert len(err.splitlines()) == 1 and err.startswith(f"error: {not_h5}: not a valid igkd dataset")
 
 
 def test_installed_console_script_runs_and_help_stays_light():
@@ -231,7 +221,5 @@ def test_installed_console_script_runs_and_help_stays_light():
         "import sys\nfrom igkd import cli\ntry:\n    cli.main(['check-data', '--help'])\n"
         "except SystemExit:\n    pass\nprint('torch' in sys.modules, 'h5py' in sys.modules)"
     )
-    light = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60
-    )
+    light = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert light.stdout.splitlines()[-1] == "False False"

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import yaml
 
-from igkd import completeness
+from igkd.attribution import completeness
 from igkd.config import validate_config
 from igkd.io import InputError
 

@@ -12,15 +12,18 @@ import yaml
 from captum.attr import IntegratedGradients
 from statsmodels.stats.multitest import multipletests
 
-from igkd.attribution import ATTRIBUTIONS
-from igkd.augment import normalize
+from igkd.analysis.control_stats import check_runs, control_comparisons, write_control_stats
+from igkd.attribution.maps import ATTRIBUTIONS
+from igkd.attribution.precompute import AttributionJob, Records, load_precomputed, precompute
+from igkd.attribution.reference_defect import ReferenceLoader, precompute_reference_defect, source_index
 from igkd.config import validate_config
-from igkd.control_stats import check_runs, control_comparisons, write_control_stats
-from igkd.controls import loader_order, precompute_reference_defect, source_index
+from igkd.controls import derangement, loader_order, teacher_rows
 from igkd.io import InputError
-from igkd.methods import ATTRIBUTION_NAMES, METHODS, Method, all_method_names, get_method, precompute_stem
-from igkd.precompute import load_precomputed, precompute
-from igkd.student import derangement, teacher_rows
+from igkd.runtime import Runtime
+from igkd.training.augment import InputNorm, normalize
+from igkd.training.methods import ATTRIBUTION_NAMES, METHODS, Method, all_method_names, get_method, precompute_stem
+from igkd.training.teacher import TrainedTeacher
+from test_workflow import TINY as WORKFLOW_TINY
 
 MEAN, STD = [0.3, 0.3, 0.3], [0.3, 0.3, 0.3]
 SETTINGS = {"steps": 4, "method": "gausslegendre", "internal_batch_size": 64}
@@ -41,8 +44,11 @@ def test_attribution_suffix_names():
     assert precompute_stem("KD", "ig") == "ig" and precompute_stem("AT", "ig") is None
     assert precompute_stem("reference_defect", "ig") == "ig_reference_defect"
     assert precompute_stem("reference_defect@saliency", "ig") == "saliency_reference_defect"
-    for bad, message in [("KD@saliency", "KD has no overlay"), ("IG@foo", "unknown attribution 'foo'"),
-                         ("KDX@ig", "unknown method 'KDX@ig'")]:
+    for bad, message in [
+        ("KD@saliency", "KD has no overlay"),
+        ("IG@foo", "unknown attribution 'foo'"),
+        ("KDX@ig", "unknown method 'KDX@ig'"),
+    ]:
         with pytest.raises(ValueError, match=message):
             get_method(bad)
     assert all(get_method(m).control for m in ("shuffled_IG", "shuffled_KD", "reference_defect", "KD_IG@random"))
@@ -63,7 +69,12 @@ def test_schema_accepts_exactly_the_method_names(repo):
 
 def test_controls_config_is_checked(repo):
     full = yaml.safe_load((repo / "config.yaml").read_text())
-    assert validate_config(full)["controls"]["methods"] == ["shuffled_IG", "shuffled_KD", "reference_defect", "IG@random"]
+    assert validate_config(full)["controls"]["methods"] == [
+        "shuffled_IG",
+        "shuffled_KD",
+        "reference_defect",
+        "IG@random",
+    ]
     full["controls"]["compare_with"] = ["KD_IG", "shuffled_IG"]
     with pytest.raises(InputError, match=r"controls.methods: \['shuffled_IG'\] also in controls.compare_with"):
         validate_config(full)
@@ -81,7 +92,10 @@ def test_default_rows_aligned_and_shuffled_rows_are_derangements(tiny_splits):
     seen = {}
     for name, method in METHODS.items():
         map_rows, logit_rows = teacher_rows(method, n, control_seed=11)
-        for rows, shuffled, part in ((map_rows, method.shuffle_maps, "maps"), (logit_rows, method.shuffle_logits, "logits")):
+        for rows, shuffled, part in (
+            (map_rows, method.shuffle_maps, "maps"),
+            (logit_rows, method.shuffle_logits, "logits"),
+        ):
             if not shuffled:
                 assert np.array_equal(rows, np.arange(n)), (name, part)  # aligned: row i feeds image i
                 continue
@@ -99,37 +113,31 @@ def test_default_rows_aligned_and_shuffled_rows_are_derangements(tiny_splits):
         derangement(1, 0)
 
 
-def test_distill_student_feeds_the_rows_teacher_rows_chose(tiny_splits, monkeypatch):
+def test_distiller_feeds_the_rows_teacher_rows_chose(tiny_splits):
     """The training set a student sees holds pre.maps/logits[teacher_rows[rows]]."""
-    import igkd.student as student
+    from igkd.models import build_student
+    from igkd.training.augment import InputNorm
+    from igkd.training.distiller import Distiller, Overlay, Recipe
+    from igkd.training.student import subsample
 
-    class Captured(Exception):
-        pass
-
-    captured = {}
-
-    def capture(images, labels, maps, logits):
-        captured.update(maps=maps, logits=logits)
-        raise Captured
-
-    monkeypatch.setattr(student, "TrainSet", capture)
     n = len(tiny_splits.train_labels)
     rng = np.random.default_rng(0)
-    pre = type("Pre", (), {"logits": rng.normal(size=(n, 10)).astype(np.float32),
-                           "maps": rng.random((n, 8, 8), dtype=np.float32)})()
-    cfg = {"exclude_val": True, "fraction": 0.8, "control_seed": 3, "seed_offset": 0}
+    pre = type(
+        "Pre",
+        (),
+        {"logits": rng.normal(size=(n, 10)).astype(np.float32), "maps": rng.random((n, 8, 8), dtype=np.float32)},
+    )()
+    recipe = Recipe(0.5, 2.0, 0.8, 1, True, Overlay(0.5, 1.0, 2.0, 0.5), InputNorm(), control_seed=3)
+    rows = subsample(tiny_splits.train_labels, tiny_splits.train_index, 0.8, 0)
     for name in ("KD_IG", "shuffled_IG", "shuffled_KD"):
-        with pytest.raises(Captured):
-            student.distill_student(tiny_splits, name, 15, 0, cfg, pre=pre, teacher=None, teacher_mean=None,
-                                    teacher_std=None, device="cpu", threads=1)
-        rows = student.subsample(tiny_splits.train_labels, tiny_splits.train_index, 0.8, 0)
+        data = Distiller(build_student(15), get_method(name), recipe, 0).training_set(tiny_splits, rows, pre, "cpu")
         map_rows, logit_rows = teacher_rows(get_method(name), n, 3)
-        if captured["maps"] is not None:
-            assert np.array_equal(captured["maps"].numpy(), pre.maps[map_rows[rows]])
-            assert np.array_equal(captured["maps"].numpy(), pre.maps[rows]) == (name == "KD_IG")
-        if captured["logits"] is not None:
-            assert np.array_equal(captured["logits"].numpy(), pre.logits[logit_rows[rows]])
-            assert np.array_equal(captured["logits"].numpy(), pre.logits[rows]) == (name == "KD_IG")
+        if data.maps is not None:
+            assert np.array_equal(data.maps.numpy(), pre.maps[map_rows[rows]])
+            assert np.array_equal(data.maps.numpy(), pre.maps[rows]) == (name == "KD_IG")
+        if data.teacher_logits is not None:
+            assert np.array_equal(data.teacher_logits.numpy(), pre.logits[logit_rows[rows]])
+            assert np.array_equal(data.teacher_logits.numpy(), pre.logits[rows]) == (name == "KD_IG")
 
 
 # --------------------------------------------------------------------------- reference_defect
@@ -160,17 +168,21 @@ def built(tmp_path_factory):
     teacher = PixelNet().eval()
     images, labels = splits.train_images[:N], splits.train_labels[:N]
     folder = tmp_path_factory.mktemp("reference_defect")
-    common = dict(attribution="ig", settings=SETTINGS, mean=MEAN, std=STD, provenance=PROVENANCE, chunk=16,
-                  batch=16, log=lambda m: None)
-    precompute(teacher, images, labels, folder / "ig.h5", **common)
-    precompute_reference_defect(teacher, images, labels, folder / "ig_reference_defect.h5", loader_seed=SEED,
-                                padding=PAD, flip=True, **common)
+    trained = TrainedTeacher(teacher, InputNorm(tuple(MEAN), tuple(STD)), "t", 0)
+    job = AttributionJob("ig", SETTINGS, chunk=16, batch=16)
+    runtime, records = Runtime(log=lambda m: None), Records(PROVENANCE)
+    precompute(trained, images, labels, folder / "ig.h5", job, runtime, records)
+    loader = ReferenceLoader(SEED, PAD, flip=True)
+    defect = folder / "ig_reference_defect.h5"
+    precompute_reference_defect(trained, images, labels, defect, job, loader, runtime, records)
     load = dict(n_rows=N, image_shape=(8, 8), num_classes=10, **PROVENANCE)
     return {
-        "teacher": teacher, "images": images, "labels": labels,
+        "teacher": teacher,
+        "images": images,
+        "labels": labels,
         "aligned": load_precomputed(folder / "ig.h5", **load),
-        "defect": load_precomputed(folder / "ig_reference_defect.h5", **load),  # valid input for a student
-        "source": source_index(folder / "ig_reference_defect.h5"),
+        "defect": load_precomputed(defect, **load),  # valid input for a student
+        "source": source_index(defect),
     }
 
 
@@ -179,7 +191,7 @@ def teacher_input(image_hwc: np.ndarray) -> torch.Tensor:
 
 
 def all_crops_and_flips(image_hwc: np.ndarray):
-    """Every (dy, dx, flip) the loader could have drawn, built independently of igkd.augment."""
+    """Every (dy, dx, flip) the loader could have drawn, built independently of igkd.training.augment."""
     h, w, _ = image_hwc.shape
     padded = np.pad(image_hwc, ((PAD, PAD), (PAD, PAD), (0, 0)))
     for dy in range(2 * PAD + 1):
@@ -208,8 +220,12 @@ def test_reference_defect_row_i_is_another_augmented_image(built):
         transforms.append(key)
         if i < 4:  # the map too belongs to that augmented image (IG recomputed with captum)
             attr = IntegratedGradients(teacher).attribute(
-                teacher_input(image), baselines=teacher_input(image) * 0, target=int(labels[source[i]]), n_steps=4,
-                method="gausslegendre")
+                teacher_input(image),
+                baselines=teacher_input(image) * 0,
+                target=int(labels[source[i]]),
+                n_steps=4,
+                method="gausslegendre",
+            )
             np.testing.assert_allclose(defect.maps[i], attr.abs().sum(1)[0].detach().numpy(), rtol=1e-3, atol=1e-6)
     # the misalignment is real: row i is not image i's, except where chance kept both image and view
     kept = [i for i in range(N) if source[i] == i and transforms[i] == (PAD, PAD, False)]
@@ -226,9 +242,18 @@ def fake_runs(n_runs=5):
     rng = np.random.default_rng(0)
     means = {"KD_IG": 97.0, "IG": 96.8, "KD": 96.5, "Student": 96.0, "shuffled_IG": 96.9, "IG@random": 95.0}
     rows = [
-        {"method": m, "control": get_method(m).control, "drop": 13, "factor": 54.59, "run": r, "seed": r,
-         "subsample_sha": f"s{r}", "test_acc": mu + rng.normal(0, 0.3)}
-        for m, mu in means.items() for r in range(n_runs)
+        {
+            "method": m,
+            "control": get_method(m).control,
+            "drop": 13,
+            "factor": 54.59,
+            "run": r,
+            "seed": r,
+            "subsample_sha": f"s{r}",
+            "test_acc": mu + rng.normal(0, 0.3),
+        }
+        for m, mu in means.items()
+        for r in range(n_runs)
     ]
     return pd.DataFrame(rows)
 
@@ -242,7 +267,8 @@ def test_control_comparisons_family_and_labels(tmp_path):
     np.testing.assert_allclose(comps["p_holm"], multipletests(comps["p"], method="holm")[1])
     random_vs_student = comps[(comps["method"] == "IG@random") & (comps["baseline"] == "Student")].iloc[0]
     assert random_vs_student["diff"] == pytest.approx(
-        runs[runs.method == "IG@random"].test_acc.mean() - runs[runs.method == "Student"].test_acc.mean())
+        runs[runs.method == "IG@random"].test_acc.mean() - runs[runs.method == "Student"].test_acc.mean()
+    )
     paths = {k: tmp_path / f"controls_{k}.csv" for k in ("runs", "summary", "comparisons")}
     paths["markdown"] = tmp_path / "controls.md"
     write_control_stats(runs, paths, controls=controls, compare_with=compare_with, drop=13)
@@ -259,7 +285,7 @@ def test_control_comparisons_family_and_labels(tmp_path):
 
 def test_fig_controls_marks_controls(tmp_path, monkeypatch):
     import igkd.plots.controls as plot
-    from igkd.control_stats import control_summary
+    from igkd.analysis.control_stats import control_summary
 
     runs = fake_runs()
     summary = control_summary(runs, ["KD_IG", "IG", "KD", "Student", "shuffled_IG", "IG@random"])
@@ -283,12 +309,10 @@ def test_fig_controls_marks_controls(tmp_path, monkeypatch):
 # --------------------------------------------------------------------------- workflow
 
 TINY = {
-    "dataset": {"name": "digits", "image_size": 8},
-    "teacher": {"width": 0.25, "epochs": 1, "batch_size": 64, "warmup_epochs": 0, "crop_padding": 1,
-                "normalize": None, "flip": False},
+    "dataset": WORKFLOW_TINY["dataset"],
+    "teacher": WORKFLOW_TINY["teacher"],
     "precompute": {"chunk": 512, "ig": {"steps": 4}},
-    "students": {"methods": ["Student"], "drops": [13], "runs": 1, "epochs": 1, "crop_padding": 1,
-                 "eval_every": 1},
+    "students": {"methods": ["Student"], "drops": [13], "runs": 1, "epochs": 1, "crop_padding": 1, "eval_every": 1},
     "controls": {"methods": ["reference_defect", "IG@random"], "compare_with": ["Student"], "drop": 13, "runs": 2},
     "runtime": {"device": "cpu", "threads": {"teacher": 1, "precompute": 1, "student": 1}},
 }
@@ -309,8 +333,19 @@ def test_controls_target_end_to_end(repo, tmp_path):
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(TINY))
 
     def snakemake(*args):
-        cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--directory", str(tmp_path),
-               *args, "--configfile", "config.yaml", "tiny.yaml"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "--cores",
+            "2",
+            "--directory",
+            str(tmp_path),
+            *args,
+            "--configfile",
+            "config.yaml",
+            "tiny.yaml",
+        ]
         done = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=600)
         return done.returncode, done.stdout + done.stderr
 
@@ -323,9 +358,15 @@ def test_controls_target_end_to_end(repo, tmp_path):
     assert sorted(runs["method"].unique()) == ["IG@random", "Student", "reference_defect"]
     assert (runs.groupby("method")["run"].count() == 2).all()
     assert runs.set_index("method")["control"].groupby(level=0).all().to_dict() == {
-        "IG@random": True, "Student": False, "reference_defect": True}
+        "IG@random": True,
+        "Student": False,
+        "reference_defect": True,
+    }
     comps = pd.read_csv(results / "stats/controls_comparisons.csv")
-    assert sorted(zip(comps["method"], comps["baseline"])) == [("IG@random", "Student"), ("reference_defect", "Student")]
+    assert sorted(zip(comps["method"], comps["baseline"])) == [
+        ("IG@random", "Student"),
+        ("reference_defect", "Student"),
+    ]
     assert "reference_defect (control)" in (results / "stats/controls.md").read_text()
     assert (results / "figures/controls.png").stat().st_size > 1000
     code, out = snakemake("-n", "controls")

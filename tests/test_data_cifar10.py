@@ -15,6 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
+
 from fixtures_data import (
     EXTRACTED_DIR,
     FAKE_CLASSES,
@@ -22,7 +23,7 @@ from fixtures_data import (
     fake_cifar10_contents,
     write_fake_cifar10,
 )
-
+from igkd.config import validate_config
 from igkd.data.cifar10 import (
     CIFAR10_ARCHIVE_NAME,
     CIFAR10_FILE_MD5,
@@ -32,7 +33,6 @@ from igkd.data.cifar10 import (
     download_cifar10,
     read_cifar10,
 )
-from igkd.config import validate_config
 from igkd.data.prepare import load_source
 from igkd.io import InputError
 
@@ -76,9 +76,7 @@ def test_tarball_and_both_folder_layouts_give_the_published_order(fake):
     np.testing.assert_array_equal(from_tar.train_labels, train_labels)
     np.testing.assert_array_equal(from_tar.test_labels, test_labels)
     for i in (0, N_PER_BATCH + 1, 5 * N_PER_BATCH - 1):  # first, second batch, last
-        np.testing.assert_array_equal(
-            from_tar.train_images[i], train_rows[i].reshape(3, 32, 32).transpose(1, 2, 0)
-        )
+        np.testing.assert_array_equal(from_tar.train_images[i], train_rows[i].reshape(3, 32, 32).transpose(1, 2, 0))
     # channel-planar row layout: byte c*1024 + y*32 + x is pixel (y, x) of channel c
     assert from_tar.test_images[4, 7, 9, 2] == test_rows[4, 2 * 1024 + 7 * 32 + 9]
 
@@ -98,9 +96,7 @@ def test_one_flipped_byte_is_caught_and_named(fake, tmp_path):
     data[data.index(b"fake data_batch_3")] ^= 1  # one bit of b"batch_label", still a valid pickle
     target.write_bytes(bytes(data))
     actual = hashlib.md5(bytes(data)).hexdigest()
-    with pytest.raises(
-        InputError, match=f"data_batch_3 has md5 {actual}, expected {file_md5['data_batch_3']}"
-    ):
+    with pytest.raises(InputError, match=f"data_batch_3 has md5 {actual}, expected {file_md5['data_batch_3']}"):
         read_cifar10(extracted, expected_md5=file_md5)
     assert read_cifar10(extracted, verify=False).train_images.shape[0] == 5 * N_PER_BATCH
 
@@ -156,12 +152,8 @@ def test_bytes_and_str_keyed_copies_read_alike(tmp_path, writer, layout):
     test_rows, test_labels = _rows_and_labels(CIFAR10_TEST_FILES)
     np.testing.assert_array_equal(got.train_labels, train_labels)
     np.testing.assert_array_equal(got.test_labels, test_labels)
-    np.testing.assert_array_equal(
-        got.train_images, train_rows.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
-    )
-    np.testing.assert_array_equal(
-        got.test_images, test_rows.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
-    )
+    np.testing.assert_array_equal(got.train_images, train_rows.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
+    np.testing.assert_array_equal(got.test_images, test_rows.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
 
 
 @pytest.mark.parametrize("writer", list(WRITERS))
@@ -215,21 +207,28 @@ def test_str_label_names_of_a_wrong_kind_are_named(fake):
 
 def _wrong_batches():
     good = fake_cifar10_contents(N_PER_BATCH, SEED)["data_batch_2"]
-    yield {b"labels": good[b"labels"]}, re.escape(
-        "lacks keys ['data']; expected ['data', 'labels'], found ['labels']"
-    )
-    yield {"labels": good[b"labels"], b"filenames": []}, re.escape(  # mixed: still one form
-        "lacks keys ['data']; expected ['data', 'labels'], found ['filenames', 'labels']"
+    yield {b"labels": good[b"labels"]}, re.escape("lacks keys ['data']; expected ['data', 'labels'], found ['labels']")
+    yield (
+        {"labels": good[b"labels"], b"filenames": []},
+        re.escape(  # mixed: still one form
+            "lacks keys ['data']; expected ['data', 'labels'], found ['filenames', 'labels']"
+        ),
     )
     yield {**good, "data": good[b"data"]}, "holds key 'data' twice"
-    yield {
-        **good,
-        b"data": good[b"data"][:, :100],
-    }, r"should be uint8 \(N,3072\), got uint8 \(20, 100\)"
-    yield {
-        **good,
-        b"data": good[b"data"].astype(np.float32),
-    }, r"should be uint8 \(N,3072\), got float32"
+    yield (
+        {
+            **good,
+            b"data": good[b"data"][:, :100],
+        },
+        r"should be uint8 \(N,3072\), got uint8 \(20, 100\)",
+    )
+    yield (
+        {
+            **good,
+            b"data": good[b"data"].astype(np.float32),
+        },
+        r"should be uint8 \(N,3072\), got float32",
+    )
     yield {**good, b"labels": good[b"labels"][:5]}, "'labels' should be 20 integers"
     yield {**good, b"labels": [99] * N_PER_BATCH}, r"labels must lie in 0\.\.9"
     yield [1, 2, 3], "should hold a dict, got list"
@@ -251,12 +250,8 @@ class _Hostile:
 
 def test_pickle_calling_other_code_is_refused(fake):
     extracted = fake[3]
-    (extracted / CIFAR10_FOLDER / "batches.meta").write_bytes(
-        pickle.dumps({b"label_names": _Hostile()})
-    )
-    with pytest.raises(
-        InputError, match="batches.meta is not a CIFAR-10 python pickle.*refusing to load global"
-    ):
+    (extracted / CIFAR10_FOLDER / "batches.meta").write_bytes(pickle.dumps({b"label_names": _Hostile()}))
+    with pytest.raises(InputError, match="batches.meta is not a CIFAR-10 python pickle.*refusing to load global"):
         read_cifar10(extracted, verify=False)
 
 
@@ -274,9 +269,7 @@ def _serve(payload: bytes, honour_range: bool = True, cut_after: int | None = No
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self):
             asked = self.headers.get("Range")
-            start = (
-                int(re.fullmatch(r"bytes=(\d+)-", asked).group(1)) if asked and honour_range else 0
-            )
+            start = int(re.fullmatch(r"bytes=(\d+)-", asked).group(1)) if asked and honour_range else 0
             if start >= len(payload) > 0 and asked and honour_range:
                 self.send_response(416)
                 self.send_header("Content-Range", f"bytes */{len(payload)}")
@@ -287,9 +280,7 @@ def _serve(payload: bytes, honour_range: bool = True, cut_after: int | None = No
             status = 206 if asked and honour_range else 200
             self.send_response(status)
             if status == 206:
-                self.send_header(
-                    "Content-Range", f"bytes {start}-{len(payload) - 1}/{len(payload)}"
-                )
+                self.send_header("Content-Range", f"bytes {start}-{len(payload) - 1}/{len(payload)}")
             self.send_header("Content-Length", str(len(payload) - start))
             self.end_headers()
             body = payload[start:] if cut_after is None or log else payload[start:cut_after]
@@ -360,9 +351,11 @@ def test_complete_part_file_answered_416_is_verified_and_kept(fake, tmp_path):
 def test_wrong_md5_leaves_no_file(fake, tmp_path):
     tarball, _, archive_md5, _ = fake
     wrong = "0" * 32
-    with _serve(tarball.read_bytes()) as (url, _):
-        with pytest.raises(InputError, match=f"md5 {archive_md5}, expected {wrong}"):
-            download_cifar10(tmp_path / "dl", url=url, md5=wrong, progress=False)
+    with (
+        _serve(tarball.read_bytes()) as (url, _),
+        pytest.raises(InputError, match=f"md5 {archive_md5}, expected {wrong}"),
+    ):
+        download_cifar10(tmp_path / "dl", url=url, md5=wrong, progress=False)
     assert list((tmp_path / "dl").iterdir()) == []
 
 
@@ -390,9 +383,7 @@ def test_dropped_connection_keeps_the_part_and_the_next_run_resumes(fake, tmp_pa
     cut = len(payload) // 3
     part = tmp_path / f"{CIFAR10_ARCHIVE_NAME}.part"
     with _serve(payload, cut_after=cut) as (url, log):
-        with pytest.raises(
-            InputError, match=f"closed after {cut} of {len(payload)} bytes.*resumes"
-        ):
+        with pytest.raises(InputError, match=f"closed after {cut} of {len(payload)} bytes.*resumes"):
             download_cifar10(tmp_path, url=url, md5=archive_md5, progress=False)
         assert part.read_bytes() == payload[:cut]
         got = download_cifar10(tmp_path, url=url, md5=archive_md5, progress=False)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from igkd.data.imagefolder import read_class_map, read_eval_folder, read_imagefolder
+from igkd.data.imagefolder import _scan, read_class_map, read_eval_folder, read_imagefolder
 from igkd.data.store import resize_images
 from igkd.io import InputError
 
@@ -187,3 +188,36 @@ def test_odd_image_modes_read_as_their_pixels(tmp_path):
     np.testing.assert_array_equal(got["one"], np.repeat(np.where(grey > 127, 255, 0)[..., None], 3, axis=2))
     palette = np.asarray(files["p.png"].convert("RGB"))
     np.testing.assert_array_equal(got["p"], palette)
+
+
+def test_scan_order_and_suffixes_are_unchanged(tmp_path):
+    """The scan order decides the dataset checksum: sorted folders (case-sensitive), then sorted
+    files; suffixes match case-insensitively; subfolders, links to nothing, hidden names and
+    non-images are left out. .ppm came with torchvision's IMG_EXTENSIONS."""
+    split = tmp_path / "train"
+    names = ["10.png", "2.png", "A.JPG", "Z.Tiff", "a.jpeg", "g.GIF", "m.bmp", "p.ppm", "t.tif", "w.webp"]
+    formats = {".jpg": "JPEG", ".jpeg": "JPEG", ".tiff": "TIFF", ".tif": "TIFF", ".gif": "GIF", ".webp": "WEBP"}
+    for folder in ("cat", "Dog", "b_10", "b-2"):
+        for name in [*names, ".hidden.png", "sub/nested.png", ".ipynb_checkpoints/c.png"]:
+            _solid(split / folder / name, 1, fmt=formats.get(Path(name).suffix.lower()))
+        (split / folder / "notes.txt").write_text("not an image")
+        (split / folder / "dir.png").mkdir()
+        (split / folder / "broken.png").symlink_to("absent.png")
+    _solid(split / ".git/x.png", 1)
+    (split / "README.txt").write_text("not a class")
+    scanned = [(path.relative_to(split).as_posix(), name) for path, name in _scan(split, None)]
+    assert scanned == [(f"{folder}/{name}", folder) for folder in ("Dog", "b-2", "b_10", "cat") for name in names]
+    images, labels, _ = read_eval_folder(split, SIZE)
+    assert images.shape[0] == len(scanned) and labels.tolist() == [i for i in range(4) for _ in names]
+
+
+def test_hidden_files_and_folders_are_ignored(tmp_path):
+    """macOS leaves `._name.jpg` AppleDouble files, which are not images, next to copied ones."""
+    root = _tree(tmp_path, {"train/cat": [1], "test/cat": [2]})
+    (root / "train/cat/._0.png").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
+    _tree(root, {"train/.ipynb_checkpoints": [3]})
+    splits = read_imagefolder(root, SIZE)
+    assert splits.classes == ("cat",) and splits.train_images.shape[0] == 1
+    (root / "only_hidden/.git").mkdir(parents=True)
+    with pytest.raises(InputError, match="only_hidden: no class folders with images"):
+        read_eval_folder(root / "only_hidden", SIZE)

@@ -14,7 +14,7 @@ import torch
 from igkd import devices
 from igkd.devices import DeviceRequest, claim_device, claim_gpu_slots
 from igkd.io import InputError
-from igkd.train import environment
+from igkd.training.loop import environment
 
 HOLDER = textwrap.dedent(
     """
@@ -183,16 +183,23 @@ def test_cuda_without_a_visible_gpu_is_a_clean_error(tmp_path, monkeypatch, fake
 def test_request_reads_the_runtime_section():
     runtime = {"device": "cuda", "students_per_gpu": 4, "gpu_lock_dir": "/x", "threads": {}}
     assert DeviceRequest.from_runtime(runtime, whole_gpu=True) == DeviceRequest("cuda", 4, True, "/x")
-    for mode, stage, expected in [("precompute", "precompute", True), ("precompute", "training", False),
-                                  ("all", "training", True), ("none", "precompute", False)]:
+    for mode, stage, expected in [
+        ("precompute", "precompute", True),
+        ("precompute", "training", False),
+        ("all", "training", True),
+        ("none", "precompute", False),
+    ]:
         request = DeviceRequest.from_runtime({**runtime, "deterministic": mode}, whole_gpu=False, stage=stage)
         assert request.deterministic is expected, (mode, stage)
 
 
 @pytest.fixture
 def restore_determinism(monkeypatch):
-    saved = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark,
-             torch.are_deterministic_algorithms_enabled())
+    saved = (
+        torch.backends.cudnn.deterministic,
+        torch.backends.cudnn.benchmark,
+        torch.are_deterministic_algorithms_enabled(),
+    )
     monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
     yield
     torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved[:2]
@@ -219,6 +226,7 @@ def test_gpu_rules_declare_gpu_slots(repo, tmp_path):
     import shutil
 
     import yaml
+
     from test_workflow import TINY
 
     for name in ("Snakefile", "config.yaml"):
@@ -228,9 +236,27 @@ def test_gpu_rules_declare_gpu_slots(repo, tmp_path):
     cfg = {**TINY, "runtime": {**TINY["runtime"], "device": "cuda", "students_per_gpu": 3}}
     (tmp_path / "gpu.yaml").write_text(yaml.safe_dump(cfg))
     out = subprocess.run(
-        [sys.executable, "-m", "snakemake", "results/digits/tables/runs.csv", "-n", "--cores", "2", "--resources",
-         "gpu=6", "--directory", str(tmp_path), "--configfile", "config.yaml", "gpu.yaml"],
-        capture_output=True, text=True, cwd=tmp_path, timeout=300, env={**os.environ, "COLUMNS": "300"},
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "results/digits/tables/runs.csv",
+            "-n",
+            "--cores",
+            "2",
+            "--resources",
+            "gpu=6",
+            "--directory",
+            str(tmp_path),
+            "--configfile",
+            "config.yaml",
+            "gpu.yaml",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+        env={**os.environ, "COLUMNS": "300"},
     )
     assert out.returncode == 0, out.stdout + out.stderr
     jobs = out.stdout.split("\nrule ")
@@ -270,7 +296,7 @@ def test_auto_falls_back_to_cpu_on_an_unsupported_gpu_and_cuda_fails_cleanly(tmp
 
 
 def test_bf16_only_where_the_gpu_has_it_natively(monkeypatch):
-    from igkd.amp import MixedPrecision
+    from igkd.training.amp import MixedPrecision
 
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: including_emulation)
     amp = MixedPrecision("cuda")  # a T4: bf16 only by emulation

@@ -4,9 +4,20 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from igkd.distill import Distiller, at_loss, attention_map, kd_loss
-from igkd.methods import METHODS, PAPER_METHODS, get_method
 from igkd.models import build_student, build_teacher
+from igkd.training.augment import InputNorm
+from igkd.training.distiller import Distiller, Recipe, at_loss, attention_map, kd_loss
+from igkd.training.methods import METHODS, PAPER_METHODS, get_method
+from igkd.training.teacher import TrainedTeacher
+
+RECIPE = {
+    "crop_padding": 0,
+    "flip": False,
+    "ig": {"p": 0.0, "power_min": 1.0, "power_max": 1.0, "blend": 0.5},
+    "normalize": None,
+    "control_seed": 0,
+}
+NORM = InputNorm((0.5,) * 3, (0.25,) * 3)
 
 
 def test_kd_loss_matches_formula():
@@ -44,10 +55,8 @@ def test_distiller_losses_per_method():
     t_logits = torch.randn(4, 10)
     teacher = build_teacher(width=0.25).eval()
     for name in PAPER_METHODS:
-        d = Distiller(
-            build_student(13), get_method(name), alpha=0.01, temperature=2.5, gamma=0.8, at_block=4,
-            teacher=teacher, teacher_mean=[0.5] * 3, teacher_std=[0.25] * 3,
-        )
+        recipe = Recipe.from_config({**RECIPE, "kd": {"alpha": 0.01, "temperature": 2.5}, "at": {"gamma": 0.8}})
+        d = Distiller(build_student(13), get_method(name), recipe, 4, TrainedTeacher(teacher, NORM, "t", 0))
         logits, losses = d(x, y, t_logits)
         assert logits.shape == (4, 10)
         assert ("kd" in losses) == ("KD" in name) and ("at" in losses) == ("AT" in name)
@@ -58,8 +67,10 @@ def test_distiller_losses_per_method():
 
 def test_teacher_stays_frozen_in_eval_mode():
     teacher = build_teacher(width=0.25)
-    d = Distiller(build_student(13), get_method("AT"), alpha=0, temperature=1, gamma=1, at_block=4,
-                  teacher=teacher, teacher_mean=[0] * 3, teacher_std=[1] * 3)
+    recipe = Recipe.from_config({**RECIPE, "kd": {"alpha": 0, "temperature": 1}, "at": {"gamma": 1}})
+    d = Distiller(
+        build_student(13), get_method("AT"), recipe, 4, TrainedTeacher(teacher, InputNorm((0,) * 3, (1,) * 3), "t", 0)
+    )
     d.train()
     assert not d.teacher.training
     assert not any(p.requires_grad for p in d.teacher.parameters())

@@ -9,24 +9,25 @@ import torch
 from PIL import Image
 from torch import nn
 
-from igkd.augment import normalize, to_float
-from igkd.config import load_config
-from igkd.data.imagefolder import read_class_map, read_eval_folder
-from igkd.data.standin import DESCRIPTION_FILE, export_class_folder, rotate_images
-from igkd.evaluate import (
+from igkd.analysis.external import (
     IMAGENET_CIFAR10_MAP,
     PACKAGE_DATA,
     RESULT_COLUMNS,
     EvalModel,
+    EvalSet,
     eval_models,
     evaluate,
     load_eval_set,
     predict,
     score,
 )
+from igkd.config import load_config
+from igkd.data.imagefolder import read_class_map, read_eval_folder
+from igkd.data.standin import DESCRIPTION_FILE, export_class_folder, rotate_images
 from igkd.io import InputError, write_json
 from igkd.models import build_student, build_teacher
-from igkd.train import to_chw_tensor
+from igkd.training.augment import normalize, to_float
+from igkd.training.loop import to_chw_tensor
 
 CIFAR10 = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 AIRPLANE, CAT = CIFAR10.index("airplane"), CIFAR10.index("cat")
@@ -45,8 +46,7 @@ def test_shipped_map_is_the_papers_wnid_to_cifar10_mapping():
     assert mapping["n02123045"] == "cat" and mapping["n01641577"] == "frog"  # tabby, bullfrog
     assert mapping["n04467665"] == "truck" and mapping["n02687172"] == "ship"  # trailer truck, carrier
     counts = {c: list(mapping.values()).count(c) for c in set(mapping.values())}
-    assert counts == {"airplane": 3, "automobile": 7, "bird": 58, "cat": 5, "dog": 15, "frog": 3,
-                      "ship": 5, "truck": 2}
+    assert counts == {"airplane": 3, "automobile": 7, "bird": 58, "cat": 5, "dog": 15, "frog": 3, "ship": 5, "truck": 2}
 
 
 def test_strict_map_drops_only_the_three_doubtful_entries():
@@ -133,15 +133,21 @@ def test_evaluate_scores_saved_teacher_and_students_with_their_own_inputs(wnid_t
     torch.save(teacher.state_dict(), tmp_path / "teacher.pt")
     torch.save(student.state_dict(), tmp_path / "student.pt")
     mean, std = [0.4, 0.5, 0.6], [0.2, 0.25, 0.3]
-    write_json(tmp_path / "teacher.json", {"normalize_mean": mean, "normalize_std": std})
-    models = eval_models(tmp_path / "teacher.pt", tmp_path / "teacher.json", [tmp_path / "student.pt"],
-                         [_metrics(tmp_path / "student.json", "KD", 13, 1)], None)
-    assert [(m.model, m.method, m.drop, m.run, m.mean) for m in models] == [
-        ("teacher", "teacher", 0, 0, mean), ("student", "KD", 13, 1, None)]
+    write_json(tmp_path / "teacher.json", {"normalize_mean": mean, "normalize_std": std, "params": 0})
+    models = eval_models(
+        tmp_path / "teacher.pt",
+        tmp_path / "teacher.json",
+        [tmp_path / "student.pt"],
+        [_metrics(tmp_path / "student.json", "KD", 13, 1)],
+        None,
+    )
+    assert [(m.model, m.method, m.drop, m.run, m.norm.mean, m.metrics) for m in models] == [
+        ("teacher", "teacher", 0, 0, None, str(tmp_path / "teacher.json")),  # its norm: from its metrics.json
+        ("student", "KD", 13, 1, None, None),
+    ]
 
     images, labels = load_eval_set(wnid_tree, 8, IMAGENET_CIFAR10_MAP, CIFAR10)
-    results, per_class = evaluate(models, images, labels, CIFAR10, dataset="generated tree",
-                                  teacher_width=0.25, student_width=0.25)
+    results, per_class = evaluate(models, EvalSet(images, labels, CIFAR10, "generated tree"), (0.25, 0.25))
     assert list(results.columns) == RESULT_COLUMNS
     assert results["n"].tolist() == [6, 6] and (results["dataset"] == "generated tree").all()
     x = to_chw_tensor(images, "cpu")
@@ -159,8 +165,16 @@ def test_weights_of_another_architecture_are_an_input_error(tmp_path):
     entry = EvalModel("student", "KD", 7, 7.3, 0, str(tmp_path / "student.pt"))
     images = np.zeros((2, 8, 8, 3), dtype=np.uint8)
     with pytest.raises(InputError, match="student.pt: weights do not fit the student architecture"):
-        evaluate([entry], images, np.zeros(2, dtype=np.int64), CIFAR10, dataset="x",
-                 teacher_width=0.25, student_width=0.25)
+        evaluate([entry], EvalSet(images, np.zeros(2, dtype=np.int64), CIFAR10, "x"), (0.25, 0.25))
+
+
+def test_teacher_weights_of_another_architecture_are_an_input_error(tmp_path):
+    torch.save(build_student(13, 10, 0.25).state_dict(), tmp_path / "teacher.pt")
+    write_json(tmp_path / "teacher.json", {"normalize_mean": [0.5] * 3, "normalize_std": [0.25] * 3, "params": 0})
+    (entry,) = eval_models(tmp_path / "teacher.pt", tmp_path / "teacher.json", [], [], None)
+    images = np.zeros((2, 8, 8, 3), dtype=np.uint8)
+    with pytest.raises(InputError, match="teacher.pt: weights do not fit the teacher"):
+        evaluate([entry], EvalSet(images, np.zeros(2, dtype=np.int64), CIFAR10, "x"), (0.25, 0.25))
 
 
 # --------------------------------------------------------------------------- the demo stand-in
@@ -202,10 +216,13 @@ def test_demo_config_names_its_stand_in_and_the_full_config_has_no_external_set(
     assert full["root"] is None and full["class_map"] == "imagenet_cifar10_map.csv"
 
 
-@pytest.mark.parametrize("override, message", [
-    ({"root": None, "class_map": None}, "external_eval.root: required when external_eval.standin_rotation"),
-    ({"root": "x", "class_map": "imagenet_cifar10_map.csv"}, "external_eval.class_map: must be null"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ({"root": None, "class_map": None}, "external_eval.root: required when external_eval.standin_rotation"),
+        ({"root": "x", "class_map": "imagenet_cifar10_map.csv"}, "external_eval.class_map: must be null"),
+    ],
+)
 def test_stand_in_settings_are_checked(repo, tmp_path, override, message):
     import yaml
 

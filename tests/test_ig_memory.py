@@ -1,4 +1,4 @@
-"""IG memory on small GPUs and IG precision (igkd.ig_memory, igkd.amp.full_fp32), on CPU:
+"""IG memory on small GPUs and IG precision (igkd.attribution.ig_memory, igkd.training.amp.full_fp32), on CPU:
 mocked free memory, a fake out-of-memory attribution, the TF32 flags."""
 
 import h5py
@@ -6,12 +6,16 @@ import numpy as np
 import pytest
 import torch
 
-from igkd import attribution, ig_memory
-from igkd.amp import PRECISION, full_fp32
-from igkd.attribution import inference_copy
+from igkd.attribution import ig_memory
+from igkd.attribution import maps as attribution
+from igkd.attribution.maps import inference_copy
+from igkd.attribution.precompute import AttributionJob, precompute
 from igkd.io import InputError
 from igkd.models import build_teacher
-from igkd.precompute import precompute
+from igkd.runtime import Runtime
+from igkd.training.amp import PRECISION, full_fp32
+from igkd.training.augment import InputNorm
+from igkd.training.teacher import TrainedTeacher
 
 MEAN, STD = [0.3] * 3, [0.3] * 3
 MIB = 2**20
@@ -78,13 +82,16 @@ def test_precompute_survives_out_of_memory_and_records_what_it_used(tiny_splits,
         return real(model, x, target, settings)
 
     n, settings = 48, {"steps": 4, "method": "gausslegendre"}
-    args = dict(attribution="ig", mean=MEAN, std=STD, provenance={}, chunk=16, batch=8, log=lambda m: None)
+    trained = TrainedTeacher(teacher, InputNorm(tuple(MEAN), tuple(STD)), "t", 0)
     images, labels = tiny_splits.train_images[:n], tiny_splits.train_labels[:n]
-    precompute(teacher, images, labels, tmp_path / "plain.h5", settings={**settings, "internal_batch_size": 8}, **args)
+
+    def job(internal):
+        return AttributionJob("ig", {**settings, "internal_batch_size": internal}, chunk=16, batch=8)
+
+    precompute(trained, images, labels, tmp_path / "plain.h5", job(8), Runtime(log=lambda m: None))
     monkeypatch.setitem(attribution.ATTRIBUTIONS, "ig", small_gpu)
     logged = []
-    args["log"] = logged.append
-    precompute(teacher, images, labels, tmp_path / "oom.h5", settings={**settings, "internal_batch_size": "auto"}, **args)
+    precompute(trained, images, labels, tmp_path / "oom.h5", job("auto"), Runtime(log=logged.append))
     assert any("retrying with 16" in line for line in logged) and any("retrying with 8" in line for line in logged)
     with h5py.File(tmp_path / "plain.h5") as a, h5py.File(tmp_path / "oom.h5") as b:
         assert b.attrs["internal_batch_size_used"] == 8 and b.attrs["setting_internal_batch_size"] == "auto"

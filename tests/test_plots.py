@@ -9,19 +9,27 @@ import pandas as pd
 import pytest
 import torch
 
+from igkd.analysis import sweeps
+from igkd.analysis.sweeps import (
+    best_point,
+    grid_points,
+    lookup_point,
+    point_config,
+    point_settings,
+    sweep_summary,
+    sweep_table,
+)
+from igkd.attribution.precompute import Precomputed
 from igkd.io import InputError
 from igkd.models import at_block, build_student, build_teacher
-from igkd.precompute import Precomputed
 from igkd.plots.attention import attention_maps, fig_attention
 from igkd.plots.attributions import attribution_maps, fig_attributions
-from igkd.plots.examples import class_examples
+from igkd.plots.examples import Examples, class_examples
 from igkd.plots.ig_overlay import fig_ig_overlay, overlay
 from igkd.plots.ig_power import fig_ig_power, powered_maps
 from igkd.plots.kd_grid import fig_kd_grid
 from igkd.plots.mc_hist import fig_mc_hist, main_drop
 from igkd.plots.overlay_p import fig_overlay_p
-from igkd import sweeps
-from igkd.sweeps import best_point, grid_points, lookup_point, point_config, point_settings, sweep_summary, sweep_table
 
 CLASSES = tuple(str(i) for i in range(10))
 
@@ -88,8 +96,15 @@ def runs_frame():
     for drop, factor in ((3, 2.19), (7, 7.29), (13, 54.59)):
         for method in ("Student", "KD", "IG"):
             for run in range(6):
-                rows.append({"method": method, "drop": drop, "factor": factor, "run": run,
-                             "test_acc": 90 + rng.normal() if method != "IG" else 91.0})
+                rows.append(
+                    {
+                        "method": method,
+                        "drop": drop,
+                        "factor": factor,
+                        "run": run,
+                        "test_acc": 90 + rng.normal() if method != "IG" else 91.0,
+                    }
+                )
     return pd.DataFrame(rows)
 
 
@@ -122,8 +137,14 @@ def test_attention_maps_match_between_teacher_and_student_and_are_unit_norm(tmp_
     assert t_maps.shape == s_maps.shape == (4, 4, 4)  # block 4 follows the first stride-2 stage
     np.testing.assert_allclose((t_maps**2).sum(axis=(1, 2)), 1, rtol=1e-5)
     assert (t_maps >= 0).all()
-    fig_attention(images[0], np.arange(4), CLASSES, t_maps, {"Student": s_maps, "AT": t_maps}, block, "t",
-                  *paths(tmp_path, "attention"))
+    fig_attention(
+        Examples(images[0], np.arange(4), CLASSES),
+        t_maps,
+        {"Student": s_maps, "AT": t_maps},
+        block,
+        "t",
+        *paths(tmp_path, "attention"),
+    )
     assert_written(*paths(tmp_path, "attention"))
 
 
@@ -143,7 +164,7 @@ def test_attribution_maps_for_each_method_are_scaled_to_unit_range(tmp_path, ima
     np.testing.assert_array_equal(again["smoothgrad"], maps["smoothgrad"])  # seeded noise
     with pytest.raises(InputError, match="unknown \\['occlusion'\\]"):
         attribution_maps(teacher, x, torch.tensor([1, 2]), ["occlusion"], settings)
-    fig_attributions(images[0][:2], np.arange(2), CLASSES, maps, "t", *paths(tmp_path, "attributions"))
+    fig_attributions(Examples(images[0][:2], np.arange(2), CLASSES), maps, "t", *paths(tmp_path, "attributions"))
     assert_written(*paths(tmp_path, "attributions"))
 
 
@@ -151,12 +172,26 @@ def test_attribution_maps_for_each_method_are_scaled_to_unit_range(tmp_path, ima
 
 
 SWEEPS = {
-    "drop": 5, "runs": 2, "epochs": 3, "fraction": 1.0, "grouping": "point",
+    "drop": 5,
+    "runs": 2,
+    "epochs": 3,
+    "fraction": 1.0,
+    "grouping": "point",
     "kd": {"method": "KD", "alphas": [0.0005, 0.25], "temperatures": [2, 2.5]},
     "overlay": {"method": "IG", "ps": [0, 0.1]},
 }
-STUDENTS = {"methods": ["KD"], "drops": [7], "runs": 60, "epochs": 100, "eval_every": 10, "fraction": 0.8,
-            "exclude_val": False, "lr": 0.001, "kd": {"alpha": 0.01, "temperature": 2.5}, "ig": {"p": 0.1, "blend": 0.5}}
+STUDENTS = {
+    "methods": ["KD"],
+    "drops": [7],
+    "runs": 60,
+    "epochs": 100,
+    "eval_every": 10,
+    "fraction": 0.8,
+    "exclude_val": False,
+    "lr": 0.001,
+    "kd": {"alpha": 0.01, "temperature": 2.5},
+    "ig": {"p": 0.1, "blend": 0.5},
+}
 
 
 def test_grid_names_lookup_and_point_config():
@@ -182,8 +217,19 @@ def test_point_settings_leave_out_the_grid_and_the_monte_carlo_layout():
 
 
 def write_point(tmp_path, sweep, values, run, val_acc, **extra):
-    metrics = {"sweep": sweep, "method": "KD", "drop": 5, "run": run, "seed": run, "n_train": 90, "n_val": 10,
-               "epochs": 3, "val_acc": val_acc, **values, **extra}
+    metrics = {
+        "sweep": sweep,
+        "method": "KD",
+        "drop": 5,
+        "run": run,
+        "seed": run,
+        "n_train": 90,
+        "n_val": 10,
+        "epochs": 3,
+        "val_acc": val_acc,
+        **values,
+        **extra,
+    }
     path = tmp_path / sweep / f"{sweeps.point_name(sweep, values)}_run{run}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(metrics))
@@ -192,8 +238,11 @@ def write_point(tmp_path, sweep, values, run, val_acc, **extra):
 
 def kd_table(tmp_path):
     accs = {(0.0005, 2.0): [80, 82], (0.0005, 2.5): [85, 87], (0.25, 2.0): [70, 70], (0.25, 2.5): [86, 90]}
-    files = [write_point(tmp_path, "kd", {"alpha": a, "temperature": t}, r, acc[r])
-             for (a, t), acc in reversed(accs.items()) for r in range(2)]
+    files = [
+        write_point(tmp_path, "kd", {"alpha": a, "temperature": t}, r, acc[r])
+        for (a, t), acc in reversed(accs.items())
+        for r in range(2)
+    ]
     return sweep_table(files)
 
 
@@ -235,12 +284,13 @@ def test_sweep_table_rejects_bad_metrics(tmp_path):
 
 
 def test_train_points_scores_on_validation_and_never_sees_the_test_set(tmp_path, tiny_splits):
-    from igkd.sweep_runner import train_points
+    from configs import STUDENT
+    from igkd.runtime import Runtime
+    from igkd.training.augment import InputNorm
+    from igkd.training.sweep import SweepJob, train_points
+    from igkd.training.teacher import TrainedTeacher
 
-    cfg = {"seed_offset": 0, "fraction": 1.0, "exclude_val": False, "control_seed": 1, "width": 0.25, "epochs": 9,
-           "batch_size": 64, "lr": 0.001, "weight_decay": 0.0, "crop_padding": 1, "flip": False, "normalize": None,
-           "eval_every": 1, "kd": {"alpha": 0.01, "temperature": 2.5},
-           "ig": {"p": 0.1, "power_min": 1.0, "power_max": 2.0, "blend": 0.5}, "at": {"gamma": 0.8}}
+    cfg = {**STUDENT, "fraction": 1.0, "epochs": 9}
     sweeps_cfg = {**SWEEPS, "drop": 13, "epochs": 1}
     points = [{"p": 0.0, "run": 0}]
     metrics_path, history_path = tmp_path / "p0/run0/metrics.json", tmp_path / "p0/run0/history.csv"
@@ -248,9 +298,9 @@ def test_train_points_scores_on_validation_and_never_sees_the_test_set(tmp_path,
     maps = np.random.default_rng(0).random((n_train, 8, 8), dtype=np.float32)
 
     pre = Precomputed(np.zeros((n_train, 10), np.float32), maps, {})
-    (written,) = train_points(tiny_splits, "overlay_p", points, [metrics_path], [history_path], cfg, sweeps_cfg,
-                              pre=pre, teacher=None, teacher_mean=None, teacher_std=None, provenance={},
-                              device="cpu", threads=1, log=lambda m: None)
+    job = SweepJob("overlay_p", points, [metrics_path], [history_path])
+    teacher = TrainedTeacher(None, InputNorm(), "t" * 64, 1000)  # IG never runs the teacher
+    (written,) = train_points(tiny_splits, job, cfg, sweeps_cfg, teacher, pre, Runtime(log=lambda m: None))
     stored = json.loads(metrics_path.read_text())
     assert stored["val_acc"] == written["val_acc"] and 0 <= stored["val_acc"] <= 100
     assert stored["n_train"] == n_train - len(tiny_splits.val_index) and stored["n_val"] == len(tiny_splits.val_index)

@@ -3,11 +3,11 @@
 import pandas as pd
 import pytest
 
+from igkd.analysis.stats import summarize
 from igkd.io import InputError
 from igkd.plots.compression import fig_compression
 from igkd.plots.imagenet import external_summary, fig_imagenet
 from igkd.plots.latency import fig_latency
-from igkd.stats import summarize
 
 METHODS = ["Student", "KD", "KD_IG"]
 
@@ -18,16 +18,27 @@ def runs():
     for drop, factor, base in ((5, 4.12, 90.0), (13, 54.59, 84.0)):
         for i, method in enumerate(METHODS):
             for run in range(3):
-                rows.append({"method": method, "drop": drop, "factor": factor, "run": run,
-                             "test_acc": base + 0.3 * i + 0.2 * run})
+                rows.append(
+                    {
+                        "method": method,
+                        "drop": drop,
+                        "factor": factor,
+                        "run": run,
+                        "test_acc": base + 0.3 * i + 0.2 * run,
+                    }
+                )
     return pd.DataFrame(rows)
 
 
 @pytest.fixture
 def timing():
     rows = [("teacher", 0, 1.0, 1, 5.0), ("teacher", 0, 1.0, 64, 140.0)]
-    rows += [("student", 5, 4.12, 1, 2.0), ("student", 5, 4.12, 64, 13.3),
-             ("student", 13, 54.59, 1, 1.0), ("student", 13, 54.59, 64, 5.5)]
+    rows += [
+        ("student", 5, 4.12, 1, 2.0),
+        ("student", 5, 4.12, 64, 13.3),
+        ("student", 13, 54.59, 1, 1.0),
+        ("student", 13, 54.59, 64, 5.5),
+    ]
     frame = pd.DataFrame(rows, columns=["model", "drop", "factor", "batch", "median_ms"])
     frame["q1_ms"], frame["q3_ms"] = frame["median_ms"] * 0.95, frame["median_ms"] * 1.1
     frame["device"], frame["threads"] = "cpu", 1
@@ -51,16 +62,33 @@ def test_fig_latency_and_the_speedup_panel_are_written(runs, timing, tmp_path):
 def test_fig_latency_needs_timing_of_teacher_and_students(runs, timing, tmp_path):
     summary = summarize(runs, method_order=METHODS)
     with pytest.raises(InputError, match="timing rows of the teacher"):
-        fig_latency(summary, timing[timing["model"] == "student"], 93.9, METHODS, str(tmp_path / "a.pdf"),
-                    str(tmp_path / "a.png"))
+        fig_latency(
+            summary,
+            timing[timing["model"] == "student"],
+            93.9,
+            METHODS,
+            str(tmp_path / "a.pdf"),
+            str(tmp_path / "a.png"),
+        )
 
 
 @pytest.fixture
 def external(runs):
     students = runs.rename(columns={"test_acc": "accuracy"}).assign(model="student", n=200)
     students["accuracy"] -= 25.0
-    teacher = pd.DataFrame([{"model": "teacher", "method": "teacher", "drop": 0, "factor": float("nan"),
-                             "run": 0, "accuracy": 67.4, "n": 200}])
+    teacher = pd.DataFrame(
+        [
+            {
+                "model": "teacher",
+                "method": "teacher",
+                "drop": 0,
+                "factor": float("nan"),
+                "run": 0,
+                "accuracy": 67.4,
+                "n": 200,
+            }
+        ]
+    )
     return pd.concat([teacher, students], ignore_index=True)
 
 
@@ -75,5 +103,6 @@ def test_fig_imagenet_is_written_and_needs_one_teacher_row(external, tmp_path):
     fig_imagenet(external, METHODS, "generated results", str(tmp_path / "i.pdf"), str(tmp_path / "i.png"))
     assert _written(tmp_path, "i")
     with pytest.raises(InputError, match="expected one teacher row, got 0"):
-        fig_imagenet(external[external["model"] == "student"], METHODS, "t", str(tmp_path / "j.pdf"),
-                     str(tmp_path / "j.png"))
+        fig_imagenet(
+            external[external["model"] == "student"], METHODS, "t", str(tmp_path / "j.pdf"), str(tmp_path / "j.png")
+        )

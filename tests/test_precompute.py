@@ -6,11 +6,13 @@ import pytest
 import torch
 from captum.attr import IntegratedGradients
 
-from igkd import completeness
-from igkd.augment import normalize
+from igkd.attribution import completeness
+from igkd.attribution.precompute import FORMAT_VERSION, AttributionJob, Records, load_precomputed, precompute
 from igkd.io import InputError
 from igkd.models import build_teacher
-from igkd.precompute import FORMAT_VERSION, load_precomputed, precompute
+from igkd.runtime import Runtime
+from igkd.training.augment import InputNorm, normalize
+from igkd.training.teacher import TrainedTeacher
 
 MEAN, STD = [0.3, 0.3, 0.3], [0.3, 0.3, 0.3]
 SETTINGS = {"steps": 8, "method": "gausslegendre", "internal_batch_size": 64}
@@ -22,13 +24,12 @@ def teacher():
     return build_teacher(width=0.25).eval()
 
 
-def run(teacher, splits, path, **kw):
-    args = dict(attribution="ig", settings=SETTINGS, mean=MEAN, std=STD,
-                provenance={"data_checksum": "d" * 64, "teacher_checksum": "t" * 64},
-                chunk=64, batch=16, log=lambda m: None)
-    n = kw.pop("n", 200)
-    args.update(kw)
-    return precompute(teacher, splits.train_images[:n], splits.train_labels[:n], path, **args)
+def run(teacher, splits, path, n=200, log=lambda m: None, **job):
+    """The precompute of the first n training images (AttributionJob fields as keywords)."""
+    job = AttributionJob(**{"attribution": "ig", "settings": SETTINGS, "chunk": 64, "batch": 16, **job})
+    records = Records({"data_checksum": "d" * 64, "teacher_checksum": "t" * 64})
+    trained = TrainedTeacher(teacher, InputNorm(tuple(MEAN), tuple(STD)), "t" * 64, 0)
+    return precompute(trained, splits.train_images[:n], splits.train_labels[:n], path, job, Runtime(log=log), records)
 
 
 def test_row_i_belongs_to_image_i(tiny_splits, teacher, tmp_path):
@@ -128,7 +129,7 @@ def trained_teacher():
 
 
 def test_inference_copy_folds_batchnorm_and_leaves_the_model_alone(trained_teacher):
-    from igkd.attribution import inference_copy
+    from igkd.attribution.maps import inference_copy
 
     model = copy.deepcopy(trained_teacher).use_channels_last(True)
     folded = inference_copy(model)
@@ -142,7 +143,7 @@ def test_inference_copy_folds_batchnorm_and_leaves_the_model_alone(trained_teach
 
 
 def test_ig_delta_from_given_logits_equals_captums(trained_teacher, tiny_splits):
-    from igkd.attribution import integrated_gradients
+    from igkd.attribution.maps import integrated_gradients
 
     model = trained_teacher
     x = normalize(torch.from_numpy(tiny_splits.train_images[:5]).permute(0, 3, 1, 2).float() / 255, MEAN, STD)

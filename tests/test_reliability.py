@@ -20,9 +20,12 @@ import pytest
 import torch
 
 from igkd import io as igkd_io
+from igkd.attribution.precompute import AttributionJob, Records, precompute
 from igkd.io import WriteError, atomic_path, save_torch, write_csv, write_json
 from igkd.models import build_teacher
-from igkd.precompute import precompute
+from igkd.runtime import Runtime
+from igkd.training.augment import InputNorm
+from igkd.training.teacher import TrainedTeacher
 
 
 def exact(message: str) -> str:
@@ -62,6 +65,7 @@ def test_full_disk_at_fsync_leaves_no_output(tmp_path, monkeypatch):
 
 def test_full_disk_while_writing_a_checkpoint(tmp_path, monkeypatch):
     """torch.save itself fails half-way: the temp file goes, the path is named."""
+
     def half_written(obj, target):
         target.write(b"PK\x03\x04 partial")
         raise OSError(errno.ENOSPC, "No space left on device")
@@ -82,7 +86,7 @@ def test_read_only_folder_names_the_output(tmp_path, monkeypatch):
 
 def test_other_errors_pass_through_unchanged(tmp_path):
     with pytest.raises(ZeroDivisionError), atomic_path(tmp_path / "x.txt"):
-        1 / 0
+        1 / 0  # noqa: B018 - the error under test
     with pytest.raises(OSError) as info, atomic_path(tmp_path / "y.txt"):
         raise OSError(errno.EIO, "Input/output error")
     assert type(info.value) is OSError and info.value.errno == errno.EIO
@@ -95,12 +99,11 @@ def small_teacher():
     return build_teacher(10, 0.25).eval()
 
 
-def run_precompute(teacher, splits, path, **kw):
-    return precompute(
-        teacher, splits.train_images[:64], splits.train_labels[:64], path, attribution="ig",
-        settings={"steps": 2, "method": "gausslegendre", "internal_batch_size": 64}, mean=[0.3] * 3, std=[0.3] * 3,
-        provenance={"data_checksum": "d" * 64, "teacher_checksum": "t" * 64}, chunk=32, batch=32, **kw,
-    )
+def run_precompute(teacher, splits, path, environment=None, log=lambda m: None):
+    job = AttributionJob("ig", {"steps": 2, "method": "gausslegendre", "internal_batch_size": 64}, chunk=32, batch=32)
+    records = Records({"data_checksum": "d" * 64, "teacher_checksum": "t" * 64}, environment)
+    trained = TrainedTeacher(teacher, InputNorm((0.3,) * 3, (0.3,) * 3), "t" * 64, 0)
+    return precompute(trained, splits.train_images[:64], splits.train_labels[:64], path, job, Runtime(log=log), records)
 
 
 def test_precompute_reports_its_size_and_records_the_environment(tiny_splits, small_teacher, tmp_path):
@@ -114,8 +117,9 @@ def test_precompute_reports_its_size_and_records_the_environment(tiny_splits, sm
         assert h5.attrs["env_threads"] == 1
 
 
-def test_precompute_that_cannot_be_renamed_names_the_output_and_resumes(tiny_splits, small_teacher, tmp_path,
-                                                                         monkeypatch):
+def test_precompute_that_cannot_be_renamed_names_the_output_and_resumes(
+    tiny_splits, small_teacher, tmp_path, monkeypatch
+):
     path = tmp_path / "ig.h5"
     with monkeypatch.context() as patch:
         patch.setattr(igkd_io.os, "replace", refuse(errno.ENOSPC))

@@ -16,7 +16,19 @@ import torch
 from torch import nn
 
 from igkd.io import save_torch
-from igkd.train import CHECKPOINT_KEYS, LoopConfig, TrainSet, fit, settings_tag
+from igkd.runtime import Runtime
+from igkd.training.augment import InputNorm
+from igkd.training.loop import (
+    CHECKPOINT_KEYS,
+    Checkpoint,
+    LoopConfig,
+    Optimization,
+    TrainSet,
+    TrainTask,
+    fit,
+    settings_tag,
+)
+from igkd.training.teacher import TrainedTeacher
 from resumable_student import EPOCHS, train, without_wall_clock
 
 HELPER = Path(__file__).resolve().parent / "resumable_student.py"
@@ -26,8 +38,9 @@ KILL_WAIT_S = 120  # generous: the child imports torch on a shared 2-core machin
 def test_sigkill_mid_training_then_rerun_gives_the_uninterrupted_result(tmp_path):
     checkpoint, out = tmp_path / "checkpoint.pt", tmp_path / "out.pt"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    child = subprocess.Popen([sys.executable, str(HELPER), str(checkpoint), str(out)], env=env,
-                             stderr=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [sys.executable, str(HELPER), str(checkpoint), str(out)], env=env, stderr=subprocess.PIPE, text=True
+    )
 
     def kill_after_first_checkpoint():
         deadline = time.monotonic() + KILL_WAIT_S
@@ -47,8 +60,13 @@ def test_sigkill_mid_training_then_rerun_gives_the_uninterrupted_result(tmp_path
     assert 1 <= done < EPOCHS, done  # killed mid-run, after at least one checkpoint
     print(f"SIGKILL after epoch {done} of {EPOCHS}")
 
-    rerun = subprocess.run([sys.executable, str(HELPER), str(checkpoint), str(out)], env=env,
-                           capture_output=True, text=True, timeout=KILL_WAIT_S)
+    rerun = subprocess.run(
+        [sys.executable, str(HELPER), str(checkpoint), str(out)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=KILL_WAIT_S,
+    )
     assert rerun.returncode == 0, rerun.stderr
     assert f"resumed from {checkpoint} after epoch {done}" in rerun.stderr
     resumed = torch.load(out, weights_only=True)
@@ -63,8 +81,9 @@ def _tiny_fit(checkpoint, tag, epochs, log):
     """A linear model on fixed random data: enough to exercise fit's checkpoint logic fast."""
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
-    data = TrainSet(torch.as_tensor(rng.integers(0, 255, (96, 3, 4, 4)), dtype=torch.uint8),
-                    torch.as_tensor(rng.integers(0, 3, 96)))
+    data = TrainSet(
+        torch.as_tensor(rng.integers(0, 255, (96, 3, 4, 4)), dtype=torch.uint8), torch.as_tensor(rng.integers(0, 3, 96))
+    )
     model = nn.Sequential(nn.Flatten(), nn.Linear(48, 3))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
     generator = torch.Generator().manual_seed(0)
@@ -73,8 +92,15 @@ def _tiny_fit(checkpoint, tag, epochs, log):
         logits = model(data.images[rows].float() / 255)
         return logits, data.labels[rows], {"ce": nn.functional.cross_entropy(logits, data.labels[rows])}
 
-    history = fit(model, optimizer, None, data, step, LoopConfig(epochs, 32), generator,
-                  evaluate=lambda: {}, checkpoint=checkpoint, tag=tag, log=log)
+    history = fit(
+        TrainTask(model, step, lambda: {}),
+        Optimization(optimizer),
+        data,
+        LoopConfig(epochs, 32),
+        generator,
+        Checkpoint(checkpoint, tag) if checkpoint is not None else None,
+        log,
+    )
     return without_wall_clock(history), model.state_dict()
 
 
@@ -86,7 +112,10 @@ def test_checkpoint_of_other_settings_is_ignored_and_same_settings_resume(tmp_pa
 
     messages = []
     changed, _ = _tiny_fit(checkpoint, "settings-B", 3, messages.append)
-    assert f"ignoring checkpoint {checkpoint}: written with other settings (tag 'settings-A', this run 'settings-B'); starting fresh" in messages
+    assert (
+        f"ignoring checkpoint {checkpoint}: written with other settings (tag 'settings-A', this run 'settings-B'); "
+        "starting fresh" in messages
+    )
     assert not any("resumed" in m for m in messages)
     assert changed == fresh and [r["epoch"] for r in changed] == [1, 2, 3]
 
@@ -112,8 +141,9 @@ def test_unreadable_or_foreign_checkpoint_starts_fresh(tmp_path):
     history, _ = _tiny_fit(checkpoint, "t", 2, messages.append)
     assert history == fresh
     missing = [k for k in CHECKPOINT_KEYS if k not in ("model", "epoch")]
-    assert messages[0] == (f"ignoring checkpoint {checkpoint}: lacks {missing} "
-                           "(not a checkpoint of this igkd version); starting fresh")
+    assert messages[0] == (
+        f"ignoring checkpoint {checkpoint}: lacks {missing} (not a checkpoint of this igkd version); starting fresh"
+    )
 
 
 def test_checkpoints_report_their_size(tmp_path):
@@ -143,6 +173,10 @@ def test_settings_tag_changes_with_every_part():
     assert settings_tag({"a": 1, "b": 2}) == settings_tag({"b": 2, "a": 1})
 
 
+# what a student run needs of a teacher that KD (no AT) does not run: its normalisation and identity
+TEACHER = TrainedTeacher(None, InputNorm(), "t" * 64, 1000)
+
+
 @pytest.fixture
 def stale_checkpoint():
     """A well-formed checkpoint from 'another config': its tag cannot match any real run."""
@@ -150,33 +184,56 @@ def stale_checkpoint():
 
 
 def test_stages_ignore_a_stale_checkpoint_and_keep_wall_clock_out_of_metrics(tiny_splits, tmp_path, stale_checkpoint):
-    from igkd.student import student_stage
-    from igkd.teacher import teacher_stage
+    from igkd.training.student import RunSpec, run_student
+    from igkd.training.teacher import TeacherOutputs, run_teacher
     from resumable_student import CFG, Teacher
 
-    teacher_cfg = {"source": "train", "weights": None, "seed": 0, "width": 0.25, "lr": 0.05, "momentum": 0.9,
-                   "nesterov": True, "weight_decay": 5e-4, "epochs": 1, "batch_size": 128, "eval_every": 1,
-                   "warmup_epochs": 0, "crop_padding": 1, "flip": False}
+    teacher_cfg = {
+        "source": "train",
+        "weights": None,
+        "seed": 0,
+        "width": 0.25,
+        "lr": 0.05,
+        "momentum": 0.9,
+        "nesterov": True,
+        "weight_decay": 5e-4,
+        "epochs": 1,
+        "batch_size": 128,
+        "eval_every": 1,
+        "warmup_epochs": 0,
+        "crop_padding": 1,
+        "flip": False,
+    }
     teacher_dir = tmp_path / "teacher"
     save_torch(teacher_dir / "checkpoint.pt", stale_checkpoint)
     messages = []
-    metrics = teacher_stage(tiny_splits, teacher_cfg, [0.3] * 3, [0.3] * 3, teacher_dir / "model.pt",
-                            teacher_dir / "metrics.json", teacher_dir / "history.csv", device="cpu", threads=1,
-                            data_checksum="d" * 64, log=messages.append)
-    assert any(m.startswith(f"ignoring checkpoint {teacher_dir / 'checkpoint.pt'}: written with other settings")
-               for m in messages)
+    outputs = TeacherOutputs(teacher_dir / "model.pt", teacher_dir / "metrics.json", teacher_dir / "history.csv")
+    metrics = run_teacher(
+        tiny_splits, teacher_cfg, InputNorm((0.3,) * 3, (0.3,) * 3), outputs, Runtime(log=messages.append), "d" * 64
+    )
+    assert any(
+        m.startswith(f"ignoring checkpoint {teacher_dir / 'checkpoint.pt'}: written with other settings")
+        for m in messages
+    )
     assert not (teacher_dir / "checkpoint.pt").exists()
     _assert_runtime_apart(teacher_dir, metrics)
 
     student_dir = tmp_path / "student"
     save_torch(student_dir / "checkpoint.pt", stale_checkpoint)
     messages = []
-    metrics = student_stage(tiny_splits, "KD", 15, 0, {**CFG, "epochs": 1, "fraction": 0.3, "batch_size": 64}, student_dir,
-                            pre=Teacher(len(tiny_splits.train_labels)), teacher=None, teacher_mean=None,
-                            teacher_std=None, teacher_params=1000, provenance={"data_checksum": "d" * 64},
-                            device="cpu", threads=1, log=messages.append)
-    assert any(m.startswith(f"ignoring checkpoint {student_dir / 'checkpoint.pt'}: written with other settings")
-               for m in messages)
+    metrics = run_student(
+        tiny_splits,
+        RunSpec("KD", 15, 0),
+        {**CFG, "epochs": 1, "fraction": 0.3, "batch_size": 64},
+        TEACHER,
+        Teacher(len(tiny_splits.train_labels)),
+        Runtime(log=messages.append),
+        student_dir,
+    )
+    assert any(
+        m.startswith(f"ignoring checkpoint {student_dir / 'checkpoint.pt'}: written with other settings")
+        for m in messages
+    )
     _assert_runtime_apart(student_dir, metrics)
 
 
@@ -188,20 +245,26 @@ def _assert_runtime_apart(folder, metrics):
     assert {"seconds"} <= set(runtime) <= {"seconds", "started", "ended"} and runtime["seconds"] > 0
 
 
-def test_student_stage_resumes_only_under_the_same_run_settings(tiny_splits, tmp_path):
+def test_run_student_resumes_only_under_the_same_run_settings(tiny_splits, tmp_path):
     """Interrupted after epoch 1, then rerun: resumed when only campaign-sized keys
     (methods, drops, runs) changed; started fresh when a per-run setting (lr) changed."""
-    from igkd.student import student_stage
+    from igkd.training.student import RunSpec, run_student
     from resumable_student import CFG, Teacher
 
-    cfg = {**CFG, "epochs": 2, "eval_every": 2, "fraction": 0.3, "batch_size": 64, "methods": ["KD"], "drops": [15],
-           "runs": 1}
+    cfg = {
+        **CFG,
+        "epochs": 2,
+        "eval_every": 2,
+        "fraction": 0.3,
+        "batch_size": 64,
+        "methods": ["KD"],
+        "drops": [15],
+        "runs": 1,
+    }
     pre = Teacher(len(tiny_splits.train_labels))
 
     def stage(cfg, log):
-        return student_stage(tiny_splits, "KD", 15, 0, cfg, tmp_path, pre=pre, teacher=None, teacher_mean=None,
-                             teacher_std=None, teacher_params=1000, provenance={"data_checksum": "d" * 64},
-                             device="cpu", threads=1, log=log)
+        return run_student(tiny_splits, RunSpec("KD", 15, 0), cfg, TEACHER, pre, Runtime(log=log), tmp_path)
 
     def interrupt_after_epoch_1(message):
         if message.startswith("checkpoint ") and message.endswith("after epoch 1"):
@@ -233,14 +296,16 @@ def test_checkpoint_of_another_device_or_precision_is_not_continued(tmp_path):
     save_torch(checkpoint, {**state, "device_type": "cuda", "precision": "bf16"})  # as a GPU run writes it
     messages = []
     history, _ = _tiny_fit(checkpoint, "t", 3, messages.append)
-    assert (f"ignoring checkpoint {checkpoint}: written on cuda with precision bf16, this run is on cpu with "
-            "precision off; starting fresh") in messages
+    assert (
+        f"ignoring checkpoint {checkpoint}: written on cuda with precision bf16, this run is on cpu with "
+        "precision off; starting fresh"
+    ) in messages
     assert history == fresh and not any("resumed" in m for m in messages)
 
 
 def test_cuda_generators_are_saved_and_restored(monkeypatch):
     """The teacher's dropout on a GPU draws from the CUDA generators: a resume restores them."""
-    from igkd.train import restore_rng_states, rng_states
+    from igkd.training.loop import restore_rng_states, rng_states
 
     gpu_states = [torch.tensor([1, 2, 3], dtype=torch.uint8), torch.tensor([4, 5], dtype=torch.uint8)]
     restored = []
@@ -255,7 +320,7 @@ def test_cuda_generators_are_saved_and_restored(monkeypatch):
 
 
 def test_history_and_metrics_record_every_device_used(tiny_splits, tmp_path):
-    from igkd.train import devices_used
+    from igkd.training.loop import devices_used
 
     history, _ = _tiny_fit(None, "", 2, lambda m: None)
     assert [row["device"] for row in history] == ["cpu", "cpu"]

@@ -25,6 +25,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+
 from test_workflow import TINY
 
 pytestmark = pytest.mark.slurm
@@ -50,8 +51,9 @@ def slurm_cluster():
     if os.geteuid() != 0:
         pytest.fail("the SLURM test needs root: it installs Debian packages and starts munge/slurm daemons")
     began = time.time()
-    out = subprocess.run(["bash", str(SLURM_SCRIPTS / "start-local-slurm.sh")], capture_output=True, text=True,
-                         timeout=600)
+    out = subprocess.run(
+        ["bash", str(SLURM_SCRIPTS / "start-local-slurm.sh")], capture_output=True, text=True, timeout=600
+    )
     print(out.stdout, out.stderr, f"cluster up in {time.time() - began:.0f} s", sep="\n")
     started = re.findall(r"\] (\w+) started \(pid (\d+)\)", out.stdout)  # not the ones already running
     try:
@@ -59,8 +61,11 @@ def slurm_cluster():
         yield {"accounting": (PIDDIR / "accounting.mode").read_text().strip() == "1"}
     finally:
         if started:
-            stop = subprocess.run(["bash", str(SLURM_SCRIPTS / "stop-local-slurm.sh"), *(n for n, _ in started)],
-                                  capture_output=True, text=True)
+            stop = subprocess.run(
+                ["bash", str(SLURM_SCRIPTS / "stop-local-slurm.sh"), *(n for n, _ in started)],
+                capture_output=True,
+                text=True,
+            )
             print(stop.stdout, stop.stderr)
         for name, pid in started:
             assert not Path(f"/proc/{pid}").exists(), f"{name} (pid {pid}) still running"
@@ -78,8 +83,18 @@ def make_workdir(repo: Path, path: Path) -> Path:
 
 def snakemake(workdir: Path, *args) -> subprocess.Popen:
     """Start snakemake on TARGETS in `workdir`; output goes to workdir/snakemake.out."""
-    cmd = [sys.executable, "-m", "snakemake", *TARGETS, "--directory", str(workdir),
-           "--configfile", "config.yaml", "small.yaml", *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        *TARGETS,
+        "--directory",
+        str(workdir),
+        "--configfile",
+        "config.yaml",
+        "small.yaml",
+        *args,
+    ]
     with open(workdir / "snakemake.out", "w") as out:
         return subprocess.Popen(cmd, cwd=workdir, stdout=out, stderr=subprocess.STDOUT, text=True)
 
@@ -99,8 +114,9 @@ def cancel_at_first_checkpoint(proc: subprocess.Popen, workdir: Path, deadline: 
         if list(students.glob("*/drop*/run*/checkpoint.pt")):
             log = (workdir / "snakemake.out").read_text()
             groups = [jid for jid, path in SUBMITTED.findall(log) if "/group_students" in path]
-            running = subprocess.run(["squeue", "-h", "-t", "RUNNING", "-o", "%i", "-j", ",".join(groups)],
-                                     capture_output=True, text=True).stdout.split()
+            running = subprocess.run(
+                ["squeue", "-h", "-t", "RUNNING", "-o", "%i", "-j", ",".join(groups)], capture_output=True, text=True
+            ).stdout.split()
             if running:
                 subprocess.run(["scancel", *running], check=True)
                 return running
@@ -117,8 +133,12 @@ def planned_jobs(out: str) -> dict[str, int]:
 def slurm_states(job_ids: list[str], accounting: bool) -> dict[str, str]:
     """Final state of each job as slurmctld recorded it: sacct, or the slurmctld log without accounting."""
     if accounting:
-        out = subprocess.run(["sacct", "-X", "-n", "-P", "-o", "JobID,State", "-j", ",".join(job_ids)],
-                             capture_output=True, text=True, check=True).stdout
+        out = subprocess.run(
+            ["sacct", "-X", "-n", "-P", "-o", "JobID,State", "-j", ",".join(job_ids)],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         rows = (line.split("|") for line in out.splitlines() if line)
         return {jid: state.split()[0] for jid, state in rows}  # "CANCELLED by 0" -> CANCELLED
     text = Path("/var/log/slurm/slurmctld.log").read_text()
@@ -144,8 +164,12 @@ def member_spans(workdir: Path, group_log: str) -> dict[str, tuple[float, float]
 
 def group_steps(job_ids: list[str]) -> str:
     """sacct's record of the group jobs and their srun steps (one step per student when they run in turn)."""
-    return subprocess.run(["sacct", "-n", "-P", "-o", "JobID,AllocCPUS,Start,End,State", "-j", ",".join(job_ids)],
-                          capture_output=True, text=True, check=True).stdout
+    return subprocess.run(
+        ["sacct", "-n", "-P", "-o", "JobID,AllocCPUS,Start,End,State", "-j", ",".join(job_ids)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
 
 
 def without_timings(frame: pd.DataFrame) -> pd.DataFrame:
@@ -193,13 +217,19 @@ def test_slurm_profile_runs_the_dag_like_a_local_run(repo, tmp_path, slurm_clust
     group_jobs = [(jid, log) for jid, log in submitted if "/group_students" in log and jid not in cancelled]
     for jid, log in group_jobs:
         spans = member_spans(slurm_dir, log)
-        print(f"group job {jid}: " + ", ".join(f"{name} {s - began:.1f}-{e - began:.1f} s" for name, (s, e) in
-                                                sorted(spans.items(), key=lambda item: item[1])))
+        print(
+            f"group job {jid}: "
+            + ", ".join(
+                f"{name} {s - began:.1f}-{e - began:.1f} s"
+                for name, (s, e) in sorted(spans.items(), key=lambda item: item[1])
+            )
+        )
         assert len(spans) == GROUP, (jid, spans)
         ordered = sorted(spans.values())
         assert all(later[0] >= earlier[1] for earlier, later in zip(ordered, ordered[1:])), (
             f"students of SLURM job {jid} overlapped {spans}: groups now run side by side; update README "
-            "'Grouping' and the grouped runtimes in profiles/slurm")
+            "'Grouping' and the grouped runtimes in profiles/slurm"
+        )
     if slurm_cluster["accounting"]:
         steps = group_steps([jid for jid, _ in group_jobs])
         print(steps)
@@ -207,15 +237,18 @@ def test_slurm_profile_runs_the_dag_like_a_local_run(repo, tmp_path, slurm_clust
         assert all(allocated[jid] == str(GROUP) for jid, _ in group_jobs), steps  # 1 thread per student
 
     # the cancelled students resumed from their checkpoints, which are gone once the run is complete
-    resumed = [(m, r) for m, r in STUDENTS
-               if "resumed from" in (slurm_dir / f"logs/digits/students/{m}_drop13_run{r}.log").read_text()]
+    resumed = [
+        (m, r)
+        for m, r in STUDENTS
+        if "resumed from" in (slurm_dir / f"logs/digits/students/{m}_drop13_run{r}.log").read_text()
+    ]
     print(f"resumed: {resumed}")
     assert resumed, "no cancelled student resumed from its checkpoint"
     for d in STUDENT_DIRS:
         assert not (slurm_dir / d / "checkpoint.pt").exists()
 
     # same numbers as the local run: tables, statistics, teacher and every student, threads included
-    for table in ("tables/runs.csv", "tables/summary.csv", "stats/summary.csv", "stats/comparisons.csv"):
+    for table in ("tables/runs.csv", "tables/method_means.csv", "stats/summary.csv", "stats/comparisons.csv"):
         a, b = (without_timings(pd.read_csv(w / RESULTS / table)) for w in (slurm_dir, local_dir))
         pd.testing.assert_frame_equal(a, b, check_exact=True, obj=table)
     runs = pd.read_csv(slurm_dir / RESULTS / "tables/runs.csv")

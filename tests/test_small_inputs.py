@@ -15,35 +15,42 @@ import torch
 import yaml
 from PIL import Image
 from sklearn.model_selection import train_test_split
-from test_workflow import TINY, snakemake, workdir  # noqa: F401 - the fixture
 
+import configs
+from igkd.attribution.precompute import AttributionJob, Precomputed, precompute
+from igkd.controls import derangement, teacher_rows
 from igkd.data.store import Splits, stratified_val_index, with_val_split
 from igkd.io import InputError
-from igkd.methods import METHODS
 from igkd.models import build_teacher
-from igkd.precompute import Precomputed, precompute
-from igkd.student import derangement, distill_student, subsample, teacher_rows
-from igkd.sweep_runner import train_points
-from igkd.teacher import train_teacher
-from igkd.train import LoopConfig, TrainSet, fit
+from igkd.runtime import Runtime
+from igkd.training.augment import InputNorm
+from igkd.training.loop import LoopConfig, Optimization, TrainSet, TrainTask, fit
+from igkd.training.methods import METHODS
+from igkd.training.student import RunSpec, fit_student, subsample
+from igkd.training.sweep import SweepJob, train_points
+from igkd.training.teacher import TrainedTeacher, fit_teacher
+from test_workflow import TINY, snakemake, workdir  # noqa: F401 - the fixture
 
-TEACHER = {"source": "train", "weights": None, "width": 0.25, "epochs": 2, "batch_size": 256, "lr": 0.05,
-           "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4, "warmup_epochs": 1, "crop_padding": 1,
-           "flip": False, "eval_every": 1, "seed": 0}
-STUDENT = {"seed_offset": 0, "fraction": 0.8, "exclude_val": False, "control_seed": 1, "width": 0.25, "epochs": 1,
-           "batch_size": 64, "lr": 0.001, "weight_decay": 0.0, "crop_padding": 1, "flip": False, "normalize": None,
-           "eval_every": 1, "kd": {"alpha": 0.01, "temperature": 2.5},
-           "ig": {"p": 0.1, "power_min": 1.0, "power_max": 2.0, "blend": 0.5}, "at": {"gamma": 0.8}}
+TEACHER = {**configs.TEACHER, "epochs": 2, "batch_size": 256}  # larger than the tiny sets
+STUDENT = configs.STUDENT
 SWEEPS = {"drop": 13, "epochs": 1, "fraction": 1.0, "overlay": {"method": "IG"}, "kd": {"method": "KD"}}
 QUIET = {"log": lambda m: None}
+QUIET_RUNTIME = Runtime(log=lambda m: None)
+NO_TEACHER = TrainedTeacher(None, InputNorm(), "t" * 64, 1000)  # KD/IG methods never run it
+NORM = InputNorm((0.3,) * 3, (0.3,) * 3)
 
 
 def small(digits, per_class, classes=3, val_fraction=0.0):
     """The first `per_class` digits training images of the first `classes` classes (8x8)."""
     rows = np.concatenate([np.flatnonzero(digits.train_labels == c)[:per_class] for c in range(classes)])
     test = np.flatnonzero(digits.test_labels < classes)[:6]
-    splits = Splits(digits.train_images[rows], digits.train_labels[rows], digits.test_images[test],
-                    digits.test_labels[test], tuple(digits.classes[:classes]))
+    splits = Splits(
+        digits.train_images[rows],
+        digits.train_labels[rows],
+        digits.test_images[test],
+        digits.test_labels[test],
+        tuple(digits.classes[:classes]),
+    )
     return with_val_split(splits, val_fraction, 0)
 
 
@@ -57,13 +64,14 @@ def digits():
 def fake_pre(splits):
     n = len(splits.train_labels)
     rng = np.random.default_rng(0)
-    return Precomputed(rng.random((n, len(splits.classes)), dtype=np.float32),
-                       rng.random((n, 8, 8), dtype=np.float32), {})
+    return Precomputed(
+        rng.random((n, len(splits.classes)), dtype=np.float32), rng.random((n, 8, 8), dtype=np.float32), {}
+    )
 
 
 def student(splits, method="Student", drop=13, **cfg):
-    return distill_student(splits, method, drop, 0, {**STUDENT, **cfg}, pre=fake_pre(splits), teacher=None,
-                           teacher_mean=None, teacher_std=None, device="cpu", threads=1, **QUIET)
+    result = fit_student(splits, RunSpec(method, drop, 0), {**STUDENT, **cfg}, None, fake_pre(splits), QUIET_RUNTIME)
+    return result.model, result.history, {"rows": result.rows}
 
 
 # --- the loop: one definition of the steps per epoch -------------------------------------------------
@@ -94,8 +102,9 @@ def test_fewer_than_two_rows_is_an_input_error_naming_the_sizes(n):
 def test_one_row_tail_trains_where_batchnorm_sees_one_value_per_channel():
     """A conv to 1x1 then BatchNorm: a 1-row batch cannot train; 65 rows at batch 64 must."""
     torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 8), torch.nn.BatchNorm2d(4), torch.nn.Flatten(),
-                                torch.nn.Linear(4, 3))
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 8), torch.nn.BatchNorm2d(4), torch.nn.Flatten(), torch.nn.Linear(4, 3)
+    )
     data = TrainSet(torch.randint(0, 256, (65, 3, 8, 8), dtype=torch.uint8), torch.arange(65) % 3)
     sizes = []
 
@@ -105,8 +114,14 @@ def test_one_row_tail_trains_where_batchnorm_sees_one_value_per_channel():
         return logits, data.labels[rows], {"ce": torch.nn.functional.cross_entropy(logits, data.labels[rows])}
 
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    history = fit(model, optimizer, None, data, step, LoopConfig(2, 64), torch.Generator().manual_seed(0),
-                  evaluate=dict, **QUIET)
+    history = fit(
+        TrainTask(model, step, dict),
+        Optimization(optimizer),
+        data,
+        LoopConfig(2, 64),
+        torch.Generator().manual_seed(0),
+        log=QUIET["log"],
+    )
     assert sizes == [65, 65] and len(history) == 2 and np.isfinite(history[-1]["loss_ce"])
 
 
@@ -114,8 +129,9 @@ def test_student_with_a_one_row_tail_at_one_by_one_features(digits):
     """Drop 3 at 8x8 ends in 1x1 BatchNorm: 65 training rows at batch 64 used to crash."""
     splits = small(digits, 22)
     rows = np.arange(65)
-    splits = Splits(splits.train_images[rows], splits.train_labels[rows], splits.test_images, splits.test_labels,
-                    splits.classes)
+    splits = Splits(
+        splits.train_images[rows], splits.train_labels[rows], splits.test_images, splits.test_labels, splits.classes
+    )
     _, history, facts = student(splits, drop=3, fraction=1.0)
     assert len(facts["rows"]) == 65 and np.isfinite(history[-1]["loss_ce"])
 
@@ -125,7 +141,7 @@ def test_student_with_a_one_row_tail_at_one_by_one_features(digits):
 
 def test_teacher_trains_on_a_set_smaller_than_one_batch_and_its_schedule_ends(digits):
     splits = small(digits, 12)  # 36 rows, batch 256, drop_last
-    model, history = train_teacher(splits, TEACHER, [0.3] * 3, [0.3] * 3, device="cpu", threads=1, **QUIET)
+    model, history = fit_teacher(splits, TEACHER, NORM, QUIET_RUNTIME)
     assert [row["epoch"] for row in history] == [1, 2]
     assert all(np.isfinite(row["loss_ce"]) and 0 <= row["train_acc"] <= 100 for row in history)
     # one step per epoch, as the scheduler planned: warm-up done after epoch 1, cosine at 0 after epoch 2
@@ -133,9 +149,12 @@ def test_teacher_trains_on_a_set_smaller_than_one_batch_and_its_schedule_ends(di
 
 
 def test_teacher_on_one_image_is_an_input_error(digits):
-    with pytest.raises(InputError, match=r"^teacher: the training set has 1 row; training needs at least 2 "
-                                         r"\(batch size 256\)$"):
-        train_teacher(small(digits, 1, classes=1), TEACHER, [0.3] * 3, [0.3] * 3, device="cpu", threads=1, **QUIET)
+    with pytest.raises(
+        InputError,
+        match=r"^teacher: the training set has 1 row; training needs at least 2 "
+        r"\(batch size 256\)$",
+    ):
+        fit_teacher(small(digits, 1, classes=1), TEACHER, NORM, QUIET_RUNTIME)
 
 
 # --- students: subsample -----------------------------------------------------------------------------
@@ -162,8 +181,11 @@ def test_subsample_of_tiny_classes_rounds_per_class_and_keeps_every_class():
     kept = subsample(np.concatenate([np.zeros(100, int), labels]), rows, 0.5, 0)
     assert np.isin(kept, rows).all() and 110 in kept and len(kept) == 6  # round(0.5 * 10) + the lone row
     assert subsample(np.repeat([0, 1, 2], 2), np.arange(6), 0.1, 0).tolist() != []  # rounds to 0: one per class
-    assert np.bincount(np.repeat([0, 1, 2], 2)[subsample(np.repeat([0, 1, 2], 2), np.arange(6), 0.1, 0)]).tolist() \
-        == [1, 1, 1]
+    assert np.bincount(np.repeat([0, 1, 2], 2)[subsample(np.repeat([0, 1, 2], 2), np.arange(6), 0.1, 0)]).tolist() == [
+        1,
+        1,
+        1,
+    ]
 
 
 def test_students_train_on_tiny_sets(digits):
@@ -173,8 +195,11 @@ def test_students_train_on_tiny_sets(digits):
     assert len(facts["rows"]) == 3
     _, history, facts = student(small(digits, 2, val_fraction=0.5), exclude_val=True)  # 3 rows outside validation
     assert len(facts["rows"]) == 3 and "val_acc" in history[-1]
-    with pytest.raises(InputError, match=r"^students: Student drop 13 run 0: the training subsample "
-                                         r"\(students.fraction 1.0 of 1 rows\) has 1 row; training needs at least 2"):
+    with pytest.raises(
+        InputError,
+        match=r"^students: Student drop 13 run 0: the training subsample "
+        r"\(students.fraction 1.0 of 1 rows\) has 1 row; training needs at least 2",
+    ):
         student(small(digits, 1, classes=1), fraction=1.0)
 
 
@@ -210,22 +235,26 @@ def test_val_fraction_zero_and_tiny_in_prepare(digits):
 
 
 def sweep(splits, tmp_path):
-    (written,) = train_points(splits, "overlay_p", [{"p": 0.1, "run": 0}], [tmp_path / "m.json"], [tmp_path / "h.csv"],
-                              STUDENT, SWEEPS, pre=fake_pre(splits), teacher=None, teacher_mean=None, teacher_std=None,
-                              provenance={}, device="cpu", threads=1, **QUIET)
+    job = SweepJob("overlay_p", [{"p": 0.1, "run": 0}], [tmp_path / "m.json"], [tmp_path / "h.csv"])
+    (written,) = train_points(splits, job, STUDENT, SWEEPS, NO_TEACHER, fake_pre(splits), QUIET_RUNTIME)
     return written
 
 
 def test_sweeps_on_tiny_sets(digits, tmp_path):
     written = sweep(small(digits, 4, val_fraction=0.1), tmp_path)  # sklearn refuses this validation split
     assert written["n_train"] == 9 and written["n_val"] == 3 and 0 <= written["val_acc"] <= 100
-    with pytest.raises(InputError, match="empty validation split; sweeps need dataset.val_fraction > 0 and a class "
-                                         "with at least 2 training images"):
+    with pytest.raises(
+        InputError,
+        match="empty validation split; sweeps need dataset.val_fraction > 0 and a class "
+        "with at least 2 training images",
+    ):
         sweep(small(digits, 1, val_fraction=0.1), tmp_path)
 
 
 def test_derangement_of_one_row_is_an_input_error():
-    with pytest.raises(InputError, match=r"^shuffled_\* controls: a derangement needs at least 2 rows \(training images\), got 1$"):
+    with pytest.raises(
+        InputError, match=r"^shuffled_\* controls: a derangement needs at least 2 rows \(training images\), got 1$"
+    ):
         teacher_rows(METHODS["shuffled_KD"], 1, 0)
     assert sorted(derangement(2, 0).tolist()) == [0, 1] and derangement(2, 0).tolist() == [1, 0]
 
@@ -240,8 +269,14 @@ def test_precompute_batch_and_chunk_larger_than_the_set(digits, tmp_path):
     settings = {"steps": 4, "method": "gausslegendre", "internal_batch_size": 64}
     rows = {}
     for name, batch, chunk in (("large", 64, 1024), ("small", 5, 8)):
-        precompute(teacher, splits.train_images, splits.train_labels, tmp_path / f"{name}.h5", attribution="ig",
-                   settings=settings, mean=[0.3] * 3, std=[0.3] * 3, provenance={}, chunk=chunk, batch=batch, **QUIET)
+        precompute(
+            TrainedTeacher(teacher, NORM, "t", 0),
+            splits.train_images,
+            splits.train_labels,
+            tmp_path / f"{name}.h5",
+            AttributionJob("ig", settings, chunk, batch),
+            QUIET_RUNTIME,
+        )
         with h5py.File(tmp_path / f"{name}.h5") as h5:
             rows[name] = {key: h5[key][()] for key in ("logits", "maps")}
     assert rows["large"]["maps"].shape == (36, 8, 8) and rows["large"]["logits"].shape == (36, 3)

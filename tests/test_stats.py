@@ -1,4 +1,4 @@
-"""Tests for igkd.stats against hand-worked numbers (formulas written out here)."""
+"""Tests for igkd.analysis.stats against hand-worked numbers (formulas written out here)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from scipy import stats as st
 
+from igkd.analysis.stats import compare, normality, summarize, to_markdown, write_stats
 from igkd.io import InputError
-from igkd.stats import compare, normality, summarize, to_markdown, write_stats
 
 T_0975_DF4 = 2.7764451051977987  # t quantile 0.975 with 4 df (tables)
 
@@ -22,8 +22,18 @@ def runs_frame(groups, drop=1, factor=1.5, shared=True):
     for k, (method, values) in enumerate(groups.items()):
         for i, v in enumerate(values):
             seed = i if shared else 100 * (k + 1) + i
-            rows.append(dict(method=method, drop=drop, factor=factor, run=i, seed=seed,
-                             fraction=1.0, subsample_sha=f"s{seed}", test_acc=float(v)))
+            rows.append(
+                dict(
+                    method=method,
+                    drop=drop,
+                    factor=factor,
+                    run=i,
+                    seed=seed,
+                    fraction=1.0,
+                    subsample_sha=f"s{seed}",
+                    test_acc=float(v),
+                )
+            )
     return pd.DataFrame(rows)
 
 
@@ -47,19 +57,38 @@ def test_summary_hand_worked():
     one = out[out.method == "one"].iloc[0]
     assert one.n == 1 and one["mean"] == 80.0
     assert all(math.isnan(one[c]) for c in ("sd", "sem", "ci_low", "ci_high"))
-    assert list(out.columns) == ["method", "drop", "factor", "n", "mean", "sd", "median",
-                                 "min", "max", "sem", "ci_low", "ci_high"]
+    assert list(out.columns) == [
+        "method",
+        "drop",
+        "factor",
+        "n",
+        "mean",
+        "sd",
+        "median",
+        "min",
+        "max",
+        "sem",
+        "ci_low",
+        "ci_high",
+    ]
 
 
 def test_summary_confidence_and_order():
     x = [90.0, 91.0, 92.0, 94.0, 93.0]
-    frame = pd.concat([
-        runs_frame({"zeta": x, "KD": x, "Student": x, "alpha": x}, drop=2, factor=2.0),
-        runs_frame({"KD": x, "Student": x}, drop=1, factor=1.5),
-    ])
+    frame = pd.concat(
+        [
+            runs_frame({"zeta": x, "KD": x, "Student": x, "alpha": x}, drop=2, factor=2.0),
+            runs_frame({"KD": x, "Student": x}, drop=1, factor=1.5),
+        ]
+    )
     out = summarize(frame, confidence=0.90, method_order=["Student", "KD"])
     assert list(zip(out.factor, out.method)) == [
-        (1.5, "Student"), (1.5, "KD"), (2.0, "Student"), (2.0, "KD"), (2.0, "alpha"), (2.0, "zeta")
+        (1.5, "Student"),
+        (1.5, "KD"),
+        (2.0, "Student"),
+        (2.0, "KD"),
+        (2.0, "alpha"),
+        (2.0, "zeta"),
     ]
     half = out.iloc[0].ci_high - 92.0
     assert half == pytest.approx(st.t.ppf(0.95, 4) * math.sqrt(2.5 / 5))
@@ -69,8 +98,8 @@ def test_summary_confidence_and_order():
 
 
 def test_welch_matches_hand_formula():
-    a = [1.0, 2.0, 3.0, 4.0]          # mean 2.5, var 5/3
-    b = [2.0, 4.0, 6.0, 8.0, 10.0]    # mean 6,   var 10
+    a = [1.0, 2.0, 3.0, 4.0]  # mean 2.5, var 5/3
+    b = [2.0, 4.0, 6.0, 8.0, 10.0]  # mean 6,   var 10
     out = compare(runs_frame({"Student": b, "IG": a}, shared=False), baselines=("Student",))
     assert len(out) == 1
     row = out.iloc[0]
@@ -78,7 +107,7 @@ def test_welch_matches_hand_formula():
     v1, v2 = (5 / 3) / 4, 10 / 5
     se = math.sqrt(v1 + v2)
     t = (2.5 - 6.0) / se
-    df = (v1 + v2) ** 2 / (v1**2 / 3 + v2**2 / 4)   # Welch–Satterthwaite
+    df = (v1 + v2) ** 2 / (v1**2 / 3 + v2**2 / 4)  # Welch–Satterthwaite
     p = 2 * st.t.sf(abs(t), df)
     half = st.t.ppf(0.975, df) * se
     assert row["diff"] == pytest.approx(-3.5)
@@ -128,11 +157,13 @@ def test_welch_when_subsample_differs():
 
 def test_holm_across_whole_table_with_monotone_step():
     base = [90.0, 91.0, 92.0, 93.0, 94.0]
-    g1 = runs_frame({"Student": base, "A": [93.0, 94.5, 95.0, 96.5, 97.0],
-                     "B": [93.0, 94.5, 95.0, 96.5, 97.1], "lone": [99.0]},
-                    drop=1, factor=1.5, shared=False)
-    g2 = runs_frame({"Student": base, "C": [91.0, 91.0, 92.5, 94.0, 93.0]},
-                    drop=2, factor=2.0, shared=False)
+    g1 = runs_frame(
+        {"Student": base, "A": [93.0, 94.5, 95.0, 96.5, 97.0], "B": [93.0, 94.5, 95.0, 96.5, 97.1], "lone": [99.0]},
+        drop=1,
+        factor=1.5,
+        shared=False,
+    )
+    g2 = runs_frame({"Student": base, "C": [91.0, 91.0, 92.5, 94.0, 93.0]}, drop=2, factor=2.0, shared=False)
     out = compare(pd.concat([g1, g2]), baselines=("Student",))
     assert set(out.method) == {"A", "B", "C", "lone"}
     lone = out[out.method == "lone"].iloc[0]
@@ -192,8 +223,7 @@ def test_non_numeric_value_rejected():
 
 
 def test_markdown_and_write_stats(tmp_path):
-    frame = pd.DataFrame({"method": ["KD", "IG"], "n": [5, 3], "p": [5.4321e-5, 0.5],
-                          "mean": [91.234, 90.0]})
+    frame = pd.DataFrame({"method": ["KD", "IG"], "n": [5, 3], "p": [5.4321e-5, 0.5], "mean": [91.234, 90.0]})
     md = to_markdown(frame)
     lines = md.splitlines()
     assert lines[0].startswith("| method") and "p" in lines[0] and set(lines[1]) <= set("|-: ")

@@ -49,3 +49,18 @@ def test_resize_keeps_constant_images_constant():
     img = np.full((2, 8, 8, 3), 77, np.uint8)
     out = resize_images(img, 16)
     assert out.shape == (2, 16, 16, 3) and (out == 77).all()
+
+
+def test_a_job_hashes_its_data_once(tmp_path, tiny_splits, monkeypatch):
+    """read_data_h5 verifies the checksum; the stages' provenance reuses it (it used to hash
+    the whole data set three times per student job)."""
+    import igkd.data.store as store
+
+    path = tmp_path / "data.h5"
+    write_data_h5(path, tiny_splits, {"dataset": "digits"})
+    calls = []
+    real = store.sha256_arrays
+    monkeypatch.setattr(store, "sha256_arrays", lambda *arrays: calls.append(1) or real(*arrays))
+    splits = read_data_h5(path)
+    assert splits.checksum() == splits.checksum() == tiny_splits.checksum()
+    assert len(calls) == 1

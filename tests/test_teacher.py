@@ -1,22 +1,21 @@
 import pandas as pd
 import torch
 
+from configs import TEACHER
 from igkd.io import load_torch, read_json
 from igkd.models import build_teacher, n_params
-from igkd.teacher import import_teacher, teacher_stage
+from igkd.runtime import Runtime
+from igkd.training.augment import InputNorm
+from igkd.training.teacher import TeacherOutputs, import_teacher, run_teacher
 
-CFG = {
-    "source": "train", "weights": None, "width": 0.25, "epochs": 4, "batch_size": 64, "lr": 0.05,
-    "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4, "warmup_epochs": 1, "crop_padding": 1,
-    "flip": False, "eval_every": 1, "seed": 0,
-}
-MEAN, STD = [0.3] * 3, [0.3] * 3
+CFG = TEACHER
+NORM = InputNorm((0.3,) * 3, (0.3,) * 3)
+QUIET = Runtime(log=lambda m: None)
 
 
-def test_teacher_stage_trains_writes_and_reimports(tiny_splits, tmp_path):
+def test_run_teacher_trains_writes_and_reimports(tiny_splits, tmp_path):
     paths = [tmp_path / "model.pt", tmp_path / "metrics.json", tmp_path / "history.csv"]
-    metrics = teacher_stage(tiny_splits, CFG, MEAN, STD, *map(str, paths), device="cpu", threads=1,
-                            data_checksum=tiny_splits.checksum(), log=lambda m: None)
+    metrics = run_teacher(tiny_splits, CFG, NORM, TeacherOutputs(*map(str, paths)), QUIET, tiny_splits.checksum())
     assert all(p.exists() for p in paths) and not (tmp_path / "checkpoint.pt").exists()
     history = pd.read_csv(paths[2])
     # 4 epochs, not 2: at 2 the loss had not yet fallen on every CPU (warm-up to lr 0.05 first)
@@ -26,9 +25,10 @@ def test_teacher_stage_trains_writes_and_reimports(tiny_splits, tmp_path):
     assert metrics["environment"]["devices_used"] == ["cpu"] and list(history["device"]) == ["cpu"] * 4
     assert set(load_torch(paths[0])) == set(build_teacher(width=0.25).state_dict())
     # importing the written weights reproduces the same test accuracy
-    imported = teacher_stage(tiny_splits, {**CFG, "source": "import", "weights": str(paths[0])}, MEAN, STD,
-                             *(str(tmp_path / f"b_{p.name}") for p in paths), device="cpu", threads=1,
-                             data_checksum=tiny_splits.checksum(), log=lambda m: None)
+    outputs = TeacherOutputs(*(str(tmp_path / f"b_{p.name}") for p in paths))
+    imported = run_teacher(
+        tiny_splits, {**CFG, "source": "import", "weights": str(paths[0])}, NORM, outputs, QUIET, tiny_splits.checksum()
+    )
     assert imported["test_acc"] == metrics["test_acc"] and imported["epochs"] == 0
 
 

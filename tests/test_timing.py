@@ -5,17 +5,18 @@ import pandas as pd
 import pytest
 import torch
 
+from igkd.analysis.timing import TIMING_COLUMNS, TimingSettings, peak_memory, time_models, timing_models
 from igkd.models import build_student, build_teacher, n_params
 from igkd.plots.compression import speedups
-from igkd.timing import TIMING_COLUMNS, peak_memory, time_models, timing_models
+from igkd.runtime import Runtime
 
-QUICK = {"warmup": 1, "min_run_time": 0.01, "max_run_time": 0.05, "threshold": 0.1}
+QUICK = TimingSettings((1, 4), warmup=1, min_run_time=0.01, max_run_time=0.05, threshold=0.1, threads=1)
 
 
 @pytest.fixture(scope="module")
 def table():
     models = timing_models(10, 0.25, 0.25, [17, 13])
-    return time_models(models, [1, 4], 8, threads=1, **QUICK)
+    return time_models(models, 8, QUICK, Runtime(channels_last=False, log=lambda m: None))
 
 
 def test_one_row_per_model_and_batch_with_every_column(table):
@@ -60,11 +61,15 @@ def test_peak_memory_sees_the_activations_of_a_large_batch():
 
 
 def test_speedups_divide_teacher_by_student_latency():
-    timing = pd.DataFrame({
-        "model": ["teacher", "teacher", "student", "student"],
-        "drop": [0, 0, 5, 5], "factor": [1.0, 1.0, 4.12, 4.12], "batch": [1, 64, 1, 64],
-        "median_ms": [10.0, 140.0, 4.0, 14.0],
-    })
+    timing = pd.DataFrame(
+        {
+            "model": ["teacher", "teacher", "student", "student"],
+            "drop": [0, 0, 5, 5],
+            "factor": [1.0, 1.0, 4.12, 4.12],
+            "batch": [1, 64, 1, 64],
+            "median_ms": [10.0, 140.0, 4.0, 14.0],
+        }
+    )
     out = speedups(timing)
     assert list(out["batch"]) == [1, 64]
     assert list(out["speedup"]) == pytest.approx([2.5, 10.0])

@@ -2,14 +2,13 @@ import numpy as np
 import pytest
 import torch
 
-from igkd.student import distill_student, index_sha, permutation, subsample
+from configs import RESUMABLE_STUDENT
+from igkd.controls import loader_order
+from igkd.runtime import Runtime
+from igkd.training.loop import Checkpoint
+from igkd.training.student import RunSpec, fit_student, index_sha, subsample
 
-CFG = {
-    "exclude_val": True, "fraction": 0.8, "control_seed": 1, "width": 1.0, "normalize": None,
-    "kd": {"alpha": 0.5, "temperature": 2.0}, "at": {"gamma": 0.8}, "lr": 1e-3, "weight_decay": 0.0,
-    "ig": {"p": 0.5, "power_min": 1.0, "power_max": 2.0, "blend": 0.5}, "crop_padding": 1, "flip": True,
-    "epochs": 3, "batch_size": 64, "eval_every": 1,
-}
+CFG = {**RESUMABLE_STUDENT, "epochs": 3}
 
 
 class FakePre:
@@ -20,11 +19,16 @@ class FakePre:
 
 
 def train(splits, checkpoint=None, log=None, method="KD_IG", run=0):
-    return distill_student(
-        splits, method, 15, run, CFG, pre=FakePre(len(splits.train_labels)), teacher=None,
-        teacher_mean=None, teacher_std=None, device="cpu", threads=1, checkpoint=checkpoint,
-        log=log or (lambda m: None),
+    result = fit_student(
+        splits,
+        RunSpec(method, 15, run),
+        CFG,
+        None,
+        FakePre(len(splits.train_labels)),
+        Runtime(log=log or (lambda m: None)),
+        Checkpoint(checkpoint) if checkpoint else None,
     )
+    return result.model, result.history, {"rows": result.rows, "seed": result.seed}
 
 
 def test_subsample_is_stratified_seeded_and_saved(tiny_splits):
@@ -39,8 +43,8 @@ def test_subsample_is_stratified_seeded_and_saved(tiny_splits):
     assert index_sha(rows) != index_sha(rows[1:])
 
 
-def test_permutation_is_a_real_permutation():
-    perm = permutation(1000, 5)
+def test_loader_order_is_a_real_permutation():
+    perm = loader_order(1000, 5)
     assert np.array_equal(np.sort(perm), np.arange(1000))
     assert (perm == np.arange(1000)).sum() < 10  # fixed points: about 1 expected
 

@@ -4,24 +4,49 @@ import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
 
+REPO = Path(__file__).resolve().parents[1]
+
 TINY = {
     "dataset": {"name": "digits", "image_size": 8},
-    "teacher": {"width": 0.25, "epochs": 1, "batch_size": 64, "warmup_epochs": 0, "crop_padding": 1,
-                "normalize": None, "flip": False},
+    "teacher": {
+        "width": 0.25,
+        "epochs": 1,
+        "batch_size": 64,
+        "warmup_epochs": 0,
+        "crop_padding": 1,
+        "normalize": None,
+        "flip": False,
+    },
     "precompute": {"chunk": 256, "ig": {"steps": 4}},
-    "students": {"methods": ["Student", "KD_IG_AT"], "drops": [13], "runs": 1, "epochs": 1,
-                 "crop_padding": 1, "eval_every": 1},
+    "students": {
+        "methods": ["Student", "KD_IG_AT"],
+        "drops": [13],
+        "runs": 1,
+        "epochs": 1,
+        "crop_padding": 1,
+        "eval_every": 1,
+    },
     "runtime": {"device": "cpu", "threads": {"teacher": 1, "precompute": 1, "student": 1}},
     "controls": {"methods": []},  # the controls have their own tiny run (tests/test_controls.py)
     "timing": {"batch_sizes": [1, 8], "warmup": 1, "min_run_time": 0.01, "max_run_time": 0.05},
-    "sweeps": {"drop": 13, "runs": 1, "epochs": 1, "grouping": "sweep",
-               "kd": {"alphas": [0.01], "temperatures": [2.5]}, "overlay": {"ps": [0.1]}},
-    "figures": {"examples": 2, "attention": {"methods": ["Student", "KD_IG_AT"]},
-                "attributions": {"methods": ["saliency", "ig"]}},
+    "sweeps": {
+        "drop": 13,
+        "runs": 1,
+        "epochs": 1,
+        "grouping": "sweep",
+        "kd": {"alphas": [0.01], "temperatures": [2.5]},
+        "overlay": {"ps": [0.1]},
+    },
+    "figures": {
+        "examples": 2,
+        "attention": {"methods": ["Student", "KD_IG_AT"]},
+        "attributions": {"methods": ["saliency", "ig"]},
+    },
 }
 
 
@@ -51,8 +76,17 @@ def test_full_protocol_dry_run_lists_the_paper_dag(workdir):
     counts = job_counts(out)
     assert counts["distill_student"] == 8 * 8 * 60 + 4 * 60  # + 4 controls x 60 runs at drop 5
     assert counts["precompute_attributions"] == 2  # ig, and random for the IG@random control
-    for rule in ("download_cifar10", "prepare_data", "train_teacher", "collect_runs", "run_stats",
-                 "fig_compression", "precompute_reference_defect", "compare_controls", "fig_controls"):
+    for rule in (
+        "download_cifar10",
+        "prepare_data",
+        "train_teacher",
+        "collect_runs",
+        "run_stats",
+        "fig_compression",
+        "precompute_reference_defect",
+        "compare_controls",
+        "fig_controls",
+    ):
         assert counts[rule] == 1, rule
 
 
@@ -80,8 +114,16 @@ def test_tiny_run_then_only_stale_stages_rerun(workdir):
     code, out = snakemake(workdir, "-n", "--quiet", "rules", *config, "tiny2.yaml")
     assert code == 0, out
     # (the sweeps leave students.epochs out of their settings: they set their own)
-    assert job_counts(out) == {"distill_student": 2, "collect_runs": 1, "run_stats": 1, "fig_compression": 1,
-                               "fig_latency": 1, "fig_mc_hist": 1, "fig_attention": 1, "all": 1}
+    assert job_counts(out) == {
+        "distill_student": 2,
+        "collect_runs": 1,
+        "run_stats": 1,
+        "fig_compression": 1,
+        "fig_latency": 1,
+        "fig_mc_hist": 1,
+        "fig_attention": 1,
+        "all": 1,
+    }
     # more Monte Carlo runs train only the new runs; finished ones stay
     (workdir / "tiny4.yaml").write_text(yaml.safe_dump({"students": {"runs": 2}}))
     code, out = snakemake(workdir, "-n", "--quiet", "rules", *config, "tiny4.yaml")
@@ -93,17 +135,37 @@ def test_tiny_run_then_only_stale_stages_rerun(workdir):
     counts = job_counts(out)
     assert "prepare_data" not in counts and counts["train_teacher"] == 1
     assert counts["precompute_attributions"] == 1 and counts["distill_student"] == 2
+    # editing package code a stage imports reruns that stage: the workflow hashes its own src/
+    # (common.smk puts it first on sys.path), so a copy there stands for an edit of the package
+    shutil.copytree(REPO / "src", workdir / "src", ignore=shutil.ignore_patterns("*.egg-info", "__pycache__"))
+    code, out = snakemake(workdir, "-n", "--quiet", "rules", *config)
+    assert code == 0 and "Nothing to be done" in out, out
+    prepare = workdir / "src/igkd/data/prepare.py"
+    prepare.write_text(prepare.read_text() + "\n# edited\n")
+    code, out = snakemake(workdir, "-n", "--quiet", "rules", *config)
+    assert code == 0 and job_counts(out)["prepare_data"] == 1, out
+    plot = workdir / "src/igkd/plots/compression.py"
+    prepare.write_text(prepare.read_text().replace("\n# edited\n", ""))
+    plot.write_text(plot.read_text() + "\n# edited\n")
+    code, out = snakemake(workdir, "-n", "--quiet", "rules", *config)
+    assert code == 0 and set(job_counts(out)) == {"fig_compression", "all"}, out
 
 
 def test_prepare_cifar10_from_local_copy(workdir):
     """The real CIFAR-10 path, on a tiny archive in the genuine python format."""
     import h5py
     import numpy as np
+
     from fixtures_data import fake_cifar10_contents, write_fake_cifar10
 
     tarball, _, _ = write_fake_cifar10(workdir / "raw", n_per_batch=20)
-    override = {"dataset": {"name": "cifar10", "val_fraction": 0.2,
-                            "cifar10": {"source": "path", "path": str(tarball), "verify": False}}}
+    override = {
+        "dataset": {
+            "name": "cifar10",
+            "val_fraction": 0.2,
+            "cifar10": {"source": "path", "path": str(tarball), "verify": False},
+        }
+    }
     (workdir / "local.yaml").write_text(yaml.safe_dump(override))
     code, out = snakemake(workdir, "results/cifar10/data.h5", "--configfile", "config.yaml", "local.yaml")
     assert code == 0, out

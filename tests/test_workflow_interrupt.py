@@ -11,6 +11,7 @@ import time
 
 import pandas as pd
 import yaml
+
 from test_workflow import TINY, workdir  # noqa: F401 - the fixture
 
 TARGET = "results/digits/students/Student/drop13/run0/metrics.json"
@@ -21,8 +22,20 @@ KILL_WAIT_S = 300
 
 
 def command(workdir, *extra):
-    return [sys.executable, "-m", "snakemake", TARGET, "--cores", "1", "--directory", str(workdir),
-            *extra, "--configfile", "config.yaml", "tiny.yaml"]
+    return [
+        sys.executable,
+        "-m",
+        "snakemake",
+        TARGET,
+        "--cores",
+        "1",
+        "--directory",
+        str(workdir),
+        *extra,
+        "--configfile",
+        "config.yaml",
+        "tiny.yaml",
+    ]
 
 
 def test_killed_workflow_needs_unlock_then_the_same_command_resumes(workdir):

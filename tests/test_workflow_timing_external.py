@@ -4,6 +4,7 @@ import shutil
 
 import pytest
 import yaml
+
 from test_workflow import job_counts, snakemake
 
 
@@ -23,8 +24,14 @@ def test_demo_times_models_and_evaluates_its_labelled_stand_in(workdir):
     code, out = snakemake(workdir, "-n", "--quiet", "rules", *DEMO)
     assert code == 0, out
     counts = job_counts(out)
-    for rule in ("time_models", "fig_latency", "fig_compression", "export_standin", "evaluate_external",
-                 "fig_imagenet"):
+    for rule in (
+        "time_models",
+        "fig_latency",
+        "fig_compression",
+        "export_standin",
+        "evaluate_external",
+        "fig_imagenet",
+    ):
         assert counts.get(rule) == 1, rule
 
 
@@ -38,8 +45,14 @@ def test_no_external_rules_without_a_root_and_no_stand_in_for_a_real_folder(work
 
     folder = tmp_path / "imagenet32"
     (folder / "n02690373").mkdir(parents=True)
-    real = {"external_eval": {"root": str(folder), "standin_rotation": None, "name": "imagenet_subset",
-                              "class_map": "imagenet_cifar10_map.csv"}}
+    real = {
+        "external_eval": {
+            "root": str(folder),
+            "standin_rotation": None,
+            "name": "imagenet_subset",
+            "class_map": "imagenet_cifar10_map.csv",
+        }
+    }
     (workdir / "real.yaml").write_text(yaml.safe_dump(real))
     code, out = snakemake(workdir, "fig_imagenet", "-n", "--quiet", "rules", *DEMO, "real.yaml")
     assert code == 0, out

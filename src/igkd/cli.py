@@ -72,17 +72,13 @@ def _parser() -> argparse.ArgumentParser:
     info.add_argument("--all", action="store_true", help="every drop 1..18, not only the config's")
     info.set_defaults(run=_info)
 
-    check = commands.add_parser(
-        "check-data", help="read a dataset as the workflow would and summarise it"
-    )
+    check = commands.add_parser("check-data", help="read a dataset as the workflow would and summarise it")
     check.add_argument(
         "path",
         type=Path,
         help="CIFAR-10 tarball or folder, image folder with train/ and test/, or a data.h5",
     )
-    check.add_argument(
-        "--kind", choices=KINDS, default="auto", help="what `path` is (default: auto)"
-    )
+    check.add_argument("--kind", choices=KINDS, default="auto", help="what `path` is (default: auto)")
     check.add_argument(
         "--no-verify",
         dest="verify",

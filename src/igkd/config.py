@@ -11,7 +11,7 @@ import yaml
 from jsonschema import Draft202012Validator, validators
 
 from igkd.io import InputError
-from igkd.methods import get_method
+from igkd.training.methods import get_method
 
 SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 
@@ -84,17 +84,23 @@ def _check_cross_keys(config: dict) -> None:
     uses_maps = any(get_method(m).ig and get_method(m).attribution is None for m in trained)
     both = sorted(set(controls.get("methods", [])) & set(controls.get("compare_with", [])))
     if both:
-        problems.append(f"controls.methods: {both} also in controls.compare_with; a method is either a control or compared with one")
-    if uses_maps and needed not in config["precompute"]["attributions"]:
         problems.append(
-            f"students.ig.attribution: {needed!r} is not in precompute.attributions {config['precompute']['attributions']}"
+            f"controls.methods: {both} also in controls.compare_with; a method is either a control or compared with one"
         )
+    if uses_maps and needed not in config["precompute"]["attributions"]:
+        listed = config["precompute"]["attributions"]
+        problems.append(f"students.ig.attribution: {needed!r} is not in precompute.attributions {listed}")
     external = config.get("external_eval", {})
     if external.get("standin_rotation") is not None:
         if not external.get("root"):
-            problems.append("external_eval.root: required when external_eval.standin_rotation is set (the stand-in is written there)")
+            problems.append(
+                "external_eval.root: required when external_eval.standin_rotation is set "
+                "(the stand-in is written there)"
+            )
         if external.get("class_map"):
-            problems.append("external_eval.class_map: must be null with standin_rotation (the stand-in's folders are class names)")
+            problems.append(
+                "external_eval.class_map: must be null with standin_rotation (the stand-in's folders are class names)"
+            )
     if problems:
         raise InputError("invalid config:\n" + "\n".join(f"  {p}" for p in problems))
 

@@ -25,9 +25,9 @@ import re
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -48,7 +48,7 @@ class DeviceRequest:
     deterministic: bool = False  # deterministic CUDA kernels (runtime.deterministic)
 
     @classmethod
-    def from_runtime(cls, runtime: dict, *, whole_gpu: bool, stage: str = "training") -> "DeviceRequest":
+    def from_runtime(cls, runtime: dict, *, whole_gpu: bool, stage: str = "training") -> DeviceRequest:
         """Built from the config's `runtime` section (as the workflow scripts see it);
         `stage` ('precompute', 'training', ...) decides whether runtime.deterministic applies."""
         mode = runtime.get("deterministic", "precompute")
@@ -75,7 +75,7 @@ class DeviceClaim:
             handle.close()  # closing the descriptor drops its flock
         self._handles.clear()
 
-    def __enter__(self) -> "DeviceClaim":
+    def __enter__(self) -> DeviceClaim:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -118,7 +118,9 @@ def unsupported_gpu(index: int = 0) -> str | None:
         if not digits.isdigit():
             continue
         built = (int(digits[:-1]), int(digits[-1]))
-        if (kind == "sm" and built[0] == major and built[1] <= minor) or (kind == "compute" and built <= (major, minor)):
+        if (kind == "sm" and built[0] == major and built[1] <= minor) or (
+            kind == "compute" and built <= (major, minor)
+        ):
             return None
     return (
         f"GPU {index} ({torch.cuda.get_device_name(index)}) has compute capability {major}.{minor}, but this "

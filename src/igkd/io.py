@@ -14,8 +14,9 @@ import json
 import os
 import re
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -34,9 +35,7 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(
-            prefix=f".tmp.{path.name}.", suffix=suffix or path.suffix, dir=path.parent
-        )
+        fd, tmp = tempfile.mkstemp(prefix=f".tmp.{path.name}.", suffix=suffix or path.suffix, dir=path.parent)
     except OSError as err:
         _reraise(err, path)
     os.close(fd)

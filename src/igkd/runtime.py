@@ -1,14 +1,56 @@
-"""Small helpers shared by the workflow scripts: logging to the rule's log, clean errors."""
+"""How a job runs (device, threads, memory layout, log) and the start every workflow
+script shares: log to the rule's log, clean errors, claim a device."""
 
 from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 from igkd.io import InputError, WriteError
 
 # Errors the user can act on: reported as one line, without a traceback.
 CLEAN_ERRORS = (InputError, WriteError)
+
+
+def _to_stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """What every stage needs to know about where it runs; travels as one object."""
+
+    device: str = "cpu"
+    threads: int = 1
+    channels_last: bool = True
+    log: Callable[[str], None] = _to_stderr
+    claim: Any = None  # the job's DeviceClaim: holds its GPU slot for as long as the job runs
+
+
+DEFAULT_RUNTIME = Runtime()  # CPU, one thread, log to stderr: for calls outside a workflow job
+
+
+def as_paths(entry) -> list[str]:
+    """A Snakemake input/output entry as a list of paths: a named entry holding one file is
+    a plain string, one holding several (or none) a list."""
+    return [str(entry)] if isinstance(entry, (str, bytes)) else [str(path) for path in entry]
+
+
+def start_job(snakemake, *, whole_gpu: bool, stage: str = "training") -> Runtime:
+    """Log to the rule's log, claim the job's device (a GPU slot on CUDA, igkd.devices) and
+    set torch's threads: the first lines of every script that trains or runs a model."""
+    import torch
+
+    from igkd.devices import DeviceRequest, claim_device
+
+    log = log_to(snakemake.log[0])
+    claim = claim_device(DeviceRequest.from_runtime(snakemake.config["runtime"], whole_gpu=whole_gpu, stage=stage), log)
+    torch.set_num_threads(snakemake.threads)
+    channels_last = bool(getattr(snakemake.params, "channels_last", snakemake.config["runtime"]["channels_last"]))
+    return Runtime(claim.device, snakemake.threads, channels_last, log, claim)
 
 
 def log_to(path: str | None):

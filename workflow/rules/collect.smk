@@ -4,14 +4,14 @@
 rule collect_runs:
     input:
         metrics=expand("{dir}/metrics.json", dir=student_dirs()),
-        teacher=rules.train_teacher.output.metrics,
+        teacher_metrics=rules.train_teacher.output.metrics,
     output:
         runs=report(
             f"{RESULTS}/tables/runs.csv",
             caption="../report/runs_table.rst",
             category="Tables",
         ),
-        summary=f"{RESULTS}/tables/summary.csv",
+        method_means=f"{RESULTS}/tables/method_means.csv",
     log:
         f"{LOGS}/collect_runs.log",
     benchmark:
@@ -20,7 +20,7 @@ rule collect_runs:
         "../../envs/analysis.yaml"
     params:
         methods=STUDENTS["methods"],
-        code=fingerprint("collect"),
+        code=code_fingerprint("collect_runs"),
     script:
         "../scripts/collect_runs.py"
 
@@ -49,6 +49,6 @@ rule run_stats:
         "../../envs/analysis.yaml"
     params:
         methods=STUDENTS["methods"],
-        code=fingerprint("collect"),
+        code=code_fingerprint("run_stats"),
     script:
         "../scripts/run_stats.py"

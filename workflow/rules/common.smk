@@ -5,10 +5,19 @@ from pathlib import Path
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from igkd.config import validate_config
-from igkd.methods import get_method, precompute_stem
+from igkd.training.methods import get_method, precompute_stem
 from igkd.provenance import fingerprint
 
 config.update(validate_config(config))
+
+SCRIPTS = Path(workflow.basedir) / "workflow" / "scripts"
+
+
+def code_fingerprint(script):
+    """Hash of the igkd modules workflow/scripts/<script>.py imports, transitively: a
+    rule's `code` param, so editing one of them reruns that rule (igkd.provenance)."""
+    return fingerprint(SCRIPTS / f"{script}.py")
+
 
 DS = config["dataset"]["name"]
 RESULTS = f"results/{DS}"
@@ -89,7 +98,7 @@ def control_outputs():
 def final_outputs():
     return [
         f"{RESULTS}/tables/runs.csv",
-        f"{RESULTS}/tables/summary.csv",
+        f"{RESULTS}/tables/method_means.csv",
         f"{RESULTS}/stats/summary.csv",
         *figure_pdfs(),
         *control_outputs(),
@@ -99,7 +108,7 @@ def final_outputs():
 
 
 # ---- sweeps (workflow/rules/sweeps.smk) and figures (workflow/rules/figures.smk)
-from igkd.sweeps import SECTION, grid_points, lookup_point, point_settings
+from igkd.analysis.sweeps import SECTION, grid_points, lookup_point, point_settings
 
 SWEEPS = config["sweeps"]
 FIGURES = config["figures"]

@@ -7,8 +7,8 @@
 rule precompute_reference_defect:
     input:
         data=rules.prepare_data.output.data,
-        model=rules.train_teacher.output.model,
-        metrics=rules.train_teacher.output.metrics,
+        teacher_model=rules.train_teacher.output.model,
+        teacher_metrics=rules.train_teacher.output.metrics,
     output:
         h5=f"{RESULTS}/precompute/{{attribution}}_reference_defect.h5",
     log:
@@ -27,15 +27,15 @@ rule precompute_reference_defect:
         teacher_width=config["teacher"]["width"],
         device=config["runtime"]["device"],
         channels_last=config["runtime"]["channels_last"],
-        code=fingerprint("reference_defect"),
+        code=code_fingerprint("precompute_attributions"),
     script:
-        "../scripts/precompute_reference_defect.py"
+        "../scripts/precompute_attributions.py"
 
 
 rule compare_controls:
     input:
         metrics=control_metrics(),
-        teacher=rules.train_teacher.output.metrics,
+        teacher_metrics=rules.train_teacher.output.metrics,
     output:
         runs=f"{RESULTS}/tables/controls_runs.csv",
         summary=f"{RESULTS}/stats/controls_summary.csv",
@@ -49,7 +49,7 @@ rule compare_controls:
         "../../envs/analysis.yaml"
     params:
         controls=CONTROLS,
-        code=fingerprint("controls"),
+        code=code_fingerprint("compare_controls"),
     script:
         "../scripts/compare_controls.py"
 
@@ -58,7 +58,7 @@ rule fig_controls:
     input:
         runs=rules.compare_controls.output.runs,
         summary=rules.compare_controls.output.summary,
-        teacher=rules.train_teacher.output.metrics,
+        teacher_metrics=rules.train_teacher.output.metrics,
     output:
         pdf=f"{RESULTS}/figures/controls.pdf",
         png=f"{RESULTS}/figures/controls.png",
@@ -69,7 +69,7 @@ rule fig_controls:
     conda:
         "../../envs/analysis.yaml"
     params:
-        code=fingerprint("figures", "plots/controls"),
+        code=code_fingerprint("fig_controls"),
     script:
         "../scripts/fig_controls.py"
 

@@ -11,7 +11,7 @@ rule download_cifar10:
     resources:
         runtime=120,
     params:
-        code=fingerprint("data"),
+        code=code_fingerprint("download_cifar10"),
     script:
         "../scripts/download_cifar10.py"
 
@@ -29,6 +29,6 @@ rule prepare_data:
         "../../envs/train.yaml"
     params:
         dataset=config["dataset"],
-        code=fingerprint("data"),
+        code=code_fingerprint("prepare_data"),
     script:
         "../scripts/prepare_data.py"

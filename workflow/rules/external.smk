@@ -19,7 +19,7 @@ if EXTERNAL["root"]:
             params:
                 rotation=EXTERNAL["standin_rotation"],
                 description=EXTERNAL["description"],
-                code=fingerprint("standin"),
+                code=code_fingerprint("export_standin"),
             script:
                 "../scripts/export_standin.py"
 
@@ -53,7 +53,7 @@ if EXTERNAL["root"]:
             student_norm=STUDENTS["normalize"],
             device=config["runtime"]["device"],
             channels_last=config["runtime"]["channels_last"],
-            code=fingerprint("external"),
+            code=code_fingerprint("evaluate_external"),
         script:
             "../scripts/evaluate_external.py"
 
@@ -72,6 +72,6 @@ if EXTERNAL["root"]:
         params:
             methods=STUDENTS["methods"],
             title=EXTERNAL["description"],
-            code=fingerprint("figures", "stats", "plots/imagenet"),
+            code=code_fingerprint("fig_imagenet"),
         script:
             "../scripts/fig_imagenet.py"

@@ -4,7 +4,7 @@
 rule fig_compression:
     input:
         runs=rules.collect_runs.output.runs,
-        teacher=rules.train_teacher.output.metrics,
+        teacher_metrics=rules.train_teacher.output.metrics,
         timing=f"{RESULTS}/timing.csv",
     output:
         pdf=figure_report("compression", "pdf", "Students vs compression"),
@@ -17,7 +17,7 @@ rule fig_compression:
         "../../envs/analysis.yaml"
     params:
         methods=STUDENTS["methods"],
-        code=fingerprint("figures", "stats", "plots/compression"),
+        code=code_fingerprint("fig_compression"),
     script:
         "../scripts/fig_compression.py"
 
@@ -38,14 +38,7 @@ rule fig_ig_overlay:
     params:
         exponent=FIGURES["ig_overlay"]["exponent"],
         blend=STUDENTS["ig"]["blend"],
-        code=fingerprint(
-            "figures",
-            "augment",
-            "precompute",
-            "data/store",
-            "plots/examples",
-            "plots/ig_overlay",
-        ),
+        code=code_fingerprint("fig_ig_overlay"),
     script:
         "../scripts/fig_ig_overlay.py"
 
@@ -66,9 +59,7 @@ rule fig_ig_power:
     params:
         row=FIGURES["ig_power"]["row"],
         exponents=FIGURES["ig_power"]["exponents"],
-        code=fingerprint(
-            "figures", "augment", "precompute", "data/store", "plots/ig_power"
-        ),
+        code=code_fingerprint("fig_ig_power"),
     script:
         "../scripts/fig_ig_power.py"
 
@@ -86,7 +77,7 @@ rule fig_kd_grid:
     conda:
         "../../envs/analysis.yaml"
     params:
-        code=fingerprint("figures", "sweeps", "plots/kd_grid"),
+        code=code_fingerprint("fig_kd_grid"),
     script:
         "../scripts/fig_kd_grid.py"
 
@@ -104,7 +95,7 @@ rule fig_overlay_p:
     conda:
         "../../envs/analysis.yaml"
     params:
-        code=fingerprint("figures", "sweeps", "plots/overlay_p"),
+        code=code_fingerprint("fig_overlay_p"),
     script:
         "../scripts/fig_overlay_p.py"
 
@@ -125,7 +116,7 @@ rule fig_mc_hist:
         methods=STUDENTS["methods"],
         drop=FIGURES["mc_hist"]["drop"],
         bins=FIGURES["mc_hist"]["bins"],
-        code=fingerprint("figures", "plots/mc_hist"),
+        code=code_fingerprint("fig_mc_hist"),
     script:
         "../scripts/fig_mc_hist.py"
 
@@ -133,7 +124,7 @@ rule fig_mc_hist:
 rule fig_attention:
     input:
         data=rules.prepare_data.output.data,
-        teacher=rules.train_teacher.output.model,
+        teacher_model=rules.train_teacher.output.model,
         teacher_metrics=rules.train_teacher.output.metrics,
         students=attention_students(),
     output:
@@ -154,15 +145,7 @@ rule fig_attention:
         teacher_width=config["teacher"]["width"],
         student_width=STUDENTS["width"],
         student_normalize=STUDENTS["normalize"],
-        code=fingerprint(
-            "figures",
-            "augment",
-            "models",
-            "distill",
-            "data/store",
-            "plots/examples",
-            "plots/attention",
-        ),
+        code=code_fingerprint("fig_attention"),
     script:
         "../scripts/fig_attention.py"
 
@@ -170,7 +153,7 @@ rule fig_attention:
 rule fig_attributions:
     input:
         data=rules.prepare_data.output.data,
-        teacher=rules.train_teacher.output.model,
+        teacher_model=rules.train_teacher.output.model,
         teacher_metrics=rules.train_teacher.output.metrics,
     output:
         pdf=figure_report("attributions", "pdf", "Attention and attributions"),
@@ -191,15 +174,7 @@ rule fig_attributions:
         seed=FIGURES["attributions"]["seed"],
         examples=FIGURES["examples"],
         teacher_width=config["teacher"]["width"],
-        code=fingerprint(
-            "figures",
-            "augment",
-            "models",
-            "attribution",
-            "data/store",
-            "plots/examples",
-            "plots/attributions",
-        ),
+        code=code_fingerprint("fig_attributions"),
     script:
         "../scripts/fig_attributions.py"
 

@@ -4,8 +4,8 @@
 rule precompute_attributions:
     input:
         data=rules.prepare_data.output.data,
-        model=rules.train_teacher.output.model,
-        metrics=rules.train_teacher.output.metrics,
+        teacher_model=rules.train_teacher.output.model,
+        teacher_metrics=rules.train_teacher.output.metrics,
     output:
         h5=f"{RESULTS}/precompute/{{attribution}}.h5",
     log:
@@ -23,6 +23,6 @@ rule precompute_attributions:
         teacher_width=config["teacher"]["width"],
         device=config["runtime"]["device"],
         channels_last=config["runtime"]["channels_last"],
-        code=fingerprint("precompute"),
+        code=code_fingerprint("precompute_attributions"),
     script:
         "../scripts/precompute_attributions.py"

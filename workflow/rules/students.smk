@@ -4,7 +4,7 @@
 rule distill_student:
     input:
         data=rules.prepare_data.output.data,
-        model=rules.train_teacher.output.model,
+        teacher_model=rules.train_teacher.output.model,
         teacher_metrics=rules.train_teacher.output.metrics,
         precompute=student_precompute,
     output:
@@ -27,6 +27,6 @@ rule distill_student:
         teacher_width=config["teacher"]["width"],
         device=config["runtime"]["device"],
         channels_last=config["runtime"]["channels_last"],
-        code=fingerprint("student"),
+        code=code_fingerprint("distill_student"),
     script:
         "../scripts/distill_student.py"

@@ -7,7 +7,7 @@
 rule train_sweep_point:
     input:
         data=rules.prepare_data.output.data,
-        model=rules.train_teacher.output.model,
+        teacher_model=rules.train_teacher.output.model,
         teacher_metrics=rules.train_teacher.output.metrics,
         precompute=lambda wc: sweep_precompute(wc.sweep),
     output:
@@ -35,7 +35,7 @@ rule train_sweep_point:
         teacher_width=config["teacher"]["width"],
         device=config["runtime"]["device"],
         channels_last=config["runtime"]["channels_last"],
-        code=fingerprint("sweeps"),
+        code=code_fingerprint("train_sweep"),
     script:
         "../scripts/train_sweep.py"
 
@@ -48,7 +48,7 @@ if SWEEPS["grouping"] == "sweep":
     use rule train_sweep_point as train_sweep_kd with:
         input:  # replaces the point rule's inputs as a whole
             data=rules.prepare_data.output.data,
-            model=rules.train_teacher.output.model,
+            teacher_model=rules.train_teacher.output.model,
             teacher_metrics=rules.train_teacher.output.metrics,
             precompute=sweep_precompute("kd"),
         output:
@@ -68,7 +68,7 @@ if SWEEPS["grouping"] == "sweep":
     use rule train_sweep_point as train_sweep_overlay_p with:
         input:  # replaces the point rule's inputs as a whole
             data=rules.prepare_data.output.data,
-            model=rules.train_teacher.output.model,
+            teacher_model=rules.train_teacher.output.model,
             teacher_metrics=rules.train_teacher.output.metrics,
             precompute=sweep_precompute("overlay_p"),
         output:
@@ -105,6 +105,6 @@ rule collect_sweep:
     conda:
         "../../envs/analysis.yaml"
     params:
-        code=fingerprint("sweep_table"),
+        code=code_fingerprint("collect_sweep"),
     script:
         "../scripts/collect_sweep.py"

@@ -23,6 +23,6 @@ rule train_teacher:
         teacher=config["teacher"],
         device=config["runtime"]["device"],
         channels_last=config["runtime"]["channels_last"],
-        code=fingerprint("teacher"),
+        code=code_fingerprint("train_teacher"),
     script:
         "../scripts/train_teacher.py"

@@ -25,7 +25,7 @@ rule time_models:
         drops=sorted(STUDENTS["drops"]),
         device=config["runtime"]["device"],
         channels_last=config["runtime"]["channels_last"],
-        code=fingerprint("timing"),
+        code=code_fingerprint("time_models"),
     script:
         "../scripts/time_models.py"
 
@@ -34,7 +34,7 @@ rule fig_latency:
     input:
         runs=rules.collect_runs.output.runs,
         timing=rules.time_models.output.table,
-        teacher=rules.train_teacher.output.metrics,
+        teacher_metrics=rules.train_teacher.output.metrics,
     output:
         pdf=f"{RESULTS}/figures/latency.pdf",
         png=f"{RESULTS}/figures/latency.png",
@@ -46,6 +46,6 @@ rule fig_latency:
         "../../envs/analysis.yaml"
     params:
         methods=STUDENTS["methods"],
-        code=fingerprint("figures", "stats", "plots/latency"),
+        code=code_fingerprint("fig_latency"),
     script:
         "../scripts/fig_latency.py"

@@ -1,8 +1,8 @@
 """Sweep metrics.json files -> one table (one row per grid point and run) and its best point."""
 
+from igkd.analysis.sweeps import best_point, sweep_summary, sweep_table
 from igkd.io import write_csv
 from igkd.runtime import log_to
-from igkd.sweeps import best_point, sweep_summary, sweep_table
 
 log = log_to(snakemake.log[0])
 table = sweep_table(snakemake.input.metrics)

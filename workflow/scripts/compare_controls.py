@@ -2,14 +2,14 @@
 
 from pathlib import Path
 
-from igkd.collect import runs_table
-from igkd.control_stats import write_control_stats
+from igkd.analysis.collect import runs_table
+from igkd.analysis.control_stats import write_control_stats
 from igkd.io import read_json
 from igkd.runtime import log_to
 
 log = log_to(snakemake.log[0])
 cfg = snakemake.params.controls
-teacher = read_json(snakemake.input.teacher)
+teacher = read_json(snakemake.input.teacher_metrics)
 runs = runs_table(snakemake.input.metrics, teacher["test_acc"])
 write_control_stats(
     runs,

@@ -1,17 +1,17 @@
 """Score the teacher and every student on the external folder (evaluation only)."""
 
+from igkd.analysis.external import EvalSet, eval_models, evaluate, load_eval_set
 from igkd.data.store import data_attrs
-from igkd.evaluate import eval_models, evaluate, load_eval_set
 from igkd.io import write_csv
-from igkd.devices import DeviceRequest, claim_device
-from igkd.runtime import log_to
+from igkd.runtime import start_job
 
-log = log_to(snakemake.log[0])
-gpu_slot = claim_device(DeviceRequest.from_runtime(snakemake.config["runtime"], whole_gpu=False), log)  # held until the job ends
+runtime = start_job(snakemake, whole_gpu=False)  # holds the job's GPU slot until it ends
 cfg = snakemake.params.external
-classes = [str(c) for c in data_attrs(snakemake.input.data)["classes"]]
-images, labels = load_eval_set(snakemake.input.root, snakemake.params.image_size, snakemake.input.class_map or None, classes)
-log(f"{cfg['description']}: {len(labels)} images from {snakemake.input.root}")
+classes = tuple(str(c) for c in data_attrs(snakemake.input.data)["classes"])
+images, labels = load_eval_set(
+    snakemake.input.root, snakemake.params.image_size, snakemake.input.class_map or None, classes
+)
+runtime.log(f"{cfg['description']}: {len(labels)} images from {snakemake.input.root}")
 models = eval_models(
     snakemake.input.teacher_model,
     snakemake.input.teacher_metrics,
@@ -19,18 +19,7 @@ models = eval_models(
     snakemake.input.metrics,
     snakemake.params.student_norm,
 )
-results, per_class = evaluate(
-    models,
-    images,
-    labels,
-    classes,
-    dataset=cfg["description"],
-    teacher_width=snakemake.params.teacher_width,
-    student_width=snakemake.params.student_width,
-    device=gpu_slot.device,
-    threads=snakemake.threads,
-    channels_last=snakemake.params.channels_last,
-    log=log,
-)
+widths = (snakemake.params.teacher_width, snakemake.params.student_width)
+results, per_class = evaluate(models, EvalSet(images, labels, classes, cfg["description"]), widths, runtime)
 write_csv(snakemake.output.table, results)
 write_csv(snakemake.output.per_class, per_class)

@@ -2,14 +2,14 @@
 
 import torch
 
-from igkd.augment import normalize, to_float
 from igkd.data.store import read_data_h5
-from igkd.io import load_torch, read_json
-from igkd.models import at_block, build_student, build_teacher
+from igkd.models import at_block, build_student, load_weights
 from igkd.plots.attention import attention_maps, fig_attention
-from igkd.plots.examples import class_examples
+from igkd.plots.examples import Examples, class_examples
 from igkd.runtime import log_to
-from igkd.train import to_chw_tensor
+from igkd.training.augment import InputNorm, to_float
+from igkd.training.loop import to_chw_tensor
+from igkd.training.teacher import load_trained_teacher
 
 log = log_to(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)
@@ -18,21 +18,18 @@ splits = read_data_h5(snakemake.input.data)
 k = len(splits.classes)
 rows = class_examples(splits.test_labels, p.examples)
 x01 = to_float(to_chw_tensor(splits.test_images[rows], "cpu"))
-teacher_metrics = read_json(snakemake.input.teacher_metrics)
-teacher = build_teacher(k, p.teacher_width)
-teacher.load_state_dict(load_torch(snakemake.input.teacher))
+teacher = load_trained_teacher(
+    snakemake.input.teacher_model, snakemake.input.teacher_metrics, num_classes=k, width=p.teacher_width
+)
 block = at_block(p.drop)
-teacher_maps = attention_maps(teacher, normalize(x01, teacher_metrics["normalize_mean"], teacher_metrics["normalize_std"]), block)
-student_x = normalize(x01, p.student_normalize["mean"], p.student_normalize["std"]) if p.student_normalize else x01
+teacher_maps = attention_maps(teacher.model, teacher.norm(x01), block)
+student_x = InputNorm.from_config(p.student_normalize)(x01)
 student_maps = {}
 for method, path in zip(p.methods, snakemake.input.students):
-    student = build_student(p.drop, k, p.student_width)
-    student.load_state_dict(load_torch(path))
+    student = load_weights(build_student(p.drop, k, p.student_width), path, f"drop-{p.drop} student")
     student_maps[method] = attention_maps(student, student_x, block)
 fig_attention(
-    splits.test_images[rows],
-    splits.test_labels[rows],
-    splits.classes,
+    Examples(splits.test_images[rows], splits.test_labels[rows], splits.classes),
     teacher_maps,
     student_maps,
     block,

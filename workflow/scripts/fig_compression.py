@@ -2,14 +2,14 @@
 
 import pandas as pd
 
+from igkd.analysis.stats import summarize
 from igkd.io import read_json
 from igkd.plots.compression import fig_compression
 from igkd.runtime import log_to
-from igkd.stats import summarize
 
 log_to(snakemake.log[0])
 runs = pd.read_csv(snakemake.input.runs)
-teacher = read_json(snakemake.input.teacher)
+teacher = read_json(snakemake.input.teacher_metrics)
 summary = summarize(runs, method_order=snakemake.params.methods)
 fig_compression(
     summary,

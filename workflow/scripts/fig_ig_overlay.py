@@ -1,21 +1,15 @@
 """One training image per class: original, IG map, overlaid image."""
 
+from igkd.attribution.precompute import load_precomputed_for
 from igkd.data.store import read_data_h5
 from igkd.plots.examples import class_examples
 from igkd.plots.ig_overlay import fig_ig_overlay
-from igkd.precompute import load_precomputed
 from igkd.runtime import log_to
 
 log = log_to(snakemake.log[0])
 p = snakemake.params
 splits = read_data_h5(snakemake.input.data)
-pre = load_precomputed(
-    snakemake.input.ig,
-    n_rows=len(splits.train_labels),
-    image_shape=splits.train_images.shape[1:3],
-    num_classes=len(splits.classes),
-    data_checksum=splits.checksum(),
-)
+pre = load_precomputed_for(snakemake.input.ig, splits)
 rows = class_examples(splits.train_labels)
 log(f"training rows shown: {rows.tolist()}")
 fig_ig_overlay(

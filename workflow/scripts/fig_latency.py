@@ -2,10 +2,10 @@
 
 import pandas as pd
 
+from igkd.analysis.stats import summarize
 from igkd.io import read_json
 from igkd.plots.latency import fig_latency
 from igkd.runtime import log_to
-from igkd.stats import summarize
 
 log_to(snakemake.log[0])
 runs = pd.read_csv(snakemake.input.runs)
@@ -13,7 +13,7 @@ summary = summarize(runs, method_order=snakemake.params.methods)
 fig_latency(
     summary,
     pd.read_csv(snakemake.input.timing),
-    read_json(snakemake.input.teacher)["test_acc"],
+    read_json(snakemake.input.teacher_metrics)["test_acc"],
     snakemake.params.methods,
     snakemake.output.pdf,
     snakemake.output.png,

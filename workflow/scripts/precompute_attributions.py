@@ -1,45 +1,29 @@
-"""Teacher logits + attribution maps for every training image, in dataset order."""
+"""Teacher logits + attribution maps for every training image: in dataset order (rule
+precompute_attributions), or the reference code's misaligned way (rule
+precompute_reference_defect, which passes the loader it precomputed over)."""
 
-import torch
-
-from igkd.completeness import format_summary
+from igkd.attribution.completeness import format_summary
+from igkd.attribution.precompute import AttributionJob, precompute, records_for
+from igkd.attribution.reference_defect import ReferenceLoader, precompute_reference_defect
 from igkd.data.store import read_data_h5
-from igkd.io import load_torch, read_json, sha256_file
-from igkd.models import build_teacher
-from igkd.precompute import precompute
-from igkd.devices import DeviceRequest, claim_device
-from igkd.runtime import log_to
-from igkd.train import environment
+from igkd.runtime import start_job
+from igkd.training.teacher import load_trained_teacher
 
-log = log_to(snakemake.log[0])
-gpu_slot = claim_device(DeviceRequest.from_runtime(snakemake.config["runtime"], whole_gpu=True, stage="precompute"), log)  # held until the job ends
-cfg = snakemake.params.precompute
-attribution = snakemake.wildcards.attribution
-torch.set_num_threads(snakemake.threads)
-device = gpu_slot.device
+runtime = start_job(snakemake, whole_gpu=True, stage="precompute")  # holds the job's GPU until it ends
 splits = read_data_h5(snakemake.input.data)
-teacher_metrics = read_json(snakemake.input.metrics)
-teacher = build_teacher(len(splits.classes), snakemake.params.teacher_width)
-teacher.load_state_dict(load_torch(snakemake.input.model))
-teacher.use_channels_last(snakemake.params.channels_last)
-summary = precompute(
-    teacher,
-    splits.train_images,
-    splits.train_labels,
-    snakemake.output.h5,
-    attribution=attribution,
-    settings=cfg.get(attribution, {}),
-    mean=teacher_metrics["normalize_mean"],
-    std=teacher_metrics["normalize_std"],
-    provenance={
-        "data_checksum": splits.checksum(),
-        "teacher_checksum": sha256_file(snakemake.input.model),
-    },
-    chunk=cfg["chunk"],
-    batch=cfg["batch_size"],
-    device=device,
-    seed=cfg["seed"],
-    environment=environment(device, snakemake.threads),
-    log=log,
+teacher = load_trained_teacher(
+    snakemake.input.teacher_model,
+    snakemake.input.teacher_metrics,
+    num_classes=len(splits.classes),
+    width=snakemake.params.teacher_width,
+    channels_last=runtime.channels_last,
 )
-log(f"{attribution}: {format_summary(summary)}")
+job = AttributionJob.from_config(snakemake.params.precompute, snakemake.wildcards.attribution)
+rows = (teacher, splits.train_images, splits.train_labels, snakemake.output.h5, job)
+records = records_for(splits, teacher, runtime)
+loader = snakemake.params.get("loader")
+if loader:
+    summary = precompute_reference_defect(*rows, ReferenceLoader(**loader), runtime, records)
+else:
+    summary = precompute(*rows, runtime, records)
+runtime.log(f"{job.attribution}{' (reference_defect)' if loader else ''}: {format_summary(summary)}")

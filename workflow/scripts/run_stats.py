@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from igkd.analysis.stats import write_stats
 from igkd.runtime import log_to
-from igkd.stats import write_stats
 
 log = log_to(snakemake.log[0])
 runs = pd.read_csv(snakemake.input.runs)

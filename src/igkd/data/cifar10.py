@@ -155,9 +155,7 @@ def _network_error(url: str, part: Path, err: Exception) -> InputError:
 # --------------------------------------------------------------------------- reading
 
 
-def read_cifar10(
-    path: str | os.PathLike, verify: bool = True, expected_md5: dict[str, str] | None = None
-) -> Splits:
+def read_cifar10(path: str | os.PathLike, verify: bool = True, expected_md5: dict[str, str] | None = None) -> Splits:
     """Read CIFAR-10 from the tarball or an extracted folder into uint8 (N,32,32,3) `Splits`.
 
     Order is data_batch_1..5 then test_batch, as published. With `verify`, each file's md5
@@ -165,9 +163,7 @@ def read_cifar10(
     """
     path = Path(path)
     if not path.exists():
-        raise InputError(
-            f"{path}: not found; expected {CIFAR10_ARCHIVE_NAME} or a folder holding {CIFAR10_FOLDER}/"
-        )
+        raise InputError(f"{path}: not found; expected {CIFAR10_ARCHIVE_NAME} or a folder holding {CIFAR10_FOLDER}/")
     files = _tar_files(path) if path.is_file() else _folder_files(path)
     if verify:
         for name, data in files.items():
@@ -219,9 +215,7 @@ def _tar_member(path: Path, tar: tarfile.TarFile, members: dict, name: str) -> b
     if member is None:
         raise InputError(f"{path}: archive has no member {CIFAR10_FOLDER}/{name}")
     if not member.isfile() or member.size > MAX_MEMBER_BYTES:
-        raise InputError(
-            f"{path}: member {member.name} is not a regular file of at most {MAX_MEMBER_BYTES} bytes"
-        )
+        raise InputError(f"{path}: member {member.name} is not a regular file of at most {MAX_MEMBER_BYTES} bytes")
     return tar.extractfile(member).read()
 
 
@@ -251,9 +245,7 @@ def _unpickle(path: Path, name: str, data: bytes) -> dict:
     try:
         obj = _AllowListUnpickler(io.BytesIO(data), encoding="bytes").load()
     except Exception as err:  # noqa: BLE001 - a corrupt pickle can raise almost anything
-        raise InputError(
-            f"{path}: {name} is not a CIFAR-10 python pickle ({err.__class__.__name__}: {err})"
-        ) from err
+        raise InputError(f"{path}: {name} is not a CIFAR-10 python pickle ({err.__class__.__name__}: {err})") from err
     if not isinstance(obj, dict):
         raise InputError(f"{path}: {name} should hold a dict, got {type(obj).__name__}")
     keyed = {}
@@ -272,9 +264,7 @@ def _as_str(key) -> str:
 def _require(path: Path, name: str, obj: dict, keys: tuple[str, ...]) -> list:
     missing = [key for key in keys if key not in obj]
     if missing:
-        raise InputError(
-            f"{path}: {name} lacks keys {missing}; expected {list(keys)}, found {sorted(obj)}"
-        )
+        raise InputError(f"{path}: {name} lacks keys {missing}; expected {list(keys)}, found {sorted(obj)}")
     return [obj[key] for key in keys]
 
 
@@ -290,9 +280,7 @@ def _batch_arrays(path: Path, name: str, batch: dict) -> tuple[np.ndarray, np.nd
     labels = np.asarray(labels)
     integers = labels.dtype.kind in "iu" or labels.size == 0
     if labels.shape != (len(data),) or not integers:
-        raise InputError(
-            f"{path}: {name} 'labels' should be {len(data)} integers, got {labels.dtype} {labels.shape}"
-        )
+        raise InputError(f"{path}: {name} 'labels' should be {len(data)} integers, got {labels.dtype} {labels.shape}")
     images = data.reshape(-1, *IMAGE_SHAPE_CHW).transpose(0, 2, 3, 1)
     return images, labels.astype(np.int64)
 
@@ -300,12 +288,8 @@ def _batch_arrays(path: Path, name: str, batch: dict) -> tuple[np.ndarray, np.nd
 def _class_names(path: Path, meta: dict) -> tuple[str, ...]:
     (names,) = _require(path, CIFAR10_META_FILE, meta, ("label_names",))
     if not isinstance(names, list | tuple) or not all(isinstance(n, bytes | str) for n in names):
-        raise InputError(
-            f"{path}: {CIFAR10_META_FILE} 'label_names' should be a list of names (bytes or str)"
-        )
+        raise InputError(f"{path}: {CIFAR10_META_FILE} 'label_names' should be a list of names (bytes or str)")
     try:
         return tuple(n.decode("utf-8") if isinstance(n, bytes) else n for n in names)
     except UnicodeDecodeError as err:
-        raise InputError(
-            f"{path}: {CIFAR10_META_FILE} 'label_names' are not UTF-8 ({err})"
-        ) from err
+        raise InputError(f"{path}: {CIFAR10_META_FILE} 'label_names' are not UTF-8 ({err})") from err

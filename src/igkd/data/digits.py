@@ -16,10 +16,6 @@ def load_digits_splits(size: int, test_fraction: float, seed: int) -> Splits:
     rgb = np.repeat(gray[..., None], 3, axis=-1)
     images = resize_images(rgb, size)
     labels = bunch.target.astype(np.int64)
-    train, test = train_test_split(
-        np.arange(len(labels)), test_size=test_fraction, stratify=labels, random_state=seed
-    )
+    train, test = train_test_split(np.arange(len(labels)), test_size=test_fraction, stratify=labels, random_state=seed)
     train, test = np.sort(train), np.sort(test)
-    return Splits(
-        images[train], labels[train], images[test], labels[test], tuple(str(c) for c in range(10))
-    )
+    return Splits(images[train], labels[train], images[test], labels[test], tuple(str(c) for c in range(10)))

@@ -14,14 +14,15 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, has_file_allowed_extension
 
 from igkd.data.store import Splits, resize_images
 from igkd.io import InputError
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif")
-CLASS_MAP_HEADER_KEY = (
-    "wnid"  # first header cell of a class map; the second names the target classes
-)
+# torchvision's image suffixes plus .gif, which igkd has always read and torchvision lacks
+# (torchvision's list also brings .ppm and .pgm). Matched case-insensitively.
+IMAGE_SUFFIXES = (*IMG_EXTENSIONS, ".gif")
+CLASS_MAP_HEADER_KEY = "wnid"  # first header cell of a class map; the second names the target classes
 CLASS_MAP_COLUMNS = 2
 NAMES_IN_NOTE = 5  # how many skipped folder names a log note lists before "..."
 
@@ -84,11 +85,7 @@ def read_class_map(path: str | os.PathLike) -> dict[str, str]:
         raise InputError(f"{path}: class map not found")
     text = path.read_text()
     delimiter = "\t" if "\t" in text.partition("\n")[0] else ","
-    rows = [
-        row
-        for row in csv.reader(text.splitlines(), delimiter=delimiter)
-        if any(c.strip() for c in row)
-    ]
+    rows = [row for row in csv.reader(text.splitlines(), delimiter=delimiter) if any(c.strip() for c in row)]
     if not rows or len(rows[0]) != CLASS_MAP_COLUMNS or rows[0][0].strip() != CLASS_MAP_HEADER_KEY:
         raise InputError(f"{path}: expected a header row '{CLASS_MAP_HEADER_KEY},<class column>'")
     mapping: dict[str, str] = {}
@@ -97,9 +94,7 @@ def read_class_map(path: str | os.PathLike) -> dict[str, str]:
         if len(cells) != CLASS_MAP_COLUMNS or not all(cells):
             raise InputError(f"{path}: row {line} should be two non-empty cells, got {row}")
         if mapping.get(cells[0], cells[1]) != cells[1]:
-            raise InputError(
-                f"{path}: {cells[0]} is mapped to both {mapping[cells[0]]} and {cells[1]}"
-            )
+            raise InputError(f"{path}: {cells[0]} is mapped to both {mapping[cells[0]]} and {cells[1]}")
         mapping[cells[0]] = cells[1]
     return mapping
 
@@ -112,29 +107,48 @@ def _existing_dir(path: Path, what: str) -> Path:
 
 def _scan(split_dir: Path, class_map: dict[str, str] | None) -> list[tuple[Path, str]]:
     """(image file, class name) pairs in sorted folder then file order; unmapped folders skipped."""
-    folders = sorted(p for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+    folders = _class_folders(split_dir)
     if class_map is not None:
-        skipped = [f.name for f in folders if f.name not in class_map]
-        if skipped:
-            shown = ", ".join(skipped[:NAMES_IN_NOTE]) + (
-                ", ..." if len(skipped) > NAMES_IN_NOTE else ""
-            )
-            log.warning(
-                "%s: skipped %d folder(s) not in the class map: %s", split_dir, len(skipped), shown
-            )
-        folders = [f for f in folders if f.name in class_map]
-    samples = []
-    for folder in folders:
-        name = class_map[folder.name] if class_map is not None else folder.name
-        samples += [(path, name) for path in _image_files(folder)]
-    if not samples:
+        folders = _mapped_folders(split_dir, folders, class_map)
+    if not folders:
         raise InputError(f"{split_dir}: no class folders with images ({', '.join(IMAGE_SUFFIXES)})")
-    return samples
+    return [
+        (path, class_map[folder] if class_map is not None else folder)
+        for folder in folders
+        for path in _image_files(split_dir / folder)
+    ]
+
+
+def _class_folders(split_dir: Path) -> list[str]:
+    """Sorted class folder names (torchvision's find_classes) less hidden ones such as .git."""
+    try:
+        names, _ = find_classes(split_dir)
+    except FileNotFoundError:  # torchvision's "Couldn't find any class folder in ..."
+        return []
+    return [name for name in names if not name.startswith(".")]
+
+
+def _mapped_folders(split_dir: Path, folders: list[str], class_map: dict[str, str]) -> list[str]:
+    """The folders the class map names; the others are skipped with one logged note."""
+    skipped = [name for name in folders if name not in class_map]
+    if skipped:
+        shown = ", ".join(skipped[:NAMES_IN_NOTE]) + (", ..." if len(skipped) > NAMES_IN_NOTE else "")
+        log.warning("%s: skipped %d folder(s) not in the class map: %s", split_dir, len(skipped), shown)
+    return [name for name in folders if name in class_map]
 
 
 def _image_files(folder: Path) -> list[Path]:
+    """Sorted image files directly in `folder`, hidden ones (macOS ._x.jpg) left out.
+
+    Not torchvision's make_dataset: it walks each class folder recursively, following links,
+    so it would add files from subfolders (sub/, .ipynb_checkpoints/), changing the dataset
+    and its checksum, and a link back to the split folder in each of 3 class folders kept
+    its walk going past 20 s (and 1.8 million folders).
+    """
     files = sorted(
-        p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+        p
+        for p in folder.iterdir()
+        if not p.name.startswith(".") and p.is_file() and has_file_allowed_extension(p.name, IMAGE_SUFFIXES)
     )
     if not files:
         raise InputError(f"{folder}: class folder has no images ({', '.join(IMAGE_SUFFIXES)})")

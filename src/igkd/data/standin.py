@@ -27,14 +27,21 @@ def rotate_images(images: np.ndarray, degrees: float) -> np.ndarray:
     """Rotate uint8 (N,H,W,3) images about their centre (bilinear, same size, black fill)."""
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
         raise InputError(f"expected uint8 images (N,H,W,3), got {images.dtype} {images.shape}")
-    return np.stack([
-        np.asarray(Image.fromarray(image).rotate(degrees, resample=RESAMPLE, fillcolor=(0, 0, 0)))
-        for image in images
-    ]) if len(images) else images.copy()
+    return (
+        np.stack(
+            [
+                np.asarray(Image.fromarray(image).rotate(degrees, resample=RESAMPLE, fillcolor=(0, 0, 0)))
+                for image in images
+            ]
+        )
+        if len(images)
+        else images.copy()
+    )
 
 
-def export_class_folder(images: np.ndarray, labels: np.ndarray, classes, root: str | os.PathLike,
-                        description: str) -> int:
+def export_class_folder(
+    images: np.ndarray, labels: np.ndarray, classes, root: str | os.PathLike, description: str
+) -> int:
     """Write `root/<class>/<row>.png` (row = index in the source split) and a description file.
 
     The folder is built beside `root` and renamed into place, so a killed job leaves no

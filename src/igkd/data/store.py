@@ -47,16 +47,17 @@ class Splits:
         return np.flatnonzero(keep)
 
     def checksum(self) -> str:
-        return sha256_arrays(
-            self.train_images, self.train_labels, self.test_images, self.test_labels
-        )
+        """Content hash of images and labels, computed once per object (a full CIFAR-10
+        hash takes about a second; every stage records it)."""
+        if "_checksum" not in self.__dict__:
+            sha = sha256_arrays(self.train_images, self.train_labels, self.test_images, self.test_labels)
+            object.__setattr__(self, "_checksum", sha)
+        return self.__dict__["_checksum"]
 
 
 def check_images(name: str, images: np.ndarray, labels: np.ndarray, n_classes: int) -> None:
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
-        raise InputError(
-            f"{name}: expected uint8 array (N,H,W,3), got {images.dtype} {images.shape}"
-        )
+        raise InputError(f"{name}: expected uint8 array (N,H,W,3), got {images.dtype} {images.shape}")
     if labels.shape != (images.shape[0],):
         raise InputError(f"{name}: {images.shape[0]} images but labels of shape {labels.shape}")
     if len(labels) and (labels.min() < 0 or labels.max() >= n_classes):
@@ -73,21 +74,26 @@ def resize_images(images: np.ndarray, size: int) -> np.ndarray:
 
 
 def stratified_val_index(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
-    """Sorted indices of a stratified validation subset (empty when fraction is 0).
-
-    scikit-learn's split, except where it refuses a small set (a class of one row, fewer
-    rows on a side than classes): then `per_class_pick`, which leaves every class at
-    least one training row, so a class of one row is never validated on.
-    """
+    """Sorted indices of a stratified validation subset (empty when fraction is 0); a class
+    of one row always stays on the training side."""
     if fraction <= 0:
         return np.zeros(0, dtype=np.int64)
+    return stratified_pick(labels, fraction, seed, side="test")
+
+
+def stratified_pick(labels: np.ndarray, fraction: float, seed: int, *, side: str) -> np.ndarray:
+    """Sorted positions of a stratified random `fraction` of `labels`: scikit-learn's split
+    (`side` "train": its train_size side, "test": its test_size side; the two round
+    differently), except where it refuses a small set (a class of one row, fewer rows on a
+    side than classes). Then `per_class_pick`, which picks at least one row of every class
+    and, for the test side, leaves every class at least one row on the other side.
+    """
+    positions = np.arange(len(labels))
     try:
-        _, val = train_test_split(
-            np.arange(len(labels)), test_size=fraction, stratify=labels, random_state=seed
-        )
+        train, test = train_test_split(positions, **{f"{side}_size": fraction}, stratify=labels, random_state=seed)
     except ValueError:
-        return per_class_pick(labels, fraction, seed, leave=1)
-    return np.sort(val).astype(np.int64)
+        return per_class_pick(labels, fraction, seed, leave=1 if side == "test" else 0)
+    return np.sort(train if side == "train" else test).astype(np.int64)
 
 
 def per_class_pick(labels: np.ndarray, fraction: float, seed: int, *, leave: int) -> np.ndarray:
@@ -156,11 +162,6 @@ def read_data_h5(path: str | os.PathLike) -> Splits:
     if splits.checksum() != stored:
         raise InputError(f"{path}: content checksum does not match the stored one (file corrupted?)")
     return splits
-
-
-def data_checksum(path: str | os.PathLike) -> str:
-    with h5py.File(path, "r") as h5:
-        return str(h5.attrs["checksum"])
 
 
 def data_attrs(path: str | os.PathLike) -> dict:

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from igkd.distill import attention_map
 from igkd.plots import save_figure
+from igkd.plots.examples import Examples
+from igkd.training.distiller import attention_map
 
 
 @torch.no_grad()
@@ -22,9 +23,7 @@ def attention_maps(model: torch.nn.Module, x: torch.Tensor, block: int) -> np.nd
 
 
 def fig_attention(
-    images_u8: np.ndarray,
-    labels: np.ndarray,
-    classes,
+    examples: Examples,
     teacher_maps: np.ndarray,
     student_maps: Mapping[str, np.ndarray],
     block: int,
@@ -35,13 +34,13 @@ def fig_attention(
     """Rows: image, teacher map, one row per student; each student panel gives the cosine
     similarity of its map to the teacher's (1 = same map)."""
     rows = [("image", None), ("teacher", teacher_maps), *((f"student ({m})", v) for m, v in student_maps.items())]
-    n = len(images_u8)
+    n = len(examples.images)
     fig, axes = plt.subplots(len(rows), n, figsize=(1.45 * n + 1.0, 1.45 * len(rows) + 0.6), squeeze=False)
     vmax = max(float(m.max()) for _, m in rows[1:])
     for col in range(n):
-        axes[0, col].imshow(images_u8[col])
-        axes[0, col].set_title(str(classes[labels[col]]), fontsize=9)
-        for row, (name, maps) in enumerate(rows[1:], start=1):
+        axes[0, col].imshow(examples.images[col])
+        axes[0, col].set_title(examples.title(col), fontsize=9)
+        for row, (_, maps) in enumerate(rows[1:], start=1):
             shown = axes[row, col].imshow(maps[col], cmap="viridis", vmin=0, vmax=vmax)
             if row > 1:
                 cosine = float((maps[col] * teacher_maps[col]).sum())

@@ -2,22 +2,33 @@
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from igkd.attribution import ATTRIBUTIONS, to_map
+from igkd.attribution.maps import ATTRIBUTIONS, to_map
 from igkd.io import InputError
 from igkd.plots import save_figure
+from igkd.plots.examples import Examples
 
-LABELS = {"ig": "integrated\ngradients", "saliency": "saliency", "smoothgrad": "SmoothGrad", "gradientshap": "GradientShap",
-          "random": "random\n(control)"}
+LABELS = {
+    "ig": "integrated\ngradients",
+    "saliency": "saliency",
+    "smoothgrad": "SmoothGrad",
+    "gradientshap": "GradientShap",
+    "random": "random\n(control)",
+}
 
 
 def attribution_maps(
-    model: torch.nn.Module, x: torch.Tensor, targets: torch.Tensor, names: Sequence[str], settings: Mapping, seed: int = 0
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    targets: torch.Tensor,
+    names: Sequence[str],
+    settings: Mapping,
+    seed: int = 0,
 ) -> dict[str, np.ndarray]:
     """{name: (B,H,W) map}: sum over channels of |attribution| (as the precompute does),
     each map min-max scaled to [0,1] for display. `x` is in the model's input space."""
@@ -37,16 +48,14 @@ def attribution_maps(
     return out
 
 
-def fig_attributions(
-    images_u8: np.ndarray, labels: np.ndarray, classes, maps: Mapping[str, np.ndarray], title: str, pdf: str, png: str
-) -> None:
+def fig_attributions(examples: Examples, maps: Mapping[str, np.ndarray], title: str, pdf: str, png: str) -> None:
     """Rows: image, then one row per attribution method; columns: images."""
     rows = [("image", None), *maps.items()]
-    n = len(images_u8)
+    n = len(examples.images)
     fig, axes = plt.subplots(len(rows), n, figsize=(1.45 * n + 1.3, 1.45 * len(rows) + 0.6), squeeze=False)
     for col in range(n):
-        axes[0, col].imshow(images_u8[col])
-        axes[0, col].set_title(str(classes[labels[col]]), fontsize=9)
+        axes[0, col].imshow(examples.images[col])
+        axes[0, col].set_title(examples.title(col), fontsize=9)
         for row, (_, m) in enumerate(rows[1:], start=1):
             shown = axes[row, col].imshow(m[col], cmap="inferno", vmin=0, vmax=1)
     for ax in axes.flat:

@@ -16,8 +16,9 @@ def fig_compression(
 ) -> None:
     """Test accuracy (mean with 95 % CI, relative to the teacher) vs compression factor; with
     a timing table, a second panel: teacher latency / student latency per batch size."""
-    fig, axes = plt.subplots(1, 1 if timing is None else 2, figsize=(6.4 if timing is None else 11.5, 4.2),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        1, 1 if timing is None else 2, figsize=(6.4 if timing is None else 11.5, 4.2), squeeze=False
+    )
     ax = axes[0][0]
     for method in methods:
         rows = summary[summary["method"] == method].sort_values("factor")
@@ -59,7 +60,9 @@ def _speedup_panel(ax, timing: pd.DataFrame) -> None:
     ax.set_yscale("log")
     for axis in (ax.xaxis, ax.yaxis):  # plain 0.5, 2, 20 instead of 5x10^-1, 2x10^0, 2x10^1
         axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-        axis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if round(v / 10 ** math.floor(math.log10(v))) in (2, 5) else ""))
+        axis.set_minor_formatter(
+            FuncFormatter(lambda v, _: f"{v:g}" if round(v / 10 ** math.floor(math.log10(v))) in (2, 5) else "")
+        )
     ax.set_xlabel("compression factor (teacher params / student params)")
     ax.set_ylabel("speed-up (teacher latency / student latency)")
     ax.set_title(f"Inference speed-up, model only ({first['device']}, {first['threads']} thread(s))")

@@ -2,7 +2,21 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
+
+
+@dataclass(frozen=True)
+class Examples:
+    """The images a figure shows, their labels and the class names the labels index."""
+
+    images: np.ndarray  # uint8 (N,H,W,3)
+    labels: np.ndarray
+    classes: tuple
+
+    def title(self, col: int) -> str:
+        return str(self.classes[self.labels[col]])
 
 
 def class_examples(labels: np.ndarray, n: int | None = None) -> np.ndarray:

@@ -7,8 +7,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from igkd.augment import power_minmax
 from igkd.plots import save_figure
+from igkd.training.augment import power_minmax
 
 
 def overlay(images_u8: np.ndarray, maps: np.ndarray, exponent: float, blend: float) -> tuple[np.ndarray, np.ndarray]:

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from igkd.augment import power_minmax
 from igkd.plots import save_figure
+from igkd.training.augment import power_minmax
 
 
 def powered_maps(ig_map: np.ndarray, exponents: Sequence[float]) -> np.ndarray:
@@ -18,7 +18,9 @@ def powered_maps(ig_map: np.ndarray, exponents: Sequence[float]) -> np.ndarray:
     return power_minmax(maps, torch.as_tensor(exponents, dtype=torch.float32)).numpy()
 
 
-def fig_ig_power(image_u8: np.ndarray, ig_map: np.ndarray, exponents: Sequence[float], title: str, pdf: str, png: str) -> None:
+def fig_ig_power(
+    image_u8: np.ndarray, ig_map: np.ndarray, exponents: Sequence[float], title: str, pdf: str, png: str
+) -> None:
     """The image, then its IG map raised to each exponent and min-max scaled."""
     scaled = powered_maps(ig_map, exponents)
     fig, axes = plt.subplots(1, len(exponents) + 1, figsize=(1.6 * (len(exponents) + 1) + 0.6, 2.3))

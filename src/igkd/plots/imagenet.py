@@ -3,21 +3,21 @@ bar per method (mean over runs with its 95 % CI; a single run has no bar)."""
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from igkd.analysis.stats import summarize
 from igkd.io import InputError
 from igkd.plots import save_figure
-from igkd.stats import summarize
 
 GROUP_WIDTH = 0.8  # share of a factor's slot the bars fill
 
 
 def external_summary(results: pd.DataFrame, methods: Sequence[str]) -> pd.DataFrame:
-    """Students' accuracy per method and drop: n, mean, sd, 95 % CI (igkd.stats.summarize)."""
+    """Students' accuracy per method and drop: n, mean, sd, 95 % CI (igkd.analysis.stats.summarize)."""
     students = results[results["model"] == "student"]
     if students.empty:
         raise InputError("external results: no student rows")
@@ -35,15 +35,22 @@ def fig_imagenet(results: pd.DataFrame, methods: Sequence[str], title: str, pdf:
     width = GROUP_WIDTH / len(methods)
     fig, ax = plt.subplots(figsize=(max(6.0, 1.2 + 0.35 * len(methods) * (len(drops) + 1)), 4.2))
     ax.bar([0], teacher["accuracy"], width=GROUP_WIDTH / 2, color="0.3", label="teacher")
-    ax.annotate(f"{teacher['accuracy'].iloc[0]:.1f}", (0, teacher["accuracy"].iloc[0]), textcoords="offset points",
-                xytext=(0, 3), ha="center", fontsize=7)
+    ax.annotate(
+        f"{teacher['accuracy'].iloc[0]:.1f}",
+        (0, teacher["accuracy"].iloc[0]),
+        textcoords="offset points",
+        xytext=(0, 3),
+        ha="center",
+        fontsize=7,
+    )
     centres = np.arange(1, len(drops) + 1)
     for i, method in enumerate(methods):
         rows = summary[summary["method"] == method].set_index("drop").reindex(drops["drop"])
         x = centres - GROUP_WIDTH / 2 + width * (i + 0.5)
         yerr = np.nan_to_num(np.vstack([rows["mean"] - rows["ci_low"], rows["ci_high"] - rows["mean"]]))
-        ax.bar(x, rows["mean"], width=width, yerr=yerr, capsize=2, color=f"C{i % 10}", label=method,
-               error_kw={"lw": 0.8})
+        ax.bar(
+            x, rows["mean"], width=width, yerr=yerr, capsize=2, color=f"C{i % 10}", label=method, error_kw={"lw": 0.8}
+        )
     ax.set_xticks([0, *centres], ["teacher", *(f"{f:.1f}x" for f in drops["factor"])])
     ax.set_xlabel("model (students: compression factor)")
     ax.set_ylabel("top-1 accuracy (%)")

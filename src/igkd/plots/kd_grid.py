@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.patches import Rectangle
 
+from igkd.analysis.sweeps import best_point, sweep_summary
 from igkd.plots import save_figure
-from igkd.sweeps import best_point, sweep_summary
 
 
 def fig_kd_grid(table: pd.DataFrame, pdf: str, png: str) -> None:

@@ -7,12 +7,12 @@ apart, and the top axis labels each student latency with its compression factor.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
-from matplotlib.ticker import FuncFormatter
 import pandas as pd
+from matplotlib.ticker import FuncFormatter
 
 from igkd.io import InputError
 from igkd.plots import save_figure
@@ -22,16 +22,19 @@ MAX_ACCURACY = 100.0  # CIs of a few runs can reach past 100 %; the axis stops t
 LABELLED_MINOR = {2, 5}  # minor log ticks that get a label (2, 5, 20, 50, ...)
 
 
-def fig_latency(summary: pd.DataFrame, timing: pd.DataFrame, teacher_acc: float, methods: Sequence[str],
-                pdf: str, png: str) -> None:
+def fig_latency(
+    summary: pd.DataFrame, timing: pd.DataFrame, teacher_acc: float, methods: Sequence[str], pdf: str, png: str
+) -> None:
     """Mean test accuracy (95 % CI) vs median latency (quartile bars) of teacher and students."""
     batches = sorted(timing["batch"].unique())
     students = timing[timing["model"] == "student"]
     teacher = timing[timing["model"] == "teacher"].set_index("batch")
     methods = [m for m in methods if (summary["method"] == m).any()]
     if not methods or students.empty or teacher.empty:
-        raise InputError("fig_latency: needs summary rows of the configured methods and timing rows of "
-                         "the teacher and at least one student")
+        raise InputError(
+            "fig_latency: needs summary rows of the configured methods and timing rows of "
+            "the teacher and at least one student"
+        )
     fig, axes = plt.subplots(1, len(batches), figsize=(5.2 * len(batches), 4.2), squeeze=False)
     for ax, batch in zip(axes[0], batches):
         lat = students[students["batch"] == batch].set_index("drop")
@@ -42,11 +45,28 @@ def fig_latency(summary: pd.DataFrame, timing: pd.DataFrame, teacher_acc: float,
                 continue
             x = lat.loc[rows["drop"], "median_ms"].to_numpy() * (1 + offsets[i])
             yerr = np.vstack([rows["mean"] - rows["ci_low"], rows["ci_high"] - rows["mean"]])
-            ax.errorbar(x, rows["mean"], yerr=np.nan_to_num(yerr), marker="o", ms=4, capsize=2, lw=1,
-                        label=method, color=f"C{i % 10}")
+            ax.errorbar(
+                x,
+                rows["mean"],
+                yerr=np.nan_to_num(yerr),
+                marker="o",
+                ms=4,
+                capsize=2,
+                lw=1,
+                label=method,
+                color=f"C{i % 10}",
+            )
         t = teacher.loc[batch]
-        ax.errorbar([t["median_ms"]], [teacher_acc], xerr=[[t["median_ms"] - t["q1_ms"]], [t["q3_ms"] - t["median_ms"]]],
-                    marker="*", ms=12, color="k", ls="none", label=f"teacher ({teacher_acc:.2f} %)")
+        ax.errorbar(
+            [t["median_ms"]],
+            [teacher_acc],
+            xerr=[[t["median_ms"] - t["q1_ms"]], [t["q3_ms"] - t["median_ms"]]],
+            marker="*",
+            ms=12,
+            color="k",
+            ls="none",
+            label=f"teacher ({teacher_acc:.2f} %)",
+        )
         ax.set_xscale("log")
         _plain_log_ticks(ax.xaxis)
         top = ax.secondary_xaxis("top")
@@ -63,8 +83,11 @@ def fig_latency(summary: pd.DataFrame, timing: pd.DataFrame, teacher_acc: float,
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, fontsize=7, ncol=min(len(labels), 5), loc="lower center", bbox_to_anchor=(0.5, -0.02))
     first = timing.iloc[0]
-    fig.suptitle(f"Accuracy vs model-only latency ({first['device']}, {first['threads']} thread(s)); "
-                 f"students: mean and 95 % CI over runs, latency bars: quartiles", fontsize=9)
+    fig.suptitle(
+        f"Accuracy vs model-only latency ({first['device']}, {first['threads']} thread(s)); "
+        f"students: mean and 95 % CI over runs, latency bars: quartiles",
+        fontsize=9,
+    )
     fig.tight_layout(rect=(0, 0.1, 1, 1))
     save_figure(fig, pdf, png)
 
@@ -72,4 +95,6 @@ def fig_latency(summary: pd.DataFrame, timing: pd.DataFrame, teacher_acc: float,
 def _plain_log_ticks(axis) -> None:
     """Log-axis tick labels as plain numbers (1, 2, 5, 10, 20, ...) instead of 2x10^1."""
     axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-    axis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if round(v / 10 ** np.floor(np.log10(v))) in LABELLED_MINOR else ""))
+    axis.set_minor_formatter(
+        FuncFormatter(lambda v, _: f"{v:g}" if round(v / 10 ** np.floor(np.log10(v))) in LABELLED_MINOR else "")
+    )

@@ -4,7 +4,7 @@ maximum-likelihood normal fit (scipy.stats.norm.fit) the paper's normality claim
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -27,7 +27,9 @@ def main_drop(runs: pd.DataFrame, drop: int | None = None, target: float = PAPER
         raise InputError("runs table: no runs to draw")
     if drop is not None:
         if drop not in present.index:
-            raise InputError(f"figures.mc_hist.drop: {drop} is not among the drops in the runs table {sorted(present.index)}")
+            raise InputError(
+                f"figures.mc_hist.drop: {drop} is not among the drops in the runs table {sorted(present.index)}"
+            )
         return int(drop)
     distance = (np.log(present) - math.log(target)).abs()
     return int(distance.sort_index().idxmin())
@@ -57,7 +59,7 @@ def fig_mc_hist(runs: pd.DataFrame, methods: Sequence[str], drop: int, bins: int
             ax.axvline(mu, color="C3", ls=":")
             ax.set_title(f"{method}: n={len(acc)}, μ={mu:.2f}, no spread to fit", fontsize=8.5)
         ax.grid(alpha=0.3)
-    for ax in axes.flat[len(methods):]:
+    for ax in axes.flat[len(methods) :]:
         ax.set_visible(False)
     for ax in axes[:, 0]:
         ax.set_ylabel("density")
@@ -65,11 +67,19 @@ def fig_mc_hist(runs: pd.DataFrame, methods: Sequence[str], drop: int, bins: int
         if index + ncols >= len(methods):
             axes.flat[index].set_xlabel("test accuracy (%)")
             axes.flat[index].xaxis.set_tick_params(labelbottom=True)
-    handles = [Patch(color="C0", alpha=0.6, label="runs (histogram, density)"),
-               Line2D([], [], color="C3", label="normal fit (maximum likelihood)")]
+    handles = [
+        Patch(color="C0", alpha=0.6, label="runs (histogram, density)"),
+        Line2D([], [], color="C3", label="normal fit (maximum likelihood)"),
+    ]
     factor = rows["factor"].iloc[0]
     fig.suptitle(f"Monte Carlo test accuracy per method at {factor:.2f}x (drop {drop})", fontsize=10, y=0.995)
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.3 / fig.get_figheight()))
-    fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 1 - 0.22 / fig.get_figheight()),
-               fontsize=8, ncol=2, frameon=False)
+    fig.legend(
+        handles=handles,
+        loc="upper center",
+        bbox_to_anchor=(0.5, 1 - 0.22 / fig.get_figheight()),
+        fontsize=8,
+        ncol=2,
+        frameon=False,
+    )
     save_figure(fig, pdf, png)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import pandas as pd
 
+from igkd.analysis.sweeps import best_point, sweep_summary
 from igkd.plots import save_figure
-from igkd.sweeps import best_point, sweep_summary
 
 
 def fig_overlay_p(table: pd.DataFrame, pdf: str, png: str) -> None:
@@ -16,7 +16,12 @@ def fig_overlay_p(table: pd.DataFrame, pdf: str, png: str) -> None:
     fig, ax = plt.subplots(figsize=(5.6, 3.8))
     ax.scatter(table["p"], table["val_acc"], s=12, color="0.6", zorder=2, label="single runs")
     ax.errorbar(
-        summary["p"], summary["mean"], yerr=summary["sd"].fillna(0), marker="o", capsize=3, zorder=3,
+        summary["p"],
+        summary["mean"],
+        yerr=summary["sd"].fillna(0),
+        marker="o",
+        capsize=3,
+        zorder=3,
         label="mean ± sd over runs",
     )
     ax.axvline(best["p"], color="red", ls="--", lw=1, label=f"best p = {best['p']:g} ({best['val_acc']:.2f} %)")

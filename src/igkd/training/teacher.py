@@ -4,19 +4,24 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from igkd.augment import crop_flip, normalize, to_float
 from igkd.data.store import Splits
-from igkd.io import InputError, load_torch, save_torch, write_csv, write_json
-from igkd.models import build_teacher, multiply_adds, n_params
+from igkd.io import InputError, load_torch, read_json, save_torch, sha256_file, write_csv, write_json
+from igkd.models import build_teacher, load_weights, multiply_adds, n_params
 from igkd.provenance import fingerprint
-from igkd.train import (
+from igkd.runtime import Runtime
+from igkd.training.augment import InputNorm, crop_flip, to_float
+from igkd.training.loop import (
+    Checkpoint,
     LoopConfig,
+    Optimization,
     TrainSet,
+    TrainTask,
     accuracy,
     environment,
     fit,
@@ -28,30 +33,53 @@ from igkd.train import (
 )
 
 
-def teacher_norm(cfg: dict, data_attrs: dict) -> tuple[list[float], list[float]]:
-    """The teacher's input normalisation: from config, else the training set's channel stats."""
+@dataclass(frozen=True)
+class TrainedTeacher:
+    """The trained teacher as later stages use it: weights, input normalisation, and the
+    checksum and size that precompute files and student metrics record."""
+
+    model: torch.nn.Module
+    norm: InputNorm
+    checksum: str  # sha256 of model.pt
+    params: int
+
+
+def load_trained_teacher(
+    model_path: str | os.PathLike,
+    metrics_path: str | os.PathLike,
+    *,
+    num_classes: int,
+    width: float,
+    channels_last: bool = False,
+) -> TrainedTeacher:
+    """The teacher stage's model.pt and metrics.json, checked against the architecture."""
+    metrics = read_json(metrics_path)
+    model = load_weights(
+        build_teacher(num_classes, width), model_path, f"teacher (width {width}, {num_classes} classes)"
+    )
+    norm = InputNorm(tuple(metrics["normalize_mean"]), tuple(metrics["normalize_std"]))
+    return TrainedTeacher(
+        model.use_channels_last(channels_last).eval(), norm, sha256_file(model_path), metrics["params"]
+    )
+
+
+def teacher_input_norm(cfg: dict, data_attrs: dict) -> InputNorm:
+    """The teacher's input normalisation: teacher.normalize, else the training set's
+    channel statistics (data.h5 attrs)."""
     norm = cfg.get("normalize")
     if norm:
-        return list(norm["mean"]), list(norm["std"])
-    return [float(v) for v in data_attrs["mean"]], [float(v) for v in data_attrs["std"]]
+        return InputNorm(tuple(norm["mean"]), tuple(norm["std"]))
+    return InputNorm(tuple(float(v) for v in data_attrs["mean"]), tuple(float(v) for v in data_attrs["std"]))
 
 
-def train_teacher(
-    splits: Splits,
-    cfg: dict,
-    mean,
-    std,
-    *,
-    device: str,
-    threads: int,
-    channels_last: bool = True,
-    checkpoint=None,
-    checkpoint_tag: str = "",
-    log=None,
+def fit_teacher(
+    splits: Splits, cfg: dict, norm: InputNorm, runtime: Runtime, checkpoint: Checkpoint | None = None
 ) -> tuple[torch.nn.Module, list[dict]]:
-    torch.set_num_threads(threads)
+    """Train the teacher with the paper's recipe: SGD + Nesterov, warm-up then cosine."""
+    torch.set_num_threads(runtime.threads)
+    device = runtime.device
     generator = seed_everything(cfg["seed"])
-    model = build_teacher(len(splits.classes), cfg["width"]).use_channels_last(channels_last).to(device)
+    model = build_teacher(len(splits.classes), cfg["width"]).use_channels_last(runtime.channels_last).to(device)
     rows = splits.train_index if cfg.get("exclude_val", False) else slice(None)
     data = TrainSet(
         to_chw_tensor(splits.train_images[rows], device),
@@ -72,29 +100,15 @@ def train_teacher(
     test_x = to_chw_tensor(splits.test_images, device)
     test_y = torch.as_tensor(splits.test_labels, device=device)
 
-    def prepare(batch_u8):
-        return normalize(to_float(batch_u8), mean, std)
-
     def step(rows_idx):
         # crop and flip the uint8 rows (a quarter of the bytes), then convert: the same values
         x = to_float(crop_flip(data.images.index_select(0, rows_idx), cfg["crop_padding"], cfg["flip"], generator))
-        logits = model(normalize(x, mean, std))
+        logits = model(norm(x))
         labels = data.labels[rows_idx]
         return logits, labels, {"ce": F.cross_entropy(logits, labels)}
 
-    history = fit(
-        model,
-        optimizer,
-        scheduler,
-        data,
-        step,
-        loop,
-        generator,
-        evaluate=lambda: {"test_acc": accuracy(model, test_x, test_y, prepare)},
-        checkpoint=checkpoint,
-        tag=checkpoint_tag,
-        log=log,
-    )
+    task = TrainTask(model, step, lambda: {"test_acc": accuracy(model, test_x, test_y, norm.prepare)})
+    history = fit(task, Optimization(optimizer, scheduler), data, loop, generator, checkpoint, runtime.log)
     return model, history
 
 
@@ -119,52 +133,37 @@ def import_teacher(path: str | os.PathLike, num_classes: int, width: float) -> t
         )
     for key, tensor in expected.items():
         if tuple(state[key].shape) != tuple(tensor.shape):
-            raise InputError(
-                f"{path}: '{key}' has shape {tuple(state[key].shape)}, expected {tuple(tensor.shape)}"
-            )
+            raise InputError(f"{path}: '{key}' has shape {tuple(state[key].shape)}, expected {tuple(tensor.shape)}")
     model.load_state_dict(state)
     return model
 
 
-def teacher_stage(
-    splits: Splits,
-    cfg: dict,
-    mean,
-    std,
-    out_model: str,
-    out_metrics: str,
-    out_history: str,
-    *,
-    device: str,
-    threads: int,
-    data_checksum: str,
-    channels_last: bool = True,
-    log=None,
+@dataclass(frozen=True)
+class TeacherOutputs:
+    """The teacher stage's files (the rule's outputs)."""
+
+    model: str | os.PathLike
+    metrics: str | os.PathLike
+    history: str | os.PathLike
+
+
+def run_teacher(
+    splits: Splits, cfg: dict, norm: InputNorm, outputs: TeacherOutputs, runtime: Runtime, data_checksum: str
 ) -> dict:
     """Train or import the teacher, then write model, metrics.json and history.csv
     (wall-clock time goes to runtime.json beside metrics.json, which stays reproducible)."""
     began = time.time()
-    checkpoint = Path(out_model).with_name("checkpoint.pt")
+    device = runtime.device
+    checkpoint = Path(outputs.model).with_name("checkpoint.pt")
     if cfg["source"] == "import":
         model = import_teacher(cfg["weights"], len(splits.classes), cfg["width"]).to(device)
         history = []
     else:
-        tag = settings_tag("teacher", cfg, list(mean), list(std), data_checksum, fingerprint("teacher"))
-        model, history = train_teacher(
-            splits,
-            cfg,
-            mean,
-            std,
-            device=device,
-            threads=threads,
-            channels_last=channels_last,
-            checkpoint=checkpoint,
-            checkpoint_tag=tag,
-            log=log,
-        )
+        tag = settings_tag("teacher", cfg, list(norm.mean), list(norm.std), data_checksum, fingerprint(__file__))
+        model, history = fit_teacher(splits, cfg, norm, runtime, Checkpoint(checkpoint, tag))
     test_x = to_chw_tensor(splits.test_images, device)
     test_y = torch.as_tensor(splits.test_labels, device=device)
-    test_acc = accuracy(model, test_x, test_y, lambda b: normalize(to_float(b), mean, std))
+    test_acc = accuracy(model, test_x, test_y, norm.prepare)
     model = model.cpu()
     size = splits.train_images.shape[1]
     metrics = {
@@ -174,15 +173,14 @@ def teacher_stage(
         "width": cfg["width"],
         "source": cfg["source"],
         "epochs": cfg["epochs"] if cfg["source"] == "train" else 0,
-        "normalize_mean": list(mean),
-        "normalize_std": list(std),
+        "normalize_mean": list(norm.mean),
+        "normalize_std": list(norm.std),
         "data_checksum": data_checksum,
-        "environment": environment(device, threads, history),
+        "environment": environment(device, runtime.threads, history),
     }
-    save_torch(out_model, model.state_dict())
-    write_csv(out_history, history_frame(history))
-    write_json(Path(out_metrics).with_name("runtime.json"), {"seconds": time.time() - began})
-    write_json(out_metrics, metrics)
+    save_torch(outputs.model, model.state_dict())
+    write_csv(outputs.history, history_frame(history))
+    write_json(Path(outputs.metrics).with_name("runtime.json"), {"seconds": time.time() - began})
+    write_json(outputs.metrics, metrics)
     checkpoint.unlink(missing_ok=True)
     return metrics
-

@@ -1,16 +1,29 @@
-"""Student metrics.json files -> one runs table and a per-group summary."""
+"""Student metrics.json files -> one runs table and the mean accuracy per method and factor
+(tables/method_means.csv; the statistics with intervals are igkd.analysis.stats' stats/summary.csv)."""
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import pandas as pd
 
 from igkd.io import InputError, read_json
 
 RUN_COLUMNS = [
-    "method", "control", "drop", "factor", "factor_vs_teacher", "run", "seed", "fraction",
-    "n_train", "subsample_sha", "test_acc", "val_acc", "params", "epochs",
+    "method",
+    "control",
+    "drop",
+    "factor",
+    "factor_vs_teacher",
+    "run",
+    "seed",
+    "fraction",
+    "n_train",
+    "subsample_sha",
+    "test_acc",
+    "val_acc",
+    "params",
+    "epochs",
 ]
 
 
@@ -28,7 +41,7 @@ def runs_table(metric_paths: Iterable[str], teacher_acc: float) -> pd.DataFrame:
     return frame.sort_values(["drop", "method", "run"], kind="stable").reset_index(drop=True)
 
 
-def summary_table(runs: pd.DataFrame, method_order: Sequence[str] | None = None) -> pd.DataFrame:
+def method_means(runs: pd.DataFrame, method_order: Sequence[str] | None = None) -> pd.DataFrame:
     """Mean, sd and n of test accuracy per method and compression factor."""
     grouped = runs.groupby(["method", "drop", "factor"], sort=False)["test_acc"]
     out = grouped.agg(mean="mean", sd="std", n="count").reset_index()

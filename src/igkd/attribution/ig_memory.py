@@ -13,7 +13,7 @@ chunk (each point's gradient is computed on its own).
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn

@@ -35,11 +35,34 @@ from torch import nn
 from torch.utils import benchmark
 
 from igkd.models import build_student, build_teacher, multiply_adds, n_params
+from igkd.runtime import Runtime
 
 TIMING_COLUMNS = [
-    "model", "drop", "factor", "params", "multiply_adds", "batch", "median_ms", "q1_ms", "q3_ms",
-    "iqr_ms", "mean_ms", "ms_per_image", "repeats", "number_per_run", "iqr_below_threshold", "warmup", "threads",
-    "device", "device_name", "channels_last", "load_avg", "peak_mem_mb", "memory_measure", "weights", "torch",
+    "model",
+    "drop",
+    "factor",
+    "params",
+    "multiply_adds",
+    "batch",
+    "median_ms",
+    "q1_ms",
+    "q3_ms",
+    "iqr_ms",
+    "mean_ms",
+    "ms_per_image",
+    "repeats",
+    "number_per_run",
+    "iqr_below_threshold",
+    "warmup",
+    "threads",
+    "device",
+    "device_name",
+    "channels_last",
+    "load_avg",
+    "peak_mem_mb",
+    "memory_measure",
+    "weights",
+    "torch",
 ]
 WEIGHTS = "built from the architecture (random init; latency does not depend on weight values)"
 MB = 2**20
@@ -66,23 +89,46 @@ def timing_models(num_classes: int, teacher_width: float, student_width: float, 
     return out
 
 
-def measure_latency(
-    model: nn.Module, x: torch.Tensor, *, threads: int, warmup: int, min_run_time: float, max_run_time: float,
-    threshold: float,
-):
+@dataclass(frozen=True)
+class TimingSettings:
+    """How to time (the config's `timing` section)."""
+
+    batch_sizes: tuple[int, ...] = (1, 64)
+    warmup: int = 10  # untimed passes first
+    min_run_time: float = 0.2  # seconds of timed blocks at least ...
+    max_run_time: float = 10.0  # ... and at most
+    threshold: float = 0.1  # stop once IQR / median is below this
+    threads: int = 1  # CPU threads of the timed passes
+
+    @classmethod
+    def from_config(cls, section: dict) -> TimingSettings:
+        return cls(
+            tuple(section["batch_sizes"]),
+            section["warmup"],
+            section["min_run_time"],
+            section["max_run_time"],
+            section["iqr_threshold"],
+            section["threads"],
+        )
+
+
+def measure_latency(model: nn.Module, x: torch.Tensor, settings: TimingSettings):
     """Warm up, then time `model(x)` with torch.utils.benchmark's adaptive_autorange: blocks of
-    forward passes until IQR/median < `threshold` (after 4 blocks and `min_run_time` seconds)
+    forward passes until IQR/median < the threshold (after 4 blocks and `min_run_time` seconds)
     or until `max_run_time` seconds; returns its Measurement."""
+    threads = settings.threads
     torch.set_num_threads(threads)
     with torch.inference_mode():
-        for _ in range(warmup):
+        for _ in range(settings.warmup):
             model(x)
     timer = benchmark.Timer(
         stmt="with torch.inference_mode(): model(x)",
         globals={"model": model, "x": x, "torch": torch},
         num_threads=threads,
     )
-    return timer.adaptive_autorange(threshold, min_run_time=min_run_time, max_run_time=max_run_time)
+    return timer.adaptive_autorange(
+        settings.threshold, min_run_time=settings.min_run_time, max_run_time=settings.max_run_time
+    )
 
 
 def peak_memory(model: nn.Module, x: torch.Tensor) -> tuple[float, str]:
@@ -108,21 +154,11 @@ def peak_memory(model: nn.Module, x: torch.Tensor) -> tuple[float, str]:
 
 
 def time_models(
-    models: list[TimedModel],
-    batch_sizes,
-    image_size: int,
-    *,
-    device: str = "cpu",
-    threads: int = 1,
-    warmup: int = 10,
-    min_run_time: float = 0.2,
-    max_run_time: float = 10.0,
-    threshold: float = 0.1,
-    channels_last: bool = False,
-    seed: int = 0,
-    log=None,
+    models: list[TimedModel], image_size: int, settings: TimingSettings, runtime: Runtime, seed: int = 0
 ) -> pd.DataFrame:
     """One row per (model, batch size): latency quartiles, repeats, params, multiply-adds, memory."""
+    device, channels_last, log = runtime.device, runtime.channels_last, runtime.log
+    warmup, threads = settings.warmup, settings.threads
     torch.manual_seed(seed)
     rows = []
     for item in models:
@@ -132,30 +168,47 @@ def time_models(
         if hasattr(model, "use_channels_last"):
             model = model.use_channels_last(channels_last)
         model = model.to(device)
-        for batch in batch_sizes:
+        for batch in settings.batch_sizes:
             x = torch.rand(batch, 3, image_size, image_size, device=device)
-            measurement = measure_latency(
-                model, x, threads=threads, warmup=warmup, min_run_time=min_run_time,
-                max_run_time=max_run_time, threshold=threshold,
-            )
+            measurement = measure_latency(model, x, settings)
             memory, how = peak_memory(model, x)
             times_ms = np.asarray(measurement.times) * 1e3
             q1, q3 = np.percentile(times_ms, [25, 75])
             median = float(measurement.median * 1e3)
-            rows.append({
-                "model": item.name, "drop": item.drop, "factor": factor, "params": params,
-                "multiply_adds": macs, "batch": int(batch), "median_ms": median, "q1_ms": float(q1),
-                "q3_ms": float(q3), "iqr_ms": float(measurement.iqr * 1e3), "mean_ms": float(times_ms.mean()),
-                "ms_per_image": median / batch, "repeats": len(times_ms),
-                "number_per_run": measurement.number_per_run,
-                "iqr_below_threshold": bool(measurement.meets_confidence(threshold)), "warmup": warmup, "threads": threads,
-                "device": device, "device_name": _device_name(device), "channels_last": bool(channels_last),
-                "load_avg": _load_average(),
-                "peak_mem_mb": memory / MB, "memory_measure": how, "weights": WEIGHTS, "torch": torch.__version__,
-            })
+            rows.append(
+                {
+                    "model": item.name,
+                    "drop": item.drop,
+                    "factor": factor,
+                    "params": params,
+                    "multiply_adds": macs,
+                    "batch": int(batch),
+                    "median_ms": median,
+                    "q1_ms": float(q1),
+                    "q3_ms": float(q3),
+                    "iqr_ms": float(measurement.iqr * 1e3),
+                    "mean_ms": float(times_ms.mean()),
+                    "ms_per_image": median / batch,
+                    "repeats": len(times_ms),
+                    "number_per_run": measurement.number_per_run,
+                    "iqr_below_threshold": bool(measurement.meets_confidence(settings.threshold)),
+                    "warmup": warmup,
+                    "threads": threads,
+                    "device": device,
+                    "device_name": _device_name(device),
+                    "channels_last": bool(channels_last),
+                    "load_avg": _load_average(),
+                    "peak_mem_mb": memory / MB,
+                    "memory_measure": how,
+                    "weights": WEIGHTS,
+                    "torch": torch.__version__,
+                }
+            )
             if log:
-                log(f"{item.name} drop {item.drop} batch {batch}: median {median:.3f} ms "
-                    f"(IQR {measurement.iqr * 1e3:.3f} ms, {len(times_ms)} repeats), peak {memory / MB:.1f} MB")
+                log(
+                    f"{item.name} drop {item.drop} batch {batch}: median {median:.3f} ms "
+                    f"(IQR {measurement.iqr * 1e3:.3f} ms, {len(times_ms)} repeats), peak {memory / MB:.1f} MB"
+                )
         item.model.cpu()
     return pd.DataFrame(rows, columns=TIMING_COLUMNS)
 

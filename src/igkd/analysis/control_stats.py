@@ -1,7 +1,7 @@
 """Controls against the methods they control for, with the project's statistics rules.
 
 One family of tests: every control against every comparison method (KD_IG, IG, KD,
-Student by default) at the controls' compression factor. The tests are `igkd.stats.compare`'s
+Student by default) at the controls' compression factor. The tests are `igkd.analysis.stats.compare`'s
 (Welch's t-test, or paired where both groups ran on the same seed/subsample pairs), Holm
 is applied over exactly this family, and summaries carry 95 % t-intervals. Every row
 says whether its method is a control (column `control`, and '(control)' in labels).
@@ -10,16 +10,16 @@ says whether its method is a control (column `control`, and '(control)' in label
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
 from statsmodels.stats.multitest import multipletests
 
+from igkd.analysis.stats import compare, summarize, to_markdown
 from igkd.io import InputError, atomic_path, write_csv
-from igkd.methods import control_note, is_control
-from igkd.stats import compare, summarize, to_markdown
+from igkd.training.methods import control_note, is_control
 
 CONTROL_TAG = " (control)"
 
@@ -42,7 +42,7 @@ def check_runs(runs: pd.DataFrame, controls: Sequence[str], compare_with: Sequen
 
 
 def control_summary(runs: pd.DataFrame, order: Sequence[str], confidence: float = 0.95) -> pd.DataFrame:
-    """Per method: n, mean, sd, t-interval (igkd.stats.summarize), plus `control` and `label`."""
+    """Per method: n, mean, sd, t-interval (igkd.analysis.stats.summarize), plus `control` and `label`."""
     out = summarize(runs, confidence=confidence, method_order=order)
     out.insert(1, "control", out["method"].map(is_control))
     out.insert(2, "label", out["method"].map(label))
@@ -88,31 +88,37 @@ def write_control_stats(
     factor = float(runs["factor"].iloc[0]) if "factor" in runs else float("nan")
     notes = [f"- **{label(m)}**: {control_note(m) or 'not a control'}" for m in controls]
     shown = comps.assign(method=comps["method"].map(label))
-    md = "\n".join([
-        f"# Is it the knowledge? Controls at drop {drop} (compression factor {factor:.2f})",
-        "",
-        "A control keeps a method's parts but detaches the teacher's per-image information from "
-        "the image. If a method beats Student but not its control, its gain is regularisation, "
-        "not knowledge about the image.",
-        "",
-        *notes,
-        "",
-        "## Summary",
-        "",
-        f"All runs per method: mean, sd (ddof=1) and {level} t-interval of the mean; min/max descriptive only.",
-        "",
-        to_markdown(summary.drop(columns="method").rename(columns={"label": "method"})[["method", "control", *summary.columns[3:]]]),
-        "",
-        "## Each control vs each comparison method",
-        "",
-        "Welch's t-test on independent runs; paired only where both ran on the same (seed, subsample) "
-        f"pairs (column `test`). diff = control − comparison with {level} CI; p_holm: Holm over the "
-        f"{int(comps['p'].notna().sum())} tests in this table, reject at α = {alpha:g}; hedges_g: "
-        "bias-corrected standardized difference.",
-        "",
-        to_markdown(shown) if len(shown) else "_No comparisons._",
-        "",
-    ])
+    md = "\n".join(
+        [
+            f"# Is it the knowledge? Controls at drop {drop} (compression factor {factor:.2f})",
+            "",
+            "A control keeps a method's parts but detaches the teacher's per-image information from "
+            "the image. If a method beats Student but not its control, its gain is regularisation, "
+            "not knowledge about the image.",
+            "",
+            *notes,
+            "",
+            "## Summary",
+            "",
+            f"All runs per method: mean, sd (ddof=1) and {level} t-interval of the mean; min/max descriptive only.",
+            "",
+            to_markdown(
+                summary.drop(columns="method").rename(columns={"label": "method"})[
+                    ["method", "control", *summary.columns[3:]]
+                ]
+            ),
+            "",
+            "## Each control vs each comparison method",
+            "",
+            "Welch's t-test on independent runs; paired only where both ran on the same (seed, subsample) "
+            f"pairs (column `test`). diff = control − comparison with {level} CI; p_holm: Holm over the "
+            f"{int(comps['p'].notna().sum())} tests in this table, reject at α = {alpha:g}; hedges_g: "
+            "bias-corrected standardized difference.",
+            "",
+            to_markdown(shown) if len(shown) else "_No comparisons._",
+            "",
+        ]
+    )
     with atomic_path(paths["markdown"]) as tmp:
         Path(tmp).write_text(md, encoding="utf-8")
     return {"runs": runs, "summary": summary, "comparisons": comps}

@@ -10,18 +10,18 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import nn
 
-from igkd.allocator import reuse_freed_memory
-from igkd.amp import MixedPrecision
 from igkd.io import InputError, file_size, load_torch, save_torch
+from igkd.training.allocator import reuse_freed_memory
+from igkd.training.amp import MixedPrecision
 
 EVAL_BATCH = 512
 
@@ -153,29 +153,50 @@ class LoopConfig:
         return len(self.batch_ends(n))
 
 
+@dataclass(frozen=True)
+class TrainTask:
+    """What `fit` trains: the model, one optimisation step, and the per-epoch evaluation."""
+
+    model: nn.Module
+    step: Callable  # batch rows (on the device) -> (logits, labels, {loss name: weighted loss})
+    evaluate: Callable[[], dict]
+
+
+@dataclass(frozen=True)
+class Optimization:
+    optimizer: torch.optim.Optimizer
+    scheduler: object = None  # stepped once per batch; None: a constant learning rate
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """Where a run saves its state after every epoch, and the settings tag (`settings_tag`)
+    a saved state must carry for the run to continue from it."""
+
+    path: str | os.PathLike
+    tag: str = ""
+
+
 def fit(
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scheduler,
+    task: TrainTask,
+    optimization: Optimization,
     data: TrainSet,
-    step: Callable,
     loop: LoopConfig,
     generator: torch.Generator,
-    *,
-    evaluate: Callable[[], dict],
-    checkpoint: str | os.PathLike | None = None,
-    tag: str = "",
+    checkpoint: Checkpoint | None = None,
     log=None,
 ) -> list[dict]:
-    """Train for `loop.epochs`; `step(batch_rows) -> (logits, labels, losses dict)`.
+    """Train `task` for `loop.epochs`; the losses of a step are summed in their dict's order.
 
-    Resumes from `checkpoint` when it exists and was written under the same `tag` (see
+    Resumes from `checkpoint` when its file exists and was written under the same tag (see
     `settings_tag`): model, optimiser, scheduler, both RNG states and the history are
     restored, so the resumed run ends with the same numbers. A checkpoint of other
     settings (the config changed after an interrupted run) or an unreadable one is logged
     and ignored: training starts fresh rather than continue a stale run.
     """
     log = log or (lambda m: print(m, file=sys.stderr, flush=True))
+    model, step, evaluate = task.model, task.step, task.evaluate
+    optimizer, scheduler = optimization.optimizer, optimization.scheduler
     n = len(data)
     ends = loop.batch_ends(n)  # before any work: a set too small to train on is an InputError
     starts = [0, *ends[:-1]]
@@ -184,9 +205,9 @@ def fit(
     device = data.labels.device
     amp = MixedPrecision(device)  # autocast on CUDA; the plain step elsewhere
     # a checkpoint continues only on the same device type and precision as it was written
-    identity = {"tag": tag, "device_type": device.type, "precision": amp.name}
-    reuse_freed_memory()  # no page faults for each step's activations (see igkd.allocator)
-    state = _load_checkpoint(checkpoint, identity, log) if checkpoint is not None else None
+    identity = {"tag": checkpoint.tag if checkpoint else "", "device_type": device.type, "precision": amp.name}
+    reuse_freed_memory()  # no page faults for each step's activations (see igkd.training.allocator)
+    state = _load_checkpoint(checkpoint.path, identity, log) if checkpoint is not None else None
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -196,7 +217,7 @@ def fit(
         restore_rng_states(state)
         history, start_epoch = state["history"], state["epoch"]
         amp.load_state_dict(state.get("amp"))
-        log(f"resumed from {checkpoint} after epoch {start_epoch}")
+        log(f"resumed from {checkpoint.path} after epoch {start_epoch}")
     label = device_label(device)  # recorded in every history row
     for epoch in range(start_epoch, loop.epochs):
         model.train()
@@ -230,7 +251,7 @@ def fit(
         log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
         if checkpoint is not None:
             save_torch(
-                checkpoint,
+                checkpoint.path,
                 {
                     "model": model.state_dict(),
                     "optimizer": optimizer.state_dict(),
@@ -243,7 +264,7 @@ def fit(
                     "amp": amp.state_dict(),
                 },
             )
-            log(f"checkpoint {checkpoint} ({file_size(checkpoint)}) after epoch {epoch + 1}")
+            log(f"checkpoint {checkpoint.path} ({file_size(checkpoint.path)}) after epoch {epoch + 1}")
     return history
 
 
@@ -256,8 +277,17 @@ def _weighted_sum(pairs: list[tuple[torch.Tensor, int]]) -> float:
 
 
 CHECKPOINT_KEYS = (
-    "model", "optimizer", "scheduler", "generator", "torch_rng", "cuda_rng", "history", "epoch", "tag",
-    "device_type", "precision",
+    "model",
+    "optimizer",
+    "scheduler",
+    "generator",
+    "torch_rng",
+    "cuda_rng",
+    "history",
+    "epoch",
+    "tag",
+    "device_type",
+    "precision",
 )
 
 

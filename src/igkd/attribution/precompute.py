@@ -7,28 +7,29 @@ counted in its `rows_done` attribute, so a killed job resumes from the last comp
 chunk. The finished file is renamed into place.
 
 Each row also gets the target logit's gain f_t(x) - f_t(0) and IG's completeness error:
-signed `delta`, `abs_delta` and the guarded `rel_delta` (igkd.completeness); the file's
+signed `delta`, `abs_delta` and the guarded `rel_delta` (igkd.attribution.completeness); the file's
 attrs hold their distribution.
 """
 
 from __future__ import annotations
 
 import os
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import h5py
 import numpy as np
 import torch
 
-from igkd import completeness
-from igkd.allocator import reuse_freed_memory
-from igkd.amp import PRECISION, full_fp32
-from igkd.augment import normalize, to_float
-from igkd.ig_memory import attribute_with_retry, choose_internal_batch
+from igkd.attribution import completeness
+from igkd.attribution.ig_memory import attribute_with_retry, choose_internal_batch
 from igkd.io import InputError, commit, file_size
+from igkd.runtime import DEFAULT_RUNTIME, Runtime
+from igkd.training.allocator import reuse_freed_memory
+from igkd.training.amp import PRECISION, full_fp32
+from igkd.training.augment import to_float
 
 # 2: adds `gain` and `abs_delta`; `rel_delta` divides by max(|gain|, rel_floor) (1: by |gain|).
 # `logits` and `maps`, all a student reads, are the same in both.
@@ -36,32 +37,61 @@ FORMAT_VERSION = 2
 COMPLETENESS_KEYS = ("rel_floor", "report_tolerance")  # reporting settings, not the attribution's
 
 
+@dataclass(frozen=True)
+class AttributionJob:
+    """Which attribution to compute and how (the config's `precompute` section)."""
+
+    attribution: str
+    settings: dict = field(default_factory=dict)  # precompute.<attribution>: steps, method, ...
+    chunk: int = 256  # rows per flushed HDF5 chunk (the resume granularity)
+    batch: int = 64  # images per attribution call
+    seed: int = 0  # random draws (noise-based attributions), seeded per chunk
+
+    @classmethod
+    def from_config(cls, section: dict, attribution: str) -> AttributionJob:
+        return cls(attribution, section.get(attribution, {}), section["chunk"], section["batch_size"], section["seed"])
+
+
+@dataclass(frozen=True)
+class Records:
+    """What a precompute file records about its origin. `provenance` (data and teacher
+    checksums, loader settings) is part of the file's identity: a partial file resumes only
+    under the same. `environment` (library versions, device) is stored as `env_*` attrs
+    and never decides a resume."""
+
+    provenance: dict = field(default_factory=dict)
+    environment: dict | None = None
+
+
+NO_RECORDS = Records()
+
+
+def records_for(splits, teacher, runtime: Runtime) -> Records:
+    """The records of a precompute over `splits` with `teacher` (a TrainedTeacher) on this job's device."""
+    from igkd.training.loop import environment
+
+    provenance = {"data_checksum": splits.checksum(), "teacher_checksum": teacher.checksum}
+    return Records(provenance, environment(runtime.device, runtime.threads))
+
+
 def precompute(
-    teacher: torch.nn.Module,
+    teacher,
     images: np.ndarray,
     labels: np.ndarray,
     out_path: str | os.PathLike,
-    *,
-    attribution: str,
-    settings: dict,
-    mean,
-    std,
-    provenance: dict,
-    chunk: int = 256,
-    batch: int = 64,
-    device: str = "cpu",
-    seed: int = 0,
-    environment: dict | None = None,
-    log=print,
+    job: AttributionJob,
+    runtime: Runtime = DEFAULT_RUNTIME,
+    records: Records = NO_RECORDS,
 ) -> dict:
     """Write logits (N,K), maps (N,H,W), gain, delta, abs_delta and rel_delta (N,) to `out_path`.
 
-    `settings` may hold `rel_floor` and `report_tolerance` (igkd.completeness; defaults
-    there); the rest goes to the attribution. `environment` (library versions, device) is
-    stored as `env_*` attrs; unlike the settings it does not decide whether a partial file
-    is resumed."""
-    from igkd.attribution import ATTRIBUTIONS, inference_copy, to_map  # captum: only the precompute stage needs it
+    `teacher` is a TrainedTeacher (its model and input normalisation are used). The job's
+    settings may hold `rel_floor` and `report_tolerance` (igkd.attribution.completeness;
+    defaults there); the rest goes to the attribution."""
+    from igkd.attribution.maps import ATTRIBUTIONS, inference_copy, to_map  # captum: only the precompute stage needs it
 
+    attribution, settings, chunk, batch, seed = job.attribution, job.settings, job.chunk, job.batch, job.seed
+    device, log = runtime.device, runtime.log
     if attribution not in ATTRIBUTIONS:
         raise InputError(f"attribution {attribution!r} unknown; expected one of {sorted(ATTRIBUTIONS)}")
     attributor = ATTRIBUTIONS[attribution]
@@ -71,8 +101,9 @@ def precompute(
     out_path = Path(out_path)
     partial = out_path.with_name(out_path.name + ".partial")
     n, height, width, _ = images.shape
-    reuse_freed_memory()  # no page faults for each pass's activations (see igkd.allocator)
-    teacher = inference_copy(teacher).to(device)  # BatchNorm folded, frozen: the caller's model is untouched
+    reuse_freed_memory()  # no page faults for each pass's activations (see igkd.training.allocator)
+    norm = teacher.norm
+    teacher = inference_copy(teacher.model).to(device)  # BatchNorm folded, frozen: the caller's model is untouched
     with torch.inference_mode():
         zero_logits = teacher(torch.zeros(1, 3, height, width, device=device))[0]
         num_classes = zero_logits.numel()
@@ -84,10 +115,10 @@ def precompute(
         "seed": seed,
         "rel_delta_floor": floor,  # rel_delta rows depend on it: a partial file with another floor restarts
         **{f"setting_{k}": v for k, v in settings.items() if v is not None},
-        **provenance,
+        **records.provenance,
     }
     h5 = _open_partial(partial, attrs, n, num_classes, height, width, chunk, log)
-    for key, value in (environment or {}).items():
+    for key, value in (records.environment or {}).items():
         h5.attrs[f"env_{key}"] = str(value) if isinstance(value, str) else value  # str subclasses (torch.__version__)
     h5.attrs["precision"] = PRECISION
     points = _points_per_call(attribution, settings, batch)
@@ -107,7 +138,7 @@ def precompute(
             parts = []
             for b_lo in range(lo, hi, batch):
                 b_hi = min(b_lo + batch, hi)
-                x = normalize(to_float(_batch_to_device(images[b_lo:b_hi], device)), mean, std)
+                x = norm(to_float(_batch_to_device(images[b_lo:b_hi], device)))
                 target = torch.as_tensor(labels[b_lo:b_hi]).to(device, non_blocking=True)
                 with torch.inference_mode():
                     logits = teacher(x)
@@ -120,7 +151,9 @@ def precompute(
                     points,
                     log,
                 )
-                parts.append((logits.float(), to_map(attr.detach()).float(), signed_gain.float(), delta.detach().float()))
+                parts.append(
+                    (logits.float(), to_map(attr.detach()).float(), signed_gain.float(), delta.detach().float())
+                )
             logits_c, maps_c, gain_c, delta_c = (torch.cat(p).cpu().numpy() for p in zip(*parts))
             if pending is not None:
                 pending.result()  # the previous chunk is on disk (and its error, if any, raised here)
@@ -207,6 +240,19 @@ class Precomputed:
         self.attrs = attrs
 
 
+def load_precomputed_for(path: str | os.PathLike, splits, teacher_checksum: str | None = None) -> Precomputed:
+    """`load_precomputed`, checked against this job's training set (rows, image size,
+    classes, data checksum) and, when given, the teacher's checksum."""
+    return load_precomputed(
+        path,
+        n_rows=len(splits.train_labels),
+        image_shape=splits.train_images.shape[1:3],
+        num_classes=len(splits.classes),
+        data_checksum=splits.checksum(),
+        teacher_checksum=teacher_checksum,
+    )
+
+
 def load_precomputed(
     path: str | os.PathLike,
     *,
@@ -253,7 +299,3 @@ def load_precomputed(
     if not np.isfinite(logits).all() or not np.isfinite(maps).all():
         raise InputError(f"{path}: contains non-finite logits or maps")
     return Precomputed(logits, maps, attrs)
-
-
-def log_stderr(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)

@@ -17,8 +17,8 @@ from __future__ import annotations
 import math
 import os
 import warnings
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -30,11 +30,25 @@ from igkd.io import InputError, atomic_path, write_csv
 
 SUMMARY_STATS = ["n", "mean", "sd", "median", "min", "max", "sem", "ci_low", "ci_high"]
 COMPARE_COLUMNS = [
-    "method", "baseline", "drop", "factor", "test", "n_method", "n_baseline",
-    "mean_method", "mean_baseline", "diff", "diff_ci_low", "diff_ci_high",
-    "t", "df", "p", "p_holm", "reject_holm", "hedges_g",
+    "method",
+    "baseline",
+    "drop",
+    "factor",
+    "test",
+    "n_method",
+    "n_baseline",
+    "mean_method",
+    "mean_baseline",
+    "diff",
+    "diff_ci_low",
+    "diff_ci_high",
+    "t",
+    "df",
+    "p",
+    "p_holm",
+    "reject_holm",
+    "hedges_g",
 ]
-NORMALITY_STATS = ["n", "ks_stat", "p", "normal_at_0.05"]
 PAIR_KEYS = ("seed", "subsample_sha")
 
 
@@ -48,9 +62,7 @@ def _validate(runs: pd.DataFrame, value: str, required: Iterable[str]) -> None:
     needed = list(dict.fromkeys([*required, value]))
     missing = [c for c in needed if c not in runs.columns]
     if missing:
-        raise InputError(
-            f"runs table: missing required column(s) {missing}; present: {list(runs.columns)}"
-        )
+        raise InputError(f"runs table: missing required column(s) {missing}; present: {list(runs.columns)}")
     col = runs[value]
     if not pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col):
         raise InputError(f"runs table: column {value!r} must be numeric, got dtype {col.dtype}")
@@ -148,9 +160,18 @@ def _test_pair(a: pd.DataFrame, b: pd.DataFrame, value: str, confidence: float) 
     x = a[value].to_numpy(float)
     y = b[value].to_numpy(float)
     res = dict(
-        test="paired" if paired else "welch", n_method=len(x), n_baseline=len(y),
-        mean_method=x.mean(), mean_baseline=y.mean(), diff=x.mean() - y.mean(),
-        diff_ci_low=np.nan, diff_ci_high=np.nan, t=np.nan, df=np.nan, p=np.nan, hedges_g=np.nan,
+        test="paired" if paired else "welch",
+        n_method=len(x),
+        n_baseline=len(y),
+        mean_method=x.mean(),
+        mean_baseline=y.mean(),
+        diff=x.mean() - y.mean(),
+        diff_ci_low=np.nan,
+        diff_ci_high=np.nan,
+        t=np.nan,
+        df=np.nan,
+        p=np.nan,
+        hedges_g=np.nan,
     )
     if paired:
         order = {k: i for i, k in enumerate(kb)}
@@ -173,8 +194,12 @@ def _test_pair(a: pd.DataFrame, b: pd.DataFrame, value: str, confidence: float) 
         g = (x.mean() - y.mean()) / sp * _hedges_j(dfp)
     ci = r.confidence_interval(confidence_level=confidence)
     res.update(
-        diff_ci_low=float(ci.low), diff_ci_high=float(ci.high), t=float(r.statistic),
-        df=float(r.df), p=float(r.pvalue), hedges_g=float(g),
+        diff_ci_low=float(ci.low),
+        diff_ci_high=float(ci.high),
+        t=float(r.statistic),
+        df=float(r.df),
+        p=float(r.pvalue),
+        hedges_g=float(g),
     )
     return res
 
@@ -296,9 +321,7 @@ def _is_p_column(name: str) -> bool:
     return name == "p" or name.startswith("p_")
 
 
-def to_markdown(
-    frame: pd.DataFrame, floatfmt: str = ".2f", formats: Mapping[str, str] | None = None
-) -> str:
+def to_markdown(frame: pd.DataFrame, floatfmt: str = ".2f", formats: Mapping[str, str] | None = None) -> str:
     """Render `frame` as a GitHub Markdown table.
 
     Floats use `floatfmt`; p-value columns (``p``, ``p_*``) use 3 significant digits
@@ -322,9 +345,7 @@ def to_markdown(
         cells[name] = [("" if _isna(v) else fmt.format(v)) for v in col.tolist()]
         numeric = pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col)
         align.append("right" if numeric else "left")
-    return cells.to_markdown(
-        index=False, tablefmt="github", disable_numparse=True, colalign=align or None
-    )
+    return cells.to_markdown(index=False, tablefmt="github", disable_numparse=True, colalign=align or None)
 
 
 def _isna(v) -> bool:
@@ -362,34 +383,36 @@ def write_stats(
 
     level = f"{100 * (1 - alpha):g} %"
     n_family = int(comps["p"].notna().sum())
-    md = "\n".join([
-        f"# Statistics of `{value}`",
-        "",
-        "## Summary",
-        "",
-        f"All runs per group: mean, sd (ddof=1) and {level} t-interval of the mean; "
-        "min/max are descriptive only (no best-of-N).",
-        "",
-        to_markdown(summary),
-        "",
-        "## Comparisons with baselines",
-        "",
-        "Welch's t-test (unequal variances) on independent runs; paired t-test only where "
-        "both methods ran on the same (seed, subsample) pairs (column `test`). "
-        f"diff = method − baseline with {level} CI; p_holm: Holm correction over all "
-        f"{n_family} comparisons in this table, reject at α = {alpha:g}; "
-        "hedges_g: bias-corrected standardized difference (pooled sd; d_z for paired).",
-        "",
-        to_markdown(comps) if len(comps) else "_No baseline present: no comparisons._",
-        "",
-        "## Normality",
-        "",
-        "Lilliefors test (Kolmogorov–Smirnov with estimated mean and sd) per group, n >= 4; "
-        "normal_at_0.05 = normality not rejected at 0.05.",
-        "",
-        to_markdown(norm, formats={"ks_stat": "{:.3f}"}),
-        "",
-    ])
+    md = "\n".join(
+        [
+            f"# Statistics of `{value}`",
+            "",
+            "## Summary",
+            "",
+            f"All runs per group: mean, sd (ddof=1) and {level} t-interval of the mean; "
+            "min/max are descriptive only (no best-of-N).",
+            "",
+            to_markdown(summary),
+            "",
+            "## Comparisons with baselines",
+            "",
+            "Welch's t-test (unequal variances) on independent runs; paired t-test only where "
+            "both methods ran on the same (seed, subsample) pairs (column `test`). "
+            f"diff = method − baseline with {level} CI; p_holm: Holm correction over all "
+            f"{n_family} comparisons in this table, reject at α = {alpha:g}; "
+            "hedges_g: bias-corrected standardized difference (pooled sd; d_z for paired).",
+            "",
+            to_markdown(comps) if len(comps) else "_No baseline present: no comparisons._",
+            "",
+            "## Normality",
+            "",
+            "Lilliefors test (Kolmogorov–Smirnov with estimated mean and sd) per group, n >= 4; "
+            "normal_at_0.05 = normality not rejected at 0.05.",
+            "",
+            to_markdown(norm, formats={"ks_stat": "{:.3f}"}),
+            "",
+        ]
+    )
     with atomic_path(paths["markdown"]) as tmp:
         tmp.write_text(md, encoding="utf-8")
     return paths

@@ -7,12 +7,14 @@ the method has one, the completeness error; `to_map` turns them into one (H,W) m
 from __future__ import annotations
 
 import copy
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from captum.attr import GradientShap, IntegratedGradients, NoiseTunnel, Saliency
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+from igkd.controls import random_map
 
 Attributor = Callable[[torch.nn.Module, torch.Tensor, torch.Tensor, dict], tuple[torch.Tensor, torch.Tensor]]
 
@@ -61,7 +63,7 @@ def integrated_gradients(model, x, target, settings):
 
 def _points_per_pass(settings) -> int | None:
     """captum's internal_batch_size; `auto` (resolved from free memory by the precompute,
-    igkd.ig_memory) means all points in one pass for the few images a figure attributes."""
+    igkd.attribution.ig_memory) means all points in one pass for the few images a figure attributes."""
     value = settings.get("internal_batch_size")
     return None if value == "auto" else value
 
@@ -97,13 +99,6 @@ def gradient_shap(model, x, target, settings):
     return attr, _no_delta(x)
 
 
-def random_map(model, x, target, settings):
-    """Control: uniform noise with no relation to the image or the teacher."""
-    generator = settings["generator"]
-    attr = torch.rand(x.shape, generator=generator).to(x.device)
-    return attr, _no_delta(x)
-
-
 def _no_delta(x: torch.Tensor) -> torch.Tensor:
     return torch.full((x.shape[0],), float("nan"), device=x.device)
 
@@ -120,4 +115,3 @@ ATTRIBUTIONS: dict[str, Attributor] = {
 def to_map(attr: torch.Tensor) -> torch.Tensor:
     """(B,3,H,W) attributions -> (B,H,W): sum over channels of |attribution| (paper)."""
     return attr.abs().sum(1)
-

@@ -18,22 +18,24 @@ automobile (CIFAR-10's automobile and truck classes both exclude pickups);
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import nn
 
-from igkd.augment import normalize, to_float
 from igkd.data.imagefolder import read_class_map, read_eval_folder
-from igkd.io import InputError, load_torch, read_json
-from igkd.models import build_student, build_teacher
-from igkd.train import to_chw_tensor
+from igkd.io import InputError, read_json
+from igkd.models import build_student, load_weights
+from igkd.runtime import DEFAULT_RUNTIME, Runtime
+from igkd.training.augment import InputNorm
+from igkd.training.loop import to_chw_tensor
+from igkd.training.teacher import load_trained_teacher
 
-PACKAGE_DATA = Path(__file__).resolve().parent / "data"
+PACKAGE_DATA = Path(__file__).resolve().parents[1] / "data"
 IMAGENET_CIFAR10_MAP = PACKAGE_DATA / "imagenet_cifar10_map.csv"
 RESULT_COLUMNS = ["dataset", "model", "method", "drop", "factor", "run", "correct", "n", "accuracy"]
 PER_CLASS_COLUMNS = ["model", "method", "drop", "run", "class", "correct", "n", "accuracy"]
@@ -50,8 +52,18 @@ class EvalModel:
     factor: float
     run: int
     weights: str
-    mean: list[float] | None = None  # input normalisation; None = [0,1] images
-    std: list[float] | None = None
+    norm: InputNorm = InputNorm()  # a student's input normalisation; none = [0,1] images
+    metrics: str | None = None  # the teacher's metrics.json: its normalisation (igkd.training.teacher)
+
+
+@dataclass(frozen=True)
+class EvalSet:
+    """The images to score, their labels (indexing `classes`, the models' class order) and a name."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    classes: tuple
+    name: str
 
 
 def load_eval_set(root, image_size: int, class_map_path, classes) -> tuple[np.ndarray, np.ndarray]:
@@ -65,39 +77,42 @@ def load_eval_set(root, image_size: int, class_map_path, classes) -> tuple[np.nd
     return images, labels
 
 
-def eval_models(teacher_weights, teacher_metrics, student_weights: Iterable, student_metrics: Iterable,
-                student_norm: dict | None) -> list[EvalModel]:
+def eval_models(
+    teacher_weights, teacher_metrics, student_weights: Iterable, student_metrics: Iterable, student_norm: dict | None
+) -> list[EvalModel]:
     """The teacher and every student run, described by their metrics.json files."""
-    tm = read_json(teacher_metrics)
-    models = [EvalModel("teacher", "teacher", 0, float("nan"), 0, str(teacher_weights),
-                        tm["normalize_mean"], tm["normalize_std"])]
+    teacher = EvalModel("teacher", "teacher", 0, float("nan"), 0, str(teacher_weights), metrics=str(teacher_metrics))
+    models = [teacher]
     for weights, metrics_path in zip(student_weights, student_metrics, strict=True):
         m = read_json(metrics_path)
-        models.append(EvalModel(
-            "student", m["method"], int(m["drop"]), float(m["factor"]), int(m["run"]), str(weights),
-            student_norm["mean"] if student_norm else None, student_norm["std"] if student_norm else None,
-        ))
+        models.append(
+            EvalModel(
+                "student",
+                m["method"],
+                int(m["drop"]),
+                float(m["factor"]),
+                int(m["run"]),
+                str(weights),
+                InputNorm.from_config(student_norm),
+            )
+        )
     return models
 
 
-def build_model(entry: EvalModel, num_classes: int, teacher_width: float, student_width: float) -> nn.Module:
-    """The architecture of `entry` with its trained weights (weights_only load, shapes checked by torch)."""
+def load_model(entry: EvalModel, num_classes: int, widths: tuple[float, float]) -> tuple[nn.Module, InputNorm]:
+    """The trained model of `entry` and its input normalisation (`widths`: teacher's, students').
+    The teacher loads as every later stage loads it (igkd.training.teacher)."""
     if entry.model == "teacher":
-        net = build_teacher(num_classes, teacher_width)
-    else:
-        net = build_student(entry.drop, num_classes, student_width)
-    try:
-        net.load_state_dict(load_torch(entry.weights))
-    except RuntimeError as err:
-        raise InputError(f"{entry.weights}: weights do not fit the {entry.model} architecture "
-                         f"({str(err).splitlines()[0]})") from err
-    return net.eval()
+        teacher = load_trained_teacher(entry.weights, entry.metrics, num_classes=num_classes, width=widths[0])
+        return teacher.model, teacher.norm
+    net = build_student(entry.drop, num_classes, widths[1])
+    return load_weights(net, entry.weights, f"{entry.model} architecture").eval(), entry.norm
 
 
 @torch.inference_mode()
 def predict(model: nn.Module, images_u8: torch.Tensor, prepare: Callable, batch: int = EVAL_BATCH) -> torch.Tensor:
     """Argmax class of every image, in order."""
-    return torch.cat([model(prepare(images_u8[lo: lo + batch])).argmax(1) for lo in range(0, len(images_u8), batch)])
+    return torch.cat([model(prepare(images_u8[lo : lo + batch])).argmax(1) for lo in range(0, len(images_u8), batch)])
 
 
 def score(pred: np.ndarray, labels: np.ndarray, classes) -> tuple[int, pd.DataFrame]:
@@ -115,29 +130,31 @@ def score(pred: np.ndarray, labels: np.ndarray, classes) -> tuple[int, pd.DataFr
     return int(hits.sum()), per_class
 
 
-def evaluate(models: list[EvalModel], images: np.ndarray, labels: np.ndarray, classes, *, dataset: str,
-             teacher_width: float, student_width: float, device: str = "cpu", threads: int | None = None,
-             channels_last: bool = False, log=None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Score every model on the images: one row per model, and one row per model and class."""
-    if threads:
-        torch.set_num_threads(threads)
-    x = to_chw_tensor(images, device)
+def evaluate(
+    models: list[EvalModel], eval_set: EvalSet, widths: tuple[float, float], runtime: Runtime = DEFAULT_RUNTIME
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Score every model on the images: one row per model, and one row per model and class.
+    `widths`: the teacher's and the students' width multipliers."""
+    torch.set_num_threads(runtime.threads)
+    images, labels, classes = eval_set.images, eval_set.labels, eval_set.classes
+    x = to_chw_tensor(images, runtime.device)
     rows, per_class = [], []
     for entry in models:
-        net = build_model(entry, len(classes), teacher_width, student_width).use_channels_last(channels_last).to(device)
-        pred = predict(net, x, _prepare(entry)).cpu().numpy()
+        net, norm = load_model(entry, len(classes), widths)
+        net = net.use_channels_last(runtime.channels_last).to(runtime.device)
+        pred = predict(net, x, norm.prepare).cpu().numpy()
         correct, table = score(pred, labels, classes)
         keys = {"model": entry.model, "method": entry.method, "drop": entry.drop, "run": entry.run}
-        rows.append({"dataset": dataset, **keys, "factor": entry.factor, "correct": correct, "n": len(labels),
-                     "accuracy": 100.0 * correct / len(labels)})
+        rows.append(
+            {
+                "dataset": eval_set.name,
+                **keys,
+                "factor": entry.factor,
+                "correct": correct,
+                "n": len(labels),
+                "accuracy": 100.0 * correct / len(labels),
+            }
+        )
         per_class.append(table.assign(**keys))
-        if log:
-            log(f"{entry.model} {entry.method} drop {entry.drop} run {entry.run}: {rows[-1]['accuracy']:.2f} %")
+        runtime.log(f"{entry.model} {entry.method} drop {entry.drop} run {entry.run}: {rows[-1]['accuracy']:.2f} %")
     return pd.DataFrame(rows, columns=RESULT_COLUMNS), pd.concat(per_class, ignore_index=True)[PER_CLASS_COLUMNS]
-
-
-def _prepare(entry: EvalModel) -> Callable:
-    if entry.mean is None:
-        return to_float
-    return lambda batch: normalize(to_float(batch), entry.mean, entry.std)
-

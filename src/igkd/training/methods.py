@@ -19,7 +19,7 @@ import dataclasses
 from dataclasses import dataclass
 
 SEPARATOR = "@"
-# The attribution registry's names (igkd.attribution.ATTRIBUTIONS, which imports captum);
+# The attribution registry's names (igkd.attribution.maps.ATTRIBUTIONS, which imports captum);
 # a test keeps the two in step.
 ATTRIBUTION_NAMES = ("ig", "saliency", "smoothgrad", "gradientshap", "random")
 # Overlays whose maps carry no knowledge of the image by construction.
@@ -38,10 +38,6 @@ class Method:
     control: bool = False
     variant: str = "aligned"  # which precompute file: aligned rows, or the reference code's
     attribution: str | None = None  # overlay maps; None = students.ig.attribution
-
-    @property
-    def needs_teacher_online(self) -> bool:
-        return self.at
 
     @property
     def needs_precompute(self) -> bool:

@@ -175,8 +175,35 @@ def normalize(x: torch.Tensor, mean, std) -> torch.Tensor:
     return (x - mean_t) / std_t
 
 
+@dataclass(frozen=True)
+class InputNorm:
+    """A model's input normalisation: per-channel mean and std, or none ([0,1] inputs).
+
+    The teacher's comes from its metrics.json, a student's from students.normalize; both
+    are applied the same way by training, evaluation and attribution."""
+
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+
+    @classmethod
+    def from_config(cls, section: dict | None) -> InputNorm:
+        """From a config's `normalize` entry: null, or {mean: [3], std: [3]}."""
+        if not section:
+            return cls()
+        return cls(tuple(section["mean"]), tuple(section["std"]))
+
+    def __call__(self, x01: torch.Tensor) -> torch.Tensor:
+        return x01 if self.mean is None else normalize(x01, self.mean, self.std)
+
+    def prepare(self, images_u8: torch.Tensor) -> torch.Tensor:
+        """uint8 (B,3,H,W) -> the model's input."""
+        return self(to_float(images_u8))
+
+
 @functools.lru_cache(maxsize=64)
 def _channel_stats(mean: tuple, std: tuple, dtype: torch.dtype, device: torch.device):
     shape = (1, len(mean), 1, 1)
-    return (torch.tensor(mean, dtype=dtype, device=device).view(shape),
-            torch.tensor(std, dtype=dtype, device=device).view(shape))
+    return (
+        torch.tensor(mean, dtype=dtype, device=device).view(shape),
+        torch.tensor(std, dtype=dtype, device=device).view(shape),
+    )

@@ -9,7 +9,7 @@ from these functions on every dry run.
 from __future__ import annotations
 
 import copy
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 import pandas as pd
 
@@ -134,7 +134,9 @@ def best_point(table: pd.DataFrame) -> dict:
 def _keys(table: pd.DataFrame) -> list[str]:
     sweeps = table["sweep"].unique() if "sweep" in table else []
     if len(sweeps) != 1 or sweeps[0] not in SWEEP_KEYS:
-        raise InputError(f"sweep table: expected one sweep of {sorted(SWEEP_KEYS)} in column 'sweep', got {list(sweeps)}")
+        raise InputError(
+            f"sweep table: expected one sweep of {sorted(SWEEP_KEYS)} in column 'sweep', got {list(sweeps)}"
+        )
     keys = list(SWEEP_KEYS[sweeps[0]])
     missing = [k for k in [*keys, "val_acc"] if k not in table]
     if missing:

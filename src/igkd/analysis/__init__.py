@@ -1,0 +1,1 @@
+"""Analysis: tables, statistics, sweeps, timing and external evaluation of trained models."""

@@ -1,0 +1,1 @@
+"""Attribution: teacher logits and attribution maps per training image (the precompute stage)."""

@@ -1,0 +1,1 @@
+"""Training: the loop, augmentation, the teacher, the students and their distillation methods."""

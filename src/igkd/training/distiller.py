@@ -1,0 +1,158 @@
+"""One home for a distillation method's training step: the `Distiller`.
+
+A method (igkd.training.methods) switches parts on; the Distiller turns them into a
+step. It chooses which precomputed teacher row each training image gets (its own, or a
+control's, igkd.controls), augments the batch (crop + flip, and the IG overlay with the
+map cropped and flipped like its image), runs the student and returns the named,
+weighted losses, summed in order by the training loop (torchdistill's weighted-sum
+composition): AT (gamma), CE (1 - alpha with KD, else 1) and KD (alpha).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from igkd.controls import teacher_rows
+from igkd.training.augment import InputNorm, augment_batch
+from igkd.training.loop import TrainSet, to_chw_tensor
+from igkd.training.methods import Method
+
+
+def kd_loss(student_logits, teacher_logits, temperature: float) -> torch.Tensor:
+    """T^2 * KL(softmax(t/T) || softmax(s/T)), averaged over the batch (Hinton et al.)."""
+    return (
+        F.kl_div(
+            F.log_softmax(student_logits / temperature, dim=1),
+            F.log_softmax(teacher_logits / temperature, dim=1),
+            reduction="batchmean",
+            log_target=True,
+        )
+        * temperature**2
+    )
+
+
+def attention_map(features: torch.Tensor) -> torch.Tensor:
+    """L2-normalised, flattened channel mean of squared activations (Zagoruyko & Komodakis)."""
+    return F.normalize(features.pow(2).mean(1).flatten(1), dim=1)
+
+
+def at_loss(student_features, teacher_features) -> torch.Tensor:
+    return (attention_map(student_features) - attention_map(teacher_features)).pow(2).mean()
+
+
+@dataclass(frozen=True)
+class Overlay:
+    """The IG overlay (students.ig): per image with probability p, the map raised to a
+    log-uniform power in [power_min, power_max], min-max scaled, blended in with `blend`."""
+
+    p: float
+    power_min: float
+    power_max: float
+    blend: float
+
+    @classmethod
+    def from_config(cls, ig: dict) -> Overlay:
+        return cls(ig["p"], ig["power_min"], ig["power_max"], ig["blend"])
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """The students' settings one method's step reads (students.* in the config)."""
+
+    alpha: float  # KD weight; CE gets 1 - alpha
+    temperature: float
+    gamma: float  # AT weight
+    crop_padding: int
+    flip: bool
+    overlay: Overlay
+    norm: InputNorm  # the student's input normalisation
+    control_seed: int  # the shuffled_* controls' derangements
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> Recipe:
+        return cls(
+            alpha=cfg["kd"]["alpha"],
+            temperature=cfg["kd"]["temperature"],
+            gamma=cfg["at"]["gamma"],
+            crop_padding=cfg["crop_padding"],
+            flip=cfg["flip"],
+            overlay=Overlay.from_config(cfg["ig"]),
+            norm=InputNorm.from_config(cfg.get("normalize")),
+            control_seed=cfg["control_seed"],
+        )
+
+
+class Distiller(nn.Module):
+    """Student forward + named losses for one method; the teacher stays frozen in eval mode.
+
+    `teacher` (a TrainedTeacher) is needed for attention transfer only: its model gives
+    the features at block `at_block`, its normalisation prepares its input.
+    """
+
+    def __init__(self, student: nn.Module, method: Method, recipe: Recipe, at_block: int, teacher=None) -> None:
+        super().__init__()
+        self.student = student
+        self.method = method
+        self.recipe = recipe
+        self.alpha = recipe.alpha if method.kd else 0.0
+        self.at_block = at_block
+        if method.at and teacher is None:
+            raise ValueError("attention transfer needs the teacher")
+        self.teacher = teacher.model.eval().requires_grad_(False) if method.at else None
+        self.teacher_norm = teacher.norm if method.at else None
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.teacher is not None:
+            self.teacher.eval()
+        return self
+
+    def training_set(self, splits, rows: np.ndarray, precomputed, device: str) -> TrainSet:
+        """Training rows `rows` on the device, each with the overlay map and soft targets of
+        the precompute row the method assigns it (row i itself, or a shuffled control's)."""
+        map_rows, logit_rows = teacher_rows(self.method, len(splits.train_labels), self.recipe.control_seed)
+        return TrainSet(
+            to_chw_tensor(splits.train_images[rows], device),
+            torch.as_tensor(splits.train_labels[rows], device=device),
+            torch.as_tensor(precomputed.maps[map_rows[rows]], device=device) if self.method.ig else None,
+            torch.as_tensor(precomputed.logits[logit_rows[rows]], device=device) if self.method.kd else None,
+        )
+
+    def step(self, data: TrainSet, batch_rows: torch.Tensor, generator: torch.Generator):
+        """One batch: augment (with the overlay for IG methods), forward, losses."""
+        overlay = self.recipe.overlay
+        x01 = augment_batch(  # index_select copies whole rows: ~5x faster than images[rows] here
+            data.images.index_select(0, batch_rows),
+            data.maps.index_select(0, batch_rows) if self.method.ig else None,
+            padding=self.recipe.crop_padding,
+            flip=self.recipe.flip,
+            overlay_p=overlay.p if self.method.ig else 0.0,
+            power_range=(overlay.power_min, overlay.power_max),
+            blend=overlay.blend,
+            generator=generator,
+        )
+        labels = data.labels[batch_rows]
+        teacher_logits = data.teacher_logits[batch_rows] if self.method.kd else None
+        logits, losses = self(x01, labels, teacher_logits)
+        return logits, labels, losses
+
+    def forward(self, x01: torch.Tensor, labels: torch.Tensor, teacher_logits: torch.Tensor | None):
+        """x01: the augmented batch in [0,1]. Returns student logits and a dict of weighted losses."""
+        x = self.recipe.norm(x01)
+        losses = {}
+        if self.method.at:
+            logits, features = self.student(x, tap=self.at_block)
+            with torch.no_grad():
+                _, teacher_features = self.teacher(self.teacher_norm(x01), tap=self.at_block)
+            losses["at"] = self.recipe.gamma * at_loss(features, teacher_features)
+        else:
+            logits = self.student(x)
+        losses["ce"] = (1 - self.alpha) * F.cross_entropy(logits, labels)
+        if self.method.kd:
+            losses["kd"] = self.alpha * kd_loss(logits, teacher_logits, self.recipe.temperature)
+        return logits, losses

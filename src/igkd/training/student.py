@@ -1,0 +1,195 @@
+"""Student stage: one (method, drop, run) distillation with the paper's Adam recipe.
+
+Run r uses seed r and its own stratified subsample of the training rows; the subsample
+indices are saved with the run so any result can be traced to the images it saw.
+`fit_student` trains (the sweeps call it too); `run_student` trains and writes the run's
+folder. The method's step itself lives in `igkd.training.distiller`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from igkd.attribution.precompute import Precomputed
+from igkd.data.store import Splits, stratified_pick
+from igkd.io import atomic_path, save_torch, write_csv, write_json
+from igkd.models import at_block, build_student, compression_factor, n_params
+from igkd.provenance import fingerprint
+from igkd.runtime import Runtime
+from igkd.training.augment import InputNorm
+from igkd.training.distiller import Distiller, Recipe
+from igkd.training.loop import (
+    Checkpoint,
+    LoopConfig,
+    Optimization,
+    TrainTask,
+    accuracy,
+    environment,
+    fit,
+    history_frame,
+    seed_everything,
+    settings_tag,
+    to_chw_tensor,
+)
+from igkd.training.methods import Method, get_method
+from igkd.training.teacher import TrainedTeacher
+
+# students.* keys that size the campaign but do not change any one run's result: editing
+# them must not discard an interrupted run's checkpoint.
+CAMPAIGN_KEYS = ("methods", "drops", "runs")
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Which student: a method name (optionally @attribution), a drop and a Monte Carlo run."""
+
+    method: str
+    drop: int
+    run: int
+
+    def __str__(self) -> str:
+        return f"{self.method} drop {self.drop} run {self.run}"
+
+
+@dataclass(frozen=True)
+class StudentResult:
+    """A trained student, its per-epoch history, and the facts that trace it (seed, rows)."""
+
+    model: torch.nn.Module
+    history: list[dict]
+    seed: int
+    rows: np.ndarray  # the training rows it saw (its subsample), sorted
+    method: Method
+
+
+def subsample(labels: np.ndarray, rows: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """Sorted stratified random `fraction` of `rows` (all rows when fraction is 1); at least
+    one row of every class even where scikit-learn's split refuses a small set."""
+    if fraction >= 1.0:
+        return np.sort(rows)
+    return np.sort(rows[stratified_pick(labels[rows], fraction, seed, side="train")])
+
+
+def index_sha(rows: np.ndarray) -> str:
+    return hashlib.sha256(np.asarray(rows, dtype=np.int64).tobytes()).hexdigest()[:16]
+
+
+def fit_student(
+    splits: Splits,
+    spec: RunSpec,
+    cfg: dict,
+    teacher: TrainedTeacher | None,
+    precomputed: Precomputed | None,
+    runtime: Runtime,
+    checkpoint: Checkpoint | None = None,
+) -> StudentResult:
+    """Train one student. `teacher` is needed by AT methods only, `precomputed` by KD and
+    IG methods only (either may be None otherwise)."""
+    torch.set_num_threads(runtime.threads)
+    device = runtime.device
+    method = get_method(spec.method)
+    seed = cfg.get("seed_offset", 0) + spec.run
+    generator = seed_everything(seed)
+    pool = splits.train_index if cfg["exclude_val"] else np.arange(len(splits.train_labels))
+    rows = subsample(splits.train_labels, pool, cfg["fraction"], seed)
+    model = build_student(spec.drop, len(splits.classes), cfg["width"]).use_channels_last(runtime.channels_last)
+    if method.at:
+        teacher.model.use_channels_last(runtime.channels_last).to(device)
+    recipe = Recipe.from_config(cfg)
+    distiller = Distiller(model.to(device), method, recipe, at_block(spec.drop), teacher)
+    data = distiller.training_set(splits, rows, precomputed, device)
+    # fused Adam on CUDA (one kernel for all parameters); the plain loop elsewhere, as before
+    fused = torch.device(device).type == "cuda"
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"], fused=fused)
+    loop = LoopConfig(
+        cfg["epochs"],
+        cfg["batch_size"],
+        cfg.get("eval_every", 1),
+        what=f"students: {spec}: the training subsample (students.fraction {cfg['fraction']} of {len(pool)} rows)",
+    )
+    task = TrainTask(
+        distiller, lambda batch: distiller.step(data, batch, generator), _evaluation(model, splits, cfg, device)
+    )
+    history = fit(task, Optimization(optimizer), data, loop, generator, checkpoint, runtime.log)
+    return StudentResult(model, history, seed, rows, method)
+
+
+def _evaluation(model, splits: Splits, cfg: dict, device: str):
+    """Per-epoch scores: test accuracy (when the splits have test rows: sweeps pass none,
+    they never see the test set) and validation accuracy (with students.exclude_val)."""
+    prepare = InputNorm.from_config(cfg.get("normalize")).prepare
+    test_x = to_chw_tensor(splits.test_images, device)
+    test_y = torch.as_tensor(splits.test_labels, device=device)
+    val_rows = splits.val_index if cfg["exclude_val"] else np.zeros(0, dtype=np.int64)
+    val_x = to_chw_tensor(splits.train_images[val_rows], device)
+    val_y = torch.as_tensor(splits.train_labels[val_rows], device=device)
+
+    def evaluate():
+        scores = {}
+        if len(test_y):
+            scores["test_acc"] = accuracy(model, test_x, test_y, prepare)
+        if len(val_rows):
+            scores["val_acc"] = accuracy(model, val_x, val_y, prepare)
+        return scores
+
+    return evaluate
+
+
+def run_student(
+    splits: Splits,
+    spec: RunSpec,
+    cfg: dict,
+    teacher: TrainedTeacher,
+    precomputed: Precomputed | None,
+    runtime: Runtime,
+    out_dir: str,
+) -> dict:
+    """Train one student and write model.pt, metrics.json, history.csv and subsample.npy
+    (wall-clock time goes to runtime.json beside metrics.json, which stays reproducible).
+
+    An interrupted run resumes from out_dir/checkpoint.pt when its settings tag matches:
+    the run's settings, the teacher's normalisation, the data and teacher checksums and
+    the training code's fingerprint."""
+    began = time.time()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    provenance = {"data_checksum": splits.checksum(), "teacher_checksum": teacher.checksum}
+    run_cfg = {k: v for k, v in cfg.items() if k not in CAMPAIGN_KEYS}
+    norm = [list(teacher.norm.mean or []), list(teacher.norm.std or [])]
+    tag = settings_tag("student", spec.method, spec.drop, spec.run, run_cfg, *norm, provenance, fingerprint(__file__))
+    result = fit_student(splits, spec, cfg, teacher, precomputed, runtime, Checkpoint(out / "checkpoint.pt", tag))
+    params = n_params(result.model)
+    final = result.history[-1]
+    metrics = {
+        "method": spec.method,
+        "control": result.method.control,
+        "drop": spec.drop,
+        "run": spec.run,
+        "seed": result.seed,
+        "fraction": cfg["fraction"],
+        "n_train": int(len(result.rows)),
+        "subsample_sha": index_sha(result.rows),
+        "test_acc": final["test_acc"],
+        "val_acc": final.get("val_acc"),
+        "params": params,
+        "factor": compression_factor(spec.drop, len(splits.classes), cfg["width"]),
+        "factor_vs_teacher": teacher.params / params,
+        "epochs": cfg["epochs"],
+        **provenance,
+        "environment": environment(runtime.device, runtime.threads, result.history),
+    }
+    with atomic_path(out / "subsample.npy") as tmp:
+        np.save(tmp, result.rows.astype(np.int64))
+    save_torch(out / "model.pt", result.model.cpu().state_dict())
+    write_csv(out / "history.csv", history_frame(result.history))
+    ended = time.time()  # epoch seconds, so runs of one SLURM job can be checked for overlap
+    write_json(out / "runtime.json", {"seconds": ended - began, "started": began, "ended": ended})
+    write_json(out / "metrics.json", metrics)
+    (out / "checkpoint.pt").unlink(missing_ok=True)
+    return metrics

@@ -1,0 +1,91 @@
+"""Train the grid points of a sweep and write each point's metrics.json and history.csv.
+
+One call may train several points, so a job that owns a whole (small) sweep pays the
+torch import and the data loading once. The students see the splits without their test
+rows: the test set plays no part in choosing hyper-parameters, not even in a log line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from igkd.analysis.sweeps import SECTION, point_config
+from igkd.attribution.precompute import Precomputed
+from igkd.data.store import Splits
+from igkd.io import InputError, write_csv, write_json
+from igkd.runtime import Runtime
+from igkd.training.loop import environment, history_frame
+from igkd.training.student import RunSpec, fit_student
+from igkd.training.teacher import TrainedTeacher
+
+
+def without_test(splits: Splits) -> Splits:
+    """The same splits with no test rows (training rows and validation index kept)."""
+    return dataclasses.replace(splits, test_images=splits.test_images[:0], test_labels=splits.test_labels[:0])
+
+
+@dataclass(frozen=True)
+class SweepJob:
+    """The grid points one job trains: their swept values (plus 'run') and output paths, in order."""
+
+    sweep: str
+    points: Sequence[Mapping]
+    metric_paths: Sequence[str]
+    history_paths: Sequence[str]
+
+    def __post_init__(self) -> None:
+        if not len(self.points) == len(self.metric_paths) == len(self.history_paths):
+            raise ValueError(
+                f"{len(self.points)} points but {len(self.metric_paths)} metrics and "
+                f"{len(self.history_paths)} history paths"
+            )
+
+
+def train_points(
+    splits: Splits,
+    job: SweepJob,
+    students_cfg: Mapping,
+    sweeps_cfg: Mapping,
+    teacher: TrainedTeacher,
+    precomputed: Precomputed | None,
+    runtime: Runtime,
+) -> list[dict]:
+    """Train the job's points of its sweep one after the other, on the validation split."""
+    if len(splits.val_index) == 0:
+        raise InputError(
+            "data.h5 has an empty validation split; sweeps need dataset.val_fraction > 0 "
+            "and a class with at least 2 training images"
+        )
+    method = sweeps_cfg[SECTION[job.sweep]]["method"]
+    drop = sweeps_cfg["drop"]
+    provenance = {"data_checksum": splits.checksum(), "teacher_checksum": teacher.checksum}  # the whole data set's
+    splits = without_test(splits)
+    written = []
+    for point, metrics_path, history_path in zip(job.points, job.metric_paths, job.history_paths):
+        values = {k: v for k, v in point.items() if k != "run"}
+        cfg = point_config(students_cfg, sweeps_cfg, job.sweep, values)
+        run = int(point["run"])
+        result = fit_student(splits, RunSpec(method, drop, run), cfg, teacher, precomputed, runtime)
+        metrics = {
+            "sweep": job.sweep,
+            "method": method,
+            "drop": drop,
+            "run": run,
+            "seed": result.seed,
+            **values,
+            "n_train": int(len(result.rows)),
+            "n_val": int(len(splits.val_index)),
+            "epochs": cfg["epochs"],
+            "val_acc": result.history[-1]["val_acc"],
+            **provenance,
+            "environment": environment(runtime.device, runtime.threads, result.history),
+        }
+        Path(metrics_path).parent.mkdir(parents=True, exist_ok=True)
+        write_csv(history_path, history_frame(result.history))
+        write_json(metrics_path, metrics)
+        runtime.log(f"{job.sweep} {values} run {run}: validation accuracy {metrics['val_acc']:.2f} %")
+        written.append(metrics)
+    return written
