@@ -70,8 +70,7 @@ def records_for(splits, teacher, runtime: Runtime) -> Records:
     """The records of a precompute over `splits` with `teacher` (a TrainedTeacher) on this job's device."""
     from igkd.training.loop import environment
 
-    provenance = {"data_checksum": splits.checksum(), "teacher_checksum": teacher.checksum}
-    return Records(provenance, environment(runtime.device, runtime.threads))
+    return Records(teacher.provenance(splits), environment(runtime.device, runtime.threads))
 
 
 def precompute(

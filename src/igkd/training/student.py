@@ -159,7 +159,7 @@ def run_student(
     began = time.time()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    provenance = {"data_checksum": splits.checksum(), "teacher_checksum": teacher.checksum}
+    provenance = teacher.provenance(splits)
     run_cfg = {k: v for k, v in cfg.items() if k not in CAMPAIGN_KEYS}
     norm = [list(teacher.norm.mean or []), list(teacher.norm.std or [])]
     tag = settings_tag("student", spec.method, spec.drop, spec.run, run_cfg, *norm, provenance, fingerprint(__file__))

@@ -61,7 +61,7 @@ def train_points(
         )
     method = sweeps_cfg[SECTION[job.sweep]]["method"]
     drop = sweeps_cfg["drop"]
-    provenance = {"data_checksum": splits.checksum(), "teacher_checksum": teacher.checksum}  # the whole data set's
+    provenance = teacher.provenance(splits)  # the whole data set's, before the test rows go
     splits = without_test(splits)
     written = []
     for point, metrics_path, history_path in zip(job.points, job.metric_paths, job.history_paths):

@@ -43,6 +43,10 @@ class TrainedTeacher:
     checksum: str  # sha256 of model.pt
     params: int
 
+    def provenance(self, splits) -> dict:
+        """What every later file records to prove which data and teacher it was built from."""
+        return {"data_checksum": splits.checksum(), "teacher_checksum": self.checksum}
+
 
 def load_trained_teacher(
     model_path: str | os.PathLike,
@@ -66,9 +70,8 @@ def load_trained_teacher(
 def teacher_input_norm(cfg: dict, data_attrs: dict) -> InputNorm:
     """The teacher's input normalisation: teacher.normalize, else the training set's
     channel statistics (data.h5 attrs)."""
-    norm = cfg.get("normalize")
-    if norm:
-        return InputNorm(tuple(norm["mean"]), tuple(norm["std"]))
+    if cfg.get("normalize"):
+        return InputNorm.from_config(cfg["normalize"])
     return InputNorm(tuple(float(v) for v in data_attrs["mean"]), tuple(float(v) for v in data_attrs["std"]))
 
 
