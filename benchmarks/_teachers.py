@@ -6,7 +6,7 @@
   image, which an untrained network's hardly do. The brief training is cached under
   benchmarks/out/. Completeness errors depend on the weights: treat them as those of a
   partly trained network, not of the paper's teacher.
-- `digits`: the demo's trained teacher (results/digits/teacher/model.pt, width 0.25,
+- `digits`: the demo's trained teacher (results/digits/teacher/model.pt, its width from metrics.json,
   16x16) on the demo's own training images (results/digits/data.h5).
 """
 

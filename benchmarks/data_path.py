@@ -34,7 +34,7 @@ class ReferenceDataset(Dataset):
     """One image at a time, as the reference code's CIFAR10WithIG dataset does: PIL image
     through the transforms, then for every image the map is power-scaled (random exponent),
     min-max scaled and copied to 3 channels, and blended with probability p (the map is not
-    cropped or flipped with its image there: defect 2 of PAPER.md)."""
+    cropped or flipped with its image there: defect 2 in docs/reference-defects.md)."""
 
     def __init__(self, images_nhwc, labels, maps, logits, *, size, padding, p, power_range, blend):
         self.images, self.labels, self.logits = images_nhwc, labels, torch.as_tensor(logits)

@@ -34,7 +34,7 @@ COLUMNS = (
     "params",
     "MMACs",
     "factor",
-    "vs teacher",
+    "paper_factor",
     "last ch",
     "AT block",
 )
@@ -59,12 +59,12 @@ def test_info_default_table_is_the_paper_protocol(capsys):
     assert sorted(k for k in rows if k != "teacher") == [3, 5, 7, 9, 11, 13, 15, 17]
     teacher = rows["teacher"]
     assert teacher["params"] == "2,236,682"
-    assert teacher["factor"] == teacher["vs teacher"] == "1.00"
+    assert teacher["factor"] == teacher["paper_factor"] == "1.00"
     assert teacher["last ch"] == "1280" and teacher["blocks"] == "19"
     assert float(teacher["MMACs"]) == pytest.approx(multiply_adds(build_teacher(), 32) / 1e6, abs=0.01)
-    assert rows[5]["factor"] == rows[5]["vs teacher"] == "4.12"
+    assert rows[5]["factor"] == rows[5]["paper_factor"] == "4.12"
     assert rows[5]["params"] == f"{n_params(build_student(5)):,}" and rows[5]["blocks"] == "14"
-    assert rows[7]["factor"] == "7.29" and rows[13]["factor"] == "54.59"  # README's demo factors
+    assert rows[7]["factor"] == "7.29" and rows[13]["factor"] == "54.59"
     assert [rows[d]["AT block"] for d in (3, 9, 15, 17)] == ["9", "4", "2", "0"]
     assert rows[17]["last ch"] == "16"
 
@@ -79,13 +79,17 @@ def test_info_reads_merged_configs_and_flags_override(capsys):
     assert main(["info", *configs]) == 0
     out = capsys.readouterr().out
     rows = _table(out)
-    assert "10 classes, 16x16 inputs, teacher width 0.25, student width 1.0" in out
+    assert "10 classes, 16x16 inputs, teacher width 0.5, student width 0.5" in out
     assert sorted(k for k in rows if k != "teacher") == [7, 13]
-    teacher_params = n_params(build_teacher(10, 0.25))
+    teacher_params = n_params(build_teacher(10, 0.5))
     assert rows["teacher"]["params"] == f"{teacher_params:,}"
-    assert rows["teacher"]["factor"] == f"{2_236_682 / teacher_params:.2f}"
-    assert rows[7]["factor"] == "7.29"  # students at width 1.0 vs the width-1.0 reference
-    assert rows[7]["vs teacher"] == f"{teacher_params / n_params(build_student(7)):.2f}"
+    assert rows["teacher"]["factor"] == "1.00"
+    assert rows["teacher"]["paper_factor"] == f"{2_236_682 / teacher_params:.2f}"
+    for drop in (7, 13):  # the demo compresses: every student is smaller than its teacher
+        student_params = n_params(build_student(drop, 10, 0.5))
+        assert student_params < teacher_params
+        assert rows[drop]["factor"] == f"{teacher_params / student_params:.2f}"
+        assert rows[drop]["paper_factor"] == f"{2_236_682 / student_params:.2f}"
 
     assert main(["info", *configs, "--all", "--width", "0.5", "--image-size", "8", "--classes", "3"]) == 0
     out = capsys.readouterr().out

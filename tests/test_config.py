@@ -5,6 +5,7 @@ import yaml
 
 from igkd.config import load_config, validate_config
 from igkd.io import InputError
+from igkd.models import build_student, build_teacher, multiply_adds, n_params
 
 
 @pytest.fixture
@@ -25,6 +26,22 @@ def test_full_config_is_the_paper_protocol(full):
 def test_demo_profile_merges(repo):
     cfg = load_config(repo / "config.yaml", repo / "profiles/demo/demo.yaml")
     assert cfg["dataset"]["name"] == "digits" and cfg["students"]["kd"]["alpha"] == 0.01
+
+
+def test_demo_is_a_real_compression(repo):
+    """Every demo student is smaller and cheaper than the demo's own teacher, and the demo keeps
+    all 8 methods, 2+ factors and 2+ runs (the old demo's width-1.0 students outgrew their
+    width-0.25 teacher)."""
+    cfg = load_config(repo / "config.yaml", repo / "profiles/demo/demo.yaml")
+    size, classes = cfg["dataset"]["image_size"], 10
+    teacher = build_teacher(classes, cfg["teacher"]["width"])
+    teacher_params, teacher_macs = n_params(teacher), multiply_adds(teacher, size)
+    students = cfg["students"]
+    assert len(students["methods"]) == 8 and len(students["drops"]) >= 2 and students["runs"] >= 2
+    for drop in students["drops"]:
+        student = build_student(drop, classes, students["width"])
+        assert n_params(student) < teacher_params, drop
+        assert multiply_adds(student, size) < teacher_macs, drop
 
 
 def test_defaults_are_filled(full):

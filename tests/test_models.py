@@ -11,7 +11,7 @@ from igkd.models import (
     n_params,
 )
 
-# PAPER.md: drop L -> (params, factor, last channels)
+# docs/method.md: drop L -> (params, factor, last channels)
 PAPER_STUDENTS = {
     3: (1_019_402, 2.19, 160),
     5: (543_498, 4.12, 96),

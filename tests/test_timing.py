@@ -41,9 +41,13 @@ def test_latency_statistics_are_positive_and_ordered(table):
 def test_params_macs_and_factor_describe_the_architecture(table):
     teacher = table[table["model"] == "teacher"].iloc[0]
     assert teacher["params"] == n_params(build_teacher(10, 0.25))
-    assert teacher["factor"] == pytest.approx(n_params(build_teacher(10, 1.0)) / teacher["params"])
+    # factor is relative to the timed teacher; paper_factor to the paper's width-1.0 teacher
+    assert teacher["factor"] == 1.0
+    assert teacher["paper_factor"] == pytest.approx(n_params(build_teacher(10, 1.0)) / teacher["params"])
     student = table[(table["model"] == "student") & (table["drop"] == 13)].iloc[0]
     assert student["params"] == n_params(build_student(13, 10, 0.25))
+    assert student["factor"] == pytest.approx(teacher["params"] / student["params"])
+    assert student["paper_factor"] == pytest.approx(n_params(build_teacher(10, 1.0)) / student["params"])
     # multiply-adds per image: the same for both batch sizes, larger for the teacher
     assert table.groupby(["model", "drop"])["multiply_adds"].nunique().eq(1).all()
     assert teacher["multiply_adds"] > student["multiply_adds"] > 0

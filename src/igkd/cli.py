@@ -149,8 +149,8 @@ def _info(args) -> None:
     print(
         f"{args.classes} classes, {size}x{size} inputs, teacher width {teacher_width}, "
         f"student width {student_width}\n"
-        f"factor = params of the width-1.0 teacher "
-        f"({reference:,}) / params, vs teacher = params of this teacher / params"
+        f"factor = params of this teacher ({teacher_params:,}) / params, "
+        f"paper_factor = params of the paper's width-1.0 teacher ({reference:,}) / params"
     )
     header = (
         "model",
@@ -159,7 +159,7 @@ def _info(args) -> None:
         "params",
         "MMACs",
         "factor",
-        "vs teacher",
+        "paper_factor",
         "last ch",
         "AT block",
     )
@@ -170,8 +170,8 @@ def _info(args) -> None:
             N_FEATURE_BLOCKS,
             f"{teacher_params:,}",
             f"{multiply_adds(teacher, size) / MEGA:.2f}",
-            f"{reference / teacher_params:.2f}",
             "1.00",
+            f"{reference / teacher_params:.2f}",
             last_channels(teacher),
             "-",
         )
@@ -186,8 +186,8 @@ def _info(args) -> None:
                 N_FEATURE_BLOCKS - drop,
                 f"{params:,}",
                 f"{multiply_adds(student, size) / MEGA:.2f}",
-                f"{compression_factor(drop, args.classes, student_width):.2f}",
                 f"{teacher_params / params:.2f}",
+                f"{compression_factor(drop, args.classes, student_width):.2f}",
                 last_channels(student),
                 at_block(drop),
             )

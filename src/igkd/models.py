@@ -26,7 +26,7 @@ CIFAR_BLOCK_TABLE = [
     [6, 320, 1, 1],
 ]
 TEACHER_DROPOUT = 0.2
-# Attention-transfer tap (feature block index) per number of removed blocks (PAPER.md).
+# Attention-transfer tap (feature block index) per number of removed blocks (docs/method.md).
 AT_BLOCK_BY_DROP = {3: 9, 5: 9, 7: 9, 9: 4, 11: 4, 13: 4, 15: 2, 17: 0}
 
 

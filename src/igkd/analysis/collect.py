@@ -14,7 +14,7 @@ RUN_COLUMNS = [
     "control",
     "drop",
     "factor",
-    "factor_vs_teacher",
+    "paper_factor",
     "run",
     "seed",
     "fraction",

@@ -41,6 +41,7 @@ TIMING_COLUMNS = [
     "model",
     "drop",
     "factor",
+    "paper_factor",
     "params",
     "multiply_adds",
     "batch",
@@ -160,10 +161,10 @@ def time_models(
     device, channels_last, log = runtime.device, runtime.channels_last, runtime.log
     warmup, threads = settings.warmup, settings.threads
     torch.manual_seed(seed)
+    teacher_params = _teacher_params(models)
     rows = []
     for item in models:
         params, macs = n_params(item.model), multiply_adds(item.model, image_size)
-        factor = _factor(item.model, params)
         model = item.model.eval()
         if hasattr(model, "use_channels_last"):
             model = model.use_channels_last(channels_last)
@@ -179,7 +180,8 @@ def time_models(
                 {
                     "model": item.name,
                     "drop": item.drop,
-                    "factor": factor,
+                    "factor": teacher_params / params,
+                    "paper_factor": _paper_factor(item.model, params),
                     "params": params,
                     "multiply_adds": macs,
                     "batch": int(batch),
@@ -213,7 +215,15 @@ def time_models(
     return pd.DataFrame(rows, columns=TIMING_COLUMNS)
 
 
-def _factor(model: nn.Module, params: int) -> float:
+def _teacher_params(models: list[TimedModel]) -> int:
+    """Parameters of the timed teacher: `factor` and the speed-ups are relative to it."""
+    teachers = [item for item in models if item.name == "teacher"]
+    if len(teachers) != 1:
+        raise ValueError(f"time_models needs exactly one model named 'teacher', got {len(teachers)}")
+    return n_params(teachers[0].model)
+
+
+def _paper_factor(model: nn.Module, params: int) -> float:
     """The paper's factor: full-width (width 1.0) teacher parameters / this model's parameters."""
     num_classes = [m for m in model.modules() if isinstance(m, nn.Linear)][-1].out_features
     return n_params(build_teacher(num_classes, 1.0)) / params

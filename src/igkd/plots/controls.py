@@ -49,7 +49,7 @@ def fig_controls(summary: pd.DataFrame, runs: pd.DataFrame, teacher_acc: float |
         margin = 0.05 * (min(high, 100) - max(low, 0)) + 0.1
         ax.set_xlim(max(low, 0) - margin, min(high, 100) + margin)
     ax.set_xlabel("test accuracy (%)" + (" (axis cut at 0-100 %; CI bars may run past it)" if clipped else ""))
-    ax.set_title(f"Controls at drop {drop} (factor {factor:.2f}): mean, 95 % CI, dots = runs", fontsize=9)
+    ax.set_title(f"Controls at drop {drop} ({factor:.2f}x the teacher): mean, 95 % CI, dots = runs", fontsize=9)
     handles = [
         plt.Line2D([], [], ls="", color=METHOD_STYLE["color"], marker="o", label="method"),
         Patch(facecolor="white", edgecolor=CONTROL_STYLE["color"], hatch="///", label="control"),

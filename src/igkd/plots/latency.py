@@ -72,7 +72,7 @@ def fig_latency(
         top = ax.secondary_xaxis("top")
         top.set_xticks(lat["median_ms"].to_numpy(), [f"{f:.1f}x" for f in lat["factor"]], fontsize=8)
         top.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
-        top.set_xlabel("student compression factor", fontsize=8)
+        top.set_xlabel("student compression factor (vs this teacher)", fontsize=8)
         ax.set_xlabel(f"median inference time per batch of {batch} (ms, log scale)")
         ax.set_ylabel("test accuracy (%)")
         ax.set_title(f"batch {batch}")

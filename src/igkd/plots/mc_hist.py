@@ -20,9 +20,10 @@ PAPER_MAIN_FACTOR = 4.12  # the paper's main student (drop 5)
 
 
 def main_drop(runs: pd.DataFrame, drop: int | None = None, target: float = PAPER_MAIN_FACTOR) -> int:
-    """`drop` if given (it must be in the runs), else the drop whose factor is closest to
-    `target` on a log scale (ties: the smaller drop)."""
-    present = runs.groupby("drop")["factor"].first()
+    """`drop` if given (it must be in the runs), else the drop whose paper factor (vs the
+    width-1.0 teacher, as the paper counts) is closest to `target` on a log scale (ties: the
+    smaller drop)."""
+    present = runs.groupby("drop")["paper_factor"].first()
     if present.empty:
         raise InputError("runs table: no runs to draw")
     if drop is not None:
@@ -72,7 +73,9 @@ def fig_mc_hist(runs: pd.DataFrame, methods: Sequence[str], drop: int, bins: int
         Line2D([], [], color="C3", label="normal fit (maximum likelihood)"),
     ]
     factor = rows["factor"].iloc[0]
-    fig.suptitle(f"Monte Carlo test accuracy per method at {factor:.2f}x (drop {drop})", fontsize=10, y=0.995)
+    fig.suptitle(
+        f"Monte Carlo test accuracy per method at {factor:.2f}x the teacher (drop {drop})", fontsize=10, y=0.995
+    )
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.3 / fig.get_figheight()))
     fig.legend(
         handles=handles,

@@ -178,8 +178,8 @@ def run_student(
         "test_acc": final["test_acc"],
         "val_acc": final.get("val_acc"),
         "params": params,
-        "factor": compression_factor(spec.drop, len(splits.classes), cfg["width"]),
-        "factor_vs_teacher": teacher.params / params,
+        "factor": teacher.params / params,  # vs the teacher this run distils from
+        "paper_factor": compression_factor(spec.drop, len(splits.classes), cfg["width"]),
         "epochs": cfg["epochs"],
         **provenance,
         "environment": environment(runtime.device, runtime.threads, result.history),
