@@ -19,7 +19,6 @@ The PNG of a figure is preferred to its PDF: headless Chromium draws PDFs as an 
 
 import argparse
 import json
-import os
 import re
 import shutil
 import struct
@@ -28,6 +27,8 @@ import sys
 import tempfile
 import zlib
 from pathlib import Path
+
+from igkd.io import WriteError, atomic_path
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
 SKIP_LINE = "report_screenshots: no chromium found; skipped"
@@ -213,17 +214,13 @@ def crop_png_rows(data: bytes, height: int) -> bytes:
 def screenshot(url: str, out: Path, browser: str, size: tuple[int, int] = DEFAULT_SIZE) -> Path:
     """Shoot url to out (PNG) as a size viewport shows it; written to a temp file, then renamed."""
     out = Path(out)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp.png")
     window = (size[0], size[1] + frame_height(browser, size))
-    try:
+    with atomic_path(out) as tmp:
         proc = run_chromium(browser, window, f"--screenshot={tmp}", url)
         if proc.returncode != 0 or not tmp.is_file() or tmp.stat().st_size == 0:
             last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
             raise RuntimeError(f"{browser}: screenshot of {url} failed (exit {proc.returncode}): {last}")
         tmp.write_bytes(crop_png_rows(tmp.read_bytes(), size[1]))
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
     return out
 
 
@@ -264,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
             page = Path(folder) / "report_figure.html"
             page.write_text(with_view(html, view), encoding="utf-8")
             screenshot(page.as_uri(), figure_png, browser, args.size)
-    except RuntimeError as error:
+    except (RuntimeError, WriteError) as error:
         print(f"report_screenshots: {error}", file=sys.stderr)
         return EXIT_BROWSER_FAILED
     print(f"report_screenshots: wrote {args.outdir / FIRST_PAGE} and {figure_png} ({view['resultPath']})")

@@ -134,16 +134,17 @@ def _info(args) -> None:
         at_block,
         build_student,
         build_teacher,
-        compression_factor,
         multiply_adds,
         n_params,
+        paper_factor,
+        reference_params,
     )
 
     def last_channels(model: nn.Module) -> int:
         return next(m for m in model.classifier.modules() if isinstance(m, nn.Linear)).in_features
 
     teacher_width, student_width, drops, size = _info_settings(args)
-    reference = n_params(build_teacher(args.classes, 1.0))
+    reference = reference_params(args.classes)
     teacher = build_teacher(args.classes, teacher_width)
     teacher_params = n_params(teacher)
     print(
@@ -171,7 +172,7 @@ def _info(args) -> None:
             f"{teacher_params:,}",
             f"{multiply_adds(teacher, size) / MEGA:.2f}",
             "1.00",
-            f"{reference / teacher_params:.2f}",
+            f"{paper_factor(teacher_params, args.classes):.2f}",
             last_channels(teacher),
             "-",
         )
@@ -187,7 +188,7 @@ def _info(args) -> None:
                 f"{params:,}",
                 f"{multiply_adds(student, size) / MEGA:.2f}",
                 f"{teacher_params / params:.2f}",
-                f"{compression_factor(drop, args.classes, student_width):.2f}",
+                f"{paper_factor(params, args.classes):.2f}",
                 last_channels(student),
                 at_block(drop),
             )

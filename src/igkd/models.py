@@ -9,6 +9,8 @@ shared block index have the same spatial size (needed for attention transfer).
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import nn
 from torchvision.models.mobilenetv2 import MobileNetV2
@@ -93,10 +95,21 @@ def n_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+@functools.cache
+def reference_params(num_classes: int = 10) -> int:
+    """Parameters of the paper's width-1.0 teacher: the numerator of its compression factors."""
+    return n_params(build_teacher(num_classes, 1.0))
+
+
+def paper_factor(params: int, num_classes: int = 10) -> float:
+    """The paper's factor of a model with `params` parameters: width-1.0 teacher parameters /
+    params (tables call the factor vs the run's own teacher `factor`)."""
+    return reference_params(num_classes) / params
+
+
 def compression_factor(drop: int, num_classes: int = 10, width: float = 1.0) -> float:
-    """The paper's factor: full-width teacher parameters / student parameters."""
-    reference = n_params(build_teacher(num_classes, 1.0))
-    return reference / n_params(build_student(drop, num_classes, width))
+    """The paper's factor of the student without `drop` blocks."""
+    return paper_factor(n_params(build_student(drop, num_classes, width)), num_classes)
 
 
 def at_block(drop: int) -> int:

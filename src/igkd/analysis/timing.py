@@ -34,7 +34,7 @@ import torch
 from torch import nn
 from torch.utils import benchmark
 
-from igkd.models import build_student, build_teacher, multiply_adds, n_params
+from igkd.models import build_student, build_teacher, multiply_adds, n_params, paper_factor
 from igkd.runtime import Runtime
 
 TIMING_COLUMNS = [
@@ -161,7 +161,8 @@ def time_models(
     device, channels_last, log = runtime.device, runtime.channels_last, runtime.log
     warmup, threads = settings.warmup, settings.threads
     torch.manual_seed(seed)
-    teacher_params = _teacher_params(models)
+    teacher = _teacher(models)
+    teacher_params, num_classes = n_params(teacher), _num_classes(teacher)
     rows = []
     for item in models:
         params, macs = n_params(item.model), multiply_adds(item.model, image_size)
@@ -181,7 +182,7 @@ def time_models(
                     "model": item.name,
                     "drop": item.drop,
                     "factor": teacher_params / params,
-                    "paper_factor": _paper_factor(item.model, params),
+                    "paper_factor": paper_factor(params, num_classes),
                     "params": params,
                     "multiply_adds": macs,
                     "batch": int(batch),
@@ -215,18 +216,16 @@ def time_models(
     return pd.DataFrame(rows, columns=TIMING_COLUMNS)
 
 
-def _teacher_params(models: list[TimedModel]) -> int:
-    """Parameters of the timed teacher: `factor` and the speed-ups are relative to it."""
+def _teacher(models: list[TimedModel]) -> nn.Module:
+    """The timed teacher: `factor` and the speed-ups are relative to it."""
     teachers = [item for item in models if item.name == "teacher"]
     if len(teachers) != 1:
         raise ValueError(f"time_models needs exactly one model named 'teacher', got {len(teachers)}")
-    return n_params(teachers[0].model)
+    return teachers[0].model
 
 
-def _paper_factor(model: nn.Module, params: int) -> float:
-    """The paper's factor: full-width (width 1.0) teacher parameters / this model's parameters."""
-    num_classes = [m for m in model.modules() if isinstance(m, nn.Linear)][-1].out_features
-    return n_params(build_teacher(num_classes, 1.0)) / params
+def _num_classes(model: nn.Module) -> int:
+    return [m for m in model.modules() if isinstance(m, nn.Linear)][-1].out_features
 
 
 def _can_reset_rss_peak() -> bool:

@@ -19,7 +19,7 @@ import torch
 from igkd.attribution.precompute import Precomputed
 from igkd.data.store import Splits, stratified_pick
 from igkd.io import atomic_path, save_torch, write_csv, write_json
-from igkd.models import at_block, build_student, compression_factor, n_params
+from igkd.models import at_block, build_student, n_params, paper_factor
 from igkd.provenance import fingerprint
 from igkd.runtime import Runtime
 from igkd.training.augment import InputNorm
@@ -179,7 +179,7 @@ def run_student(
         "val_acc": final.get("val_acc"),
         "params": params,
         "factor": teacher.params / params,  # vs the teacher this run distils from
-        "paper_factor": compression_factor(spec.drop, len(splits.classes), cfg["width"]),
+        "paper_factor": paper_factor(params, len(splits.classes)),
         "epochs": cfg["epochs"],
         **provenance,
         "environment": environment(runtime.device, runtime.threads, result.history),
