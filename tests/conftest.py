@@ -22,3 +22,32 @@ def tiny_splits():
     from igkd.data.store import with_val_split
 
     return with_val_split(load_digits_splits(8, 0.2, 0), 0.1, 0)
+
+
+MEAN, STD = [0.3, 0.3, 0.3], [0.3, 0.3, 0.3]  # the input normalisation of trained_teacher
+
+
+@pytest.fixture(scope="session")
+def trained_teacher():
+    """A width-0.25 teacher after 40 SGD steps on the 8x8 digits (inputs normalised by
+    MEAN, STD): its logits depend on the image and its BatchNorm layers hold real running
+    statistics (unlike at init)."""
+    import torch
+
+    from igkd.data.digits import load_digits_splits
+    from igkd.models import build_teacher
+    from igkd.training.augment import normalize
+
+    splits = load_digits_splits(8, 0.2, 0)
+    torch.manual_seed(1)
+    model = build_teacher(width=0.25)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    x = normalize(torch.from_numpy(splits.train_images).permute(0, 3, 1, 2).float() / 255, MEAN, STD)
+    y = torch.as_tensor(splits.train_labels)
+    for step in range(40):
+        rows = torch.arange(step * 32, step * 32 + 64) % len(y)
+        loss = torch.nn.functional.cross_entropy(model(x[rows]), y[rows])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return model.eval()

@@ -6,6 +6,7 @@ import pytest
 import torch
 from captum.attr import IntegratedGradients
 
+from conftest import MEAN, STD  # the normalisation trained_teacher was trained with
 from igkd.attribution import completeness
 from igkd.attribution.precompute import FORMAT_VERSION, AttributionJob, Records, load_precomputed, precompute
 from igkd.io import InputError
@@ -14,7 +15,6 @@ from igkd.runtime import Runtime
 from igkd.training.augment import InputNorm, normalize
 from igkd.training.teacher import TrainedTeacher
 
-MEAN, STD = [0.3, 0.3, 0.3], [0.3, 0.3, 0.3]
 SETTINGS = {"steps": 8, "method": "gausslegendre", "internal_batch_size": 64}
 
 
@@ -107,27 +107,6 @@ def test_wrong_dtype_rejected(tmp_path):
         load_precomputed(path, n_rows=3, image_shape=(8, 8), num_classes=10)
 
 
-@pytest.fixture(scope="module")
-def trained_teacher():
-    """A width-0.25 teacher after 40 SGD steps on the 8x8 digits: its logits depend on the
-    image and its BatchNorm layers hold real running statistics (unlike at init)."""
-    from igkd.data.digits import load_digits_splits
-
-    splits = load_digits_splits(8, 0.2, 0)
-    torch.manual_seed(1)
-    model = build_teacher(width=0.25)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
-    x = normalize(torch.from_numpy(splits.train_images).permute(0, 3, 1, 2).float() / 255, MEAN, STD)
-    y = torch.as_tensor(splits.train_labels)
-    for step in range(40):
-        rows = torch.arange(step * 32, step * 32 + 64) % len(y)
-        loss = torch.nn.functional.cross_entropy(model(x[rows]), y[rows])
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    return model.eval()
-
-
 def test_inference_copy_folds_batchnorm_and_leaves_the_model_alone(trained_teacher):
     from igkd.attribution.maps import inference_copy
 
@@ -204,7 +183,7 @@ def test_precompute_stores_gain_abs_and_guarded_rel_delta(trained_teacher, tiny_
     below = np.abs(gain) < floor
     assert below.any() and (~below).any()  # both regimes occur in these rows
     assert not np.allclose(relative[below], (np.abs(delta) / np.abs(gain))[below])  # not the unguarded ratio
-    assert attrs["format_version"] == FORMAT_VERSION == 2
+    assert attrs["format_version"] == FORMAT_VERSION == 3
     assert attrs["rel_delta_floor"] == floor and attrs["rel_delta_tolerance"] == tolerance
     assert "setting_rel_floor" not in attrs and attrs["setting_steps"] == SETTINGS["steps"]  # not an IG setting
     assert attrs["completeness_definition"] == completeness.DEFINITION

@@ -58,3 +58,17 @@ def test_no_external_rules_without_a_root_and_no_stand_in_for_a_real_folder(work
     assert code == 0, out
     counts = job_counts(out)
     assert counts["evaluate_external"] == 1 and counts["fig_imagenet"] == 1 and "export_standin" not in counts
+
+
+def test_ig_convergence_figure_only_where_the_maps_are_refined(workdir):
+    """The demo refines its IG maps to a tolerance and draws fig_ig_convergence; with
+    tolerance: null (the paper's fixed steps, config.yaml's default) it is not a target."""
+    code, out = snakemake(workdir, "-n", "--quiet", "rules", *DEMO)
+    assert code == 0, out
+    assert job_counts(out).get("fig_ig_convergence") == 1
+    (workdir / "fixed.yaml").write_text(
+        yaml.safe_dump({"precompute": {"ig": {"method": "gausslegendre", "tolerance": None}}})
+    )
+    code, out = snakemake(workdir, "-n", "--quiet", "rules", *DEMO, "fixed.yaml")
+    assert code == 0, out
+    assert "fig_ig_convergence" not in job_counts(out)

@@ -78,6 +78,18 @@ def _check_cross_keys(config: dict) -> None:
         problems.append("teacher.weights: required when teacher.source is 'import'")
     if students["ig"]["power_min"] > students["ig"]["power_max"]:
         problems.append("students.ig.power_min: must not exceed students.ig.power_max")
+    ig = config["precompute"].get("ig", {})
+    if ig.get("tolerance") is not None and ig.get("method") != "trapezoid":
+        problems.append(
+            f"precompute.ig.tolerance: refining to a tolerance needs precompute.ig.method: trapezoid "
+            f"(nested grids), got {ig.get('method')!r}; or set tolerance: null"
+        )
+    if ig.get("method") == "trapezoid" and ig["steps"] < 2:
+        problems.append(f"precompute.ig.steps: the trapezoid rule needs at least 2 points, got {ig['steps']}")
+    if ig.get("tolerance") is not None and ig["max_steps"] < ig["steps"]:
+        problems.append(
+            f"precompute.ig.max_steps: expected at least precompute.ig.steps ({ig['steps']}), got {ig['max_steps']}"
+        )
     needed = students["ig"]["attribution"]
     controls = config.get("controls", {})
     trained = [*students["methods"], *controls.get("methods", []), *controls.get("compare_with", [])]

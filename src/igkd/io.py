@@ -85,6 +85,22 @@ def file_size(path: str | os.PathLike) -> str:
     return f"{size:.1f} {unit}"
 
 
+@contextlib.contextmanager
+def read_h5(path: str | os.PathLike, what: str = "file"):
+    """An HDF5 file open for reading; a missing file, or one h5py cannot open or read
+    (truncated, not HDF5), is an InputError naming it."""
+    import h5py
+
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: {what} not found")
+    try:
+        with h5py.File(path, "r") as h5:
+            yield h5
+    except OSError as err:
+        raise InputError(f"{path}: not a readable HDF5 file ({err})") from err
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")

@@ -185,11 +185,19 @@ FIGURE_NAMES = [
 
 
 def figure_pdfs():
-    """Every figure PDF of this config: the ones above plus the controls', latency and
-    external-set figures where those stages are on."""
-    others = [*control_outputs(), *timing_outputs(), *external_outputs()]
+    """Every figure PDF of this config: the ones above plus the controls', latency,
+    external-set and IG-convergence figures where those stages are on."""
+    others = [*control_outputs(), *timing_outputs(), *external_outputs(), *convergence_outputs()]
     figures = [p for p in others if p.startswith(f"{RESULTS}/figures/")]
     return [f"{RESULTS}/figures/{name}.pdf" for name in FIGURE_NAMES] + figures
+
+
+def convergence_outputs():
+    """fig_ig_convergence, where the IG maps are refined to a tolerance (precompute.ig)."""
+    ig = config["precompute"]["ig"]
+    if "ig" not in config["precompute"]["attributions"] or ig["tolerance"] is None:
+        return []
+    return [f"{RESULTS}/figures/ig_convergence.pdf"]
 
 
 # ---- timing (workflow/rules/timing.smk) and external evaluation (workflow/rules/external.smk)

@@ -64,6 +64,24 @@ rule fig_ig_power:
         "../scripts/fig_ig_power.py"
 
 
+rule fig_ig_convergence:
+    input:
+        ig=f"{RESULTS}/precompute/ig.h5",
+    output:
+        pdf=figure_report("ig_convergence", "pdf", "Integrated gradients"),
+        png=figure_report("ig_convergence", "png", "Integrated gradients"),
+    log:
+        f"{LOGS}/fig_ig_convergence.log",
+    benchmark:
+        f"{BENCH}/fig_ig_convergence.tsv"
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        code=code_fingerprint("fig_ig_convergence"),
+    script:
+        "../scripts/fig_ig_convergence.py"
+
+
 rule fig_kd_grid:
     input:
         table=f"{RESULTS}/sweeps/kd.csv",

@@ -14,6 +14,7 @@ from captum.attr import GradientShap, IntegratedGradients, NoiseTunnel, Saliency
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from igkd.attribution import completeness, converged_ig
 from igkd.controls import random_map
 
 Attributor = Callable[[torch.nn.Module, torch.Tensor, torch.Tensor, dict], tuple[torch.Tensor, torch.Tensor]]
@@ -45,6 +46,8 @@ def integrated_gradients(model, x, target, settings):
     already has the logits), the completeness error is computed from it instead of by
     captum's two extra forward passes; the formula is captum's.
     """
+    if settings.get("method") == converged_ig.QUADRATURE:  # igkd's nested trapezoid, refined per image
+        return _converged(model, x, target, settings)
     ig = IntegratedGradients(model)
     gain = settings.get("endpoint_gain")
     result = ig.attribute(
@@ -59,6 +62,24 @@ def integrated_gradients(model, x, target, settings):
     if gain is None:
         return result
     return result, result.flatten(1).sum(1) - gain
+
+
+def _converged(model, x, target, settings):
+    """`method: trapezoid`: converged_ig with the settings' steps, tolerance and max_steps
+    (the gain from two forward passes where the caller has no logits)."""
+    gain = settings.get("endpoint_gain")
+    if gain is None:
+        with torch.no_grad():
+            gain = (model(x) - model(torch.zeros_like(x[:1]))).gather(1, target_index_of(target, x)[:, None])[:, 0]
+    floor = settings.get("rel_floor", completeness.DEFAULT_REL_FLOOR)
+    refinement = converged_ig.Refinement.from_settings(settings, floor)
+    result = converged_ig.refined_ig(model, x, target_index_of(target, x), gain, refinement, _points_per_pass(settings))
+    return result.attr, result.delta
+
+
+def target_index_of(target, x: torch.Tensor) -> torch.Tensor:
+    """One int64 class per image, from an int or a (B,) tensor."""
+    return torch.as_tensor(target, device=x.device).expand(len(x))
 
 
 def _points_per_pass(settings) -> int | None:

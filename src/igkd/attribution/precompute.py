@@ -8,7 +8,10 @@ chunk. The finished file is renamed into place.
 
 Each row also gets the target logit's gain f_t(x) - f_t(0) and IG's completeness error:
 signed `delta`, `abs_delta` and the guarded `rel_delta` (igkd.attribution.completeness); the file's
-attrs hold their distribution.
+attrs hold their distribution. With `precompute.ig.method: trapezoid` the maps are refined
+per image to `tolerance` (igkd.attribution.converged_ig) and each row also records the
+points it ended on (`steps`), its error at the starting steps (`initial_rel_delta`) and
+whether it is still above the tolerance at `max_steps` (`above_tolerance`).
 """
 
 from __future__ import annotations
@@ -23,18 +26,22 @@ import h5py
 import numpy as np
 import torch
 
-from igkd.attribution import completeness
+from igkd.attribution import completeness, converged_ig
 from igkd.attribution.ig_memory import attribute_with_retry, choose_internal_batch
-from igkd.io import InputError, commit, file_size
+from igkd.io import InputError, commit, file_size, read_h5
 from igkd.runtime import DEFAULT_RUNTIME, Runtime
 from igkd.training.allocator import reuse_freed_memory
 from igkd.training.amp import PRECISION, full_fp32
 from igkd.training.augment import to_float
 
 # 2: adds `gain` and `abs_delta`; `rel_delta` divides by max(|gain|, rel_floor) (1: by |gain|).
-# `logits` and `maps`, all a student reads, are the same in both.
-FORMAT_VERSION = 2
+# 3: refined IG files add `steps`, `initial_rel_delta` and `above_tolerance`.
+# `logits` and `maps`, all a student reads, are the same in all.
+FORMAT_VERSION = 3
 COMPLETENESS_KEYS = ("rel_floor", "report_tolerance")  # reporting settings, not the attribution's
+REFINEMENT_KEYS = ("tolerance", "max_steps")  # converged_ig's; the fixed-steps path ignores them
+REFINED_DTYPES = {"steps": "i4", "initial_rel_delta": "f4", "above_tolerance": "u1"}
+REFINED_ROWS = tuple(REFINED_DTYPES)
 
 
 @dataclass(frozen=True)
@@ -95,8 +102,13 @@ def precompute(
         raise InputError(f"attribution {attribution!r} unknown; expected one of {sorted(ATTRIBUTIONS)}")
     attributor = ATTRIBUTIONS[attribution]
     floor = completeness.check_floor(settings.get("rel_floor", completeness.DEFAULT_REL_FLOOR))
+    refinement = _refinement(attribution, settings, floor)
     tolerance = float(settings.get("report_tolerance", completeness.DEFAULT_TOLERANCE))
-    settings = {k: v for k, v in settings.items() if k not in COMPLETENESS_KEYS}
+    if refinement is not None and refinement.tolerance is not None:
+        tolerance = refinement.tolerance  # the log and attrs report the fraction within the target
+    settings = {k: v for k, v in settings.items() if k not in COMPLETENESS_KEYS + REFINEMENT_KEYS}
+    if refinement is not None:
+        settings.update(tolerance=refinement.tolerance, max_steps=refinement.max_steps)
     out_path = Path(out_path)
     partial = out_path.with_name(out_path.name + ".partial")
     n, height, width, _ = images.shape
@@ -116,11 +128,14 @@ def precompute(
         **{f"setting_{k}": v for k, v in settings.items() if v is not None},
         **records.provenance,
     }
-    h5 = _open_partial(partial, attrs, n, num_classes, height, width, chunk, log)
+    extra_rows = REFINED_ROWS if refinement is not None else ()
+    h5 = _open_partial(partial, attrs, (n, num_classes, height, width, chunk), extra_rows, log)
     for key, value in (records.environment or {}).items():
         h5.attrs[f"env_{key}"] = str(value) if isinstance(value, str) else value  # str subclasses (torch.__version__)
     h5.attrs["precision"] = PRECISION
     points = _points_per_call(attribution, settings, batch)
+    if refinement is not None:
+        points = refinement.max_steps * batch
     internal = choose_internal_batch(settings.get("internal_batch_size"), points, teacher, (height, width), device, log)
     generator = torch.Generator()
     start = int(h5.attrs["rows_done"])
@@ -142,6 +157,9 @@ def precompute(
                 with torch.inference_mode():
                     logits = teacher(x)
                 signed_gain = logits.gather(1, target[:, None])[:, 0] - zero_logits[target]
+                if refinement is not None:  # attributed below, the whole chunk at once
+                    parts.append((x, target, logits.float(), signed_gain.float()))
+                    continue
                 # IG's completeness error from these logits: no extra forward passes in captum
                 extra = {"generator": generator, "endpoint_gain": signed_gain}
                 (attr, delta), internal = attribute_with_retry(
@@ -153,16 +171,23 @@ def precompute(
                 parts.append(
                     (logits.float(), to_map(attr.detach()).float(), signed_gain.float(), delta.detach().float())
                 )
-            logits_c, maps_c, gain_c, delta_c = (torch.cat(p).cpu().numpy() for p in zip(*parts))
+            if refinement is not None:
+                rows, internal = _refined_rows(teacher, parts, refinement, internal, points, log)
+            else:
+                logits_c, maps_c, gain_c, delta_c = (torch.cat(p).cpu().numpy() for p in zip(*parts))
+                rows = {"logits": logits_c, "maps": maps_c, "gain": gain_c, "delta": delta_c}
             if pending is not None:
                 pending.result()  # the previous chunk is on disk (and its error, if any, raised here)
-            pending = writer.submit(_write_chunk, h5, lo, hi, logits_c, maps_c, gain_c, delta_c, floor)
+            pending = writer.submit(_write_chunk, h5, lo, hi, rows, floor)
             rate = (hi - start) / max(time.time() - began, 1e-9)
             log(f"precompute {attribution}: {hi}/{n} images, {rate:.1f} img/s, ETA {(n - hi) / rate:.0f} s")
         if pending is not None:
             pending.result()
     h5.attrs["internal_batch_size_used"] = internal if internal is not None else points
     summary = completeness.summarize(h5["delta"][()], h5["gain"][()], floor=floor, tolerance=tolerance)
+    if refinement is not None:
+        summary.update(converged_ig.summarize_steps(h5["steps"][()], h5["above_tolerance"][()], refinement))
+        log(f"precompute {attribution}: {converged_ig.format_steps(summary)}")
     for key, value in summary.items():
         h5.attrs[key] = value
     h5.close()
@@ -171,12 +196,50 @@ def precompute(
     return summary
 
 
-def _write_chunk(h5, lo, hi, logits, maps, gain, delta, floor) -> None:
-    """Rows lo..hi, then `rows_done` (so a killed job resumes after the last whole chunk)."""
-    abs_rows, rel_rows = completeness.errors(delta, gain, floor)
-    h5["logits"][lo:hi], h5["maps"][lo:hi] = logits, maps
-    h5["gain"][lo:hi], h5["delta"][lo:hi] = gain, delta
-    h5["abs_delta"][lo:hi], h5["rel_delta"][lo:hi] = abs_rows, rel_rows
+def _refinement(attribution: str, settings: dict, floor: float) -> converged_ig.Refinement | None:
+    """The refinement of `precompute.ig.method: trapezoid`; None for the captum quadratures,
+    which take no tolerance (a config with one is refused, not silently run at fixed steps)."""
+    if attribution != "ig":
+        return None
+    if settings.get("method") == converged_ig.QUADRATURE:
+        return converged_ig.Refinement.from_settings(settings, floor)
+    if settings.get("tolerance") is not None:
+        raise InputError(
+            f"precompute.ig.tolerance: refining to a tolerance needs nested grids, precompute.ig.method: "
+            f"{converged_ig.QUADRATURE} (got {settings.get('method', 'gausslegendre')!r}); or set tolerance: null"
+        )
+    return None
+
+
+def _refined_rows(teacher, parts, refinement, internal, points, log) -> tuple[dict, int | None]:
+    """One chunk's rows by converged_ig, all its images pooled (fuller passes than per batch)."""
+    from igkd.attribution.maps import to_map
+
+    x, target, logits, gain = (torch.cat(p) for p in zip(*parts))
+    result, internal = attribute_with_retry(
+        lambda k: converged_ig.refined_ig(teacher, x, target, gain, refinement, k), internal, points, log
+    )
+    delta, initial = (d.detach().float().cpu().numpy() for d in (result.delta, result.initial_delta))
+    gain = gain.cpu().numpy()
+    _, initial_rel = completeness.errors(initial, gain, refinement.floor)
+    _, final_rel = completeness.errors(delta, gain, refinement.floor)
+    rows = {
+        "logits": logits.cpu().numpy(),
+        "maps": to_map(result.attr.detach()).float().cpu().numpy(),
+        "gain": gain,
+        "delta": delta,
+        "steps": result.steps.cpu().numpy(),
+        "initial_rel_delta": initial_rel,
+        "above_tolerance": refinement.above(final_rel),
+    }
+    return rows, internal
+
+
+def _write_chunk(h5, lo, hi, rows: dict, floor) -> None:
+    """Rows lo..hi (dataset name -> array), then `rows_done` (so a killed job resumes after the last whole chunk)."""
+    abs_rows, rel_rows = completeness.errors(rows["delta"], rows["gain"], floor)
+    for name, values in {**rows, "abs_delta": abs_rows, "rel_delta": rel_rows}.items():
+        h5[name][lo:hi] = values
     h5.attrs["rows_done"] = hi
     h5.flush()
 
@@ -196,8 +259,10 @@ def _batch_to_device(images_nhwc: np.ndarray, device: str) -> torch.Tensor:
     return batch.to(device)
 
 
-def _open_partial(partial: Path, attrs: dict, n, num_classes, height, width, chunk, log) -> h5py.File:
-    """Reopen a matching partial file, or start a fresh one."""
+def _open_partial(partial: Path, attrs: dict, shape: tuple, extra_rows: tuple, log) -> h5py.File:
+    """Reopen a matching partial file, or start a fresh one. `shape` = (rows, classes, height,
+    width, chunk); `extra_rows` names the refined path's per-row datasets (REFINED_ROWS)."""
+    n, num_classes, height, width, chunk = shape
     if partial.exists():
         try:
             h5 = h5py.File(partial, "r+")
@@ -216,6 +281,8 @@ def _open_partial(partial: Path, attrs: dict, n, num_classes, height, width, chu
     h5.create_dataset("maps", (n, height, width), "f4", chunks=(rows, height, width))
     for name in ("gain", "delta", "abs_delta", "rel_delta"):
         h5.create_dataset(name, (n,), "f4", chunks=(rows,))
+    for name in extra_rows:
+        h5.create_dataset(name, (n,), REFINED_DTYPES[name], chunks=(rows,))
     for key, value in attrs.items():
         h5.attrs[key] = value
     h5.attrs["rows_done"] = 0
@@ -231,12 +298,16 @@ def _same(stored, value) -> bool:
 
 
 class Precomputed:
-    """Validated, in-memory view of a precompute file for the rows of one dataset."""
+    """Validated, in-memory view of a precompute file for the rows of one dataset.
 
-    def __init__(self, logits: np.ndarray, maps: np.ndarray, attrs: dict) -> None:
+    `above_tolerance` (uint8 per row) flags the maps a refined IG file could not bring
+    within its tolerance; None for files without refinement (every map counts as converged)."""
+
+    def __init__(self, logits: np.ndarray, maps: np.ndarray, attrs: dict, above_tolerance=None) -> None:
         self.logits = logits
         self.maps = maps
         self.attrs = attrs
+        self.above_tolerance = above_tolerance
 
 
 def load_precomputed_for(path: str | os.PathLike, splits, teacher_checksum: str | None = None) -> Precomputed:
@@ -263,32 +334,30 @@ def load_precomputed(
 ) -> Precomputed:
     """Load and check a precompute file against the dataset and teacher it must belong to."""
     path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path}: precompute file not found")
-    try:
-        with h5py.File(path, "r") as h5:
-            attrs = {k: h5.attrs[k] for k in h5.attrs}
-            version = int(attrs.get("format_version", 1))
-            if version > FORMAT_VERSION:
-                raise InputError(
-                    f"{path}: format_version {version}, expected at most {FORMAT_VERSION} (written by a newer igkd)"
-                )
-            for name in ("logits", "maps"):
-                if name not in h5:
-                    raise InputError(f"{path}: dataset '{name}' missing")
-            logits, maps = h5["logits"], h5["maps"]
-            if logits.shape != (n_rows, num_classes):
-                raise InputError(f"{path}: 'logits' has shape {logits.shape}, expected {(n_rows, num_classes)}")
-            if maps.shape != (n_rows, *image_shape):
-                raise InputError(f"{path}: 'maps' has shape {maps.shape}, expected {(n_rows, *image_shape)}")
-            for name, ds in (("logits", logits), ("maps", maps)):
-                if ds.dtype != np.float32:
-                    raise InputError(f"{path}: '{name}' has dtype {ds.dtype}, expected float32")
-            if int(attrs.get("rows_done", -1)) != n_rows:
-                raise InputError(f"{path}: only {attrs.get('rows_done')} of {n_rows} rows were computed")
-            logits, maps = logits[()], maps[()]
-    except OSError as err:
-        raise InputError(f"{path}: not a readable HDF5 file ({err})") from err
+    with read_h5(path, "precompute file") as h5:
+        attrs = {k: h5.attrs[k] for k in h5.attrs}
+        version = int(attrs.get("format_version", 1))
+        if version > FORMAT_VERSION:
+            raise InputError(
+                f"{path}: format_version {version}, expected at most {FORMAT_VERSION} (written by a newer igkd)"
+            )
+        for name in ("logits", "maps"):
+            if name not in h5:
+                raise InputError(f"{path}: dataset '{name}' missing")
+        logits, maps = h5["logits"], h5["maps"]
+        if logits.shape != (n_rows, num_classes):
+            raise InputError(f"{path}: 'logits' has shape {logits.shape}, expected {(n_rows, num_classes)}")
+        if maps.shape != (n_rows, *image_shape):
+            raise InputError(f"{path}: 'maps' has shape {maps.shape}, expected {(n_rows, *image_shape)}")
+        for name, ds in (("logits", logits), ("maps", maps)):
+            if ds.dtype != np.float32:
+                raise InputError(f"{path}: '{name}' has dtype {ds.dtype}, expected float32")
+        if int(attrs.get("rows_done", -1)) != n_rows:
+            raise InputError(f"{path}: only {attrs.get('rows_done')} of {n_rows} rows were computed")
+        logits, maps = logits[()], maps[()]
+        above = h5["above_tolerance"][()] if "above_tolerance" in h5 else None
+        if above is not None and above.shape != (n_rows,):
+            raise InputError(f"{path}: 'above_tolerance' has shape {above.shape}, expected {(n_rows,)}")
     for key, expected in (("data_checksum", data_checksum), ("teacher_checksum", teacher_checksum)):
         if expected is not None and str(attrs.get(key)) != expected:
             raise InputError(
@@ -297,4 +366,4 @@ def load_precomputed(
             )
     if not np.isfinite(logits).all() or not np.isfinite(maps).all():
         raise InputError(f"{path}: contains non-finite logits or maps")
-    return Precomputed(logits, maps, attrs)
+    return Precomputed(logits, maps, attrs, above)

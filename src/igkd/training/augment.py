@@ -138,7 +138,7 @@ def augment_batch(
     *,
     padding: int,
     flip: bool,
-    overlay_p: float,
+    overlay_p: float | torch.Tensor,
     power_range: tuple[float, float],
     blend: float,
     generator: torch.Generator,
@@ -146,12 +146,13 @@ def augment_batch(
     """The student's input batch in [0,1]: crop + flip, and with probability `overlay_p`
     per image the power-scaled, min-max-scaled map blended in as
     x = (1 - blend) * x + blend * map (paper: blend 0.5), the map cropped and flipped
-    with its image.
+    with its image. `overlay_p` may be one probability per image (a CPU tensor): the draws
+    are the same, so an image with p 0 is never overlaid and the others as with the scalar.
 
     Draw order per batch: exponents, crop offsets, flips, overlay choices.
     """
     n, _, height, width = images_u8.shape
-    if maps is None or overlay_p <= 0:
+    if maps is None or float(torch.as_tensor(overlay_p).max()) <= 0:
         return to_float(crop_flip(images_u8, padding, flip, generator))
     exponent = log_uniform(n, *power_range, generator)
     geometry = draw_geometry(n, padding, flip, generator)

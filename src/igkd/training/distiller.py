@@ -48,16 +48,19 @@ def at_loss(student_features, teacher_features) -> torch.Tensor:
 @dataclass(frozen=True)
 class Overlay:
     """The IG overlay (students.ig): per image with probability p, the map raised to a
-    log-uniform power in [power_min, power_max], min-max scaled, blended in with `blend`."""
+    log-uniform power in [power_min, power_max], min-max scaled, blended in with `blend`.
+    `above_tolerance`: `use` the maps a refined precompute flagged as above its
+    completeness tolerance like any other, or `skip` (never overlay those images)."""
 
     p: float
     power_min: float
     power_max: float
     blend: float
+    above_tolerance: str = "use"
 
     @classmethod
     def from_config(cls, ig: dict) -> Overlay:
-        return cls(ig["p"], ig["power_min"], ig["power_max"], ig["blend"])
+        return cls(ig["p"], ig["power_min"], ig["power_max"], ig["blend"], ig.get("above_tolerance", "use"))
 
 
 @dataclass(frozen=True)
@@ -121,17 +124,42 @@ class Distiller(nn.Module):
             torch.as_tensor(splits.train_labels[rows], device=device),
             torch.as_tensor(precomputed.maps[map_rows[rows]], device=device) if self.method.ig else None,
             torch.as_tensor(precomputed.logits[logit_rows[rows]], device=device) if self.method.kd else None,
+            self._overlay_p(skipped_maps(self, precomputed, map_rows[rows])),
         )
+
+    def overlay_record(self, n_train: int, rows: np.ndarray, precomputed) -> dict:
+        """What metrics.json records about the overlay maps of a refined precompute: the
+        policy, and how many of this run's training rows have a map above tolerance."""
+        flags = getattr(precomputed, "above_tolerance", None)
+        if not self.method.ig or flags is None:
+            return {}
+        map_rows, _ = teacher_rows(self.method, n_train, self.recipe.control_seed)
+        above = int(flags[map_rows[rows]].astype(bool).sum())
+        policy = self.recipe.overlay.above_tolerance
+        return {
+            "overlay_above_tolerance": policy,
+            "overlay_maps_above_tolerance": above,
+            "overlay_maps_skipped": above if policy == "skip" else 0,
+        }
+
+    def _overlay_p(self, skipped: np.ndarray | None) -> torch.Tensor | None:
+        """Per-row overlay probability: p, and 0 where the map is skipped; None = p everywhere."""
+        if skipped is None:
+            return None
+        return torch.where(torch.as_tensor(skipped, dtype=torch.bool), 0.0, self.recipe.overlay.p).float()
 
     def step(self, data: TrainSet, batch_rows: torch.Tensor, generator: torch.Generator):
         """One batch: augment (with the overlay for IG methods), forward, losses."""
         overlay = self.recipe.overlay
+        overlay_p = overlay.p if self.method.ig else 0.0
+        if data.overlay_p is not None:
+            overlay_p = data.overlay_p.index_select(0, batch_rows.cpu())
         x01 = augment_batch(  # index_select copies whole rows: ~5x faster than images[rows] here
             data.images.index_select(0, batch_rows),
             data.maps.index_select(0, batch_rows) if self.method.ig else None,
             padding=self.recipe.crop_padding,
             flip=self.recipe.flip,
-            overlay_p=overlay.p if self.method.ig else 0.0,
+            overlay_p=overlay_p,
             power_range=(overlay.power_min, overlay.power_max),
             blend=overlay.blend,
             generator=generator,
@@ -156,3 +184,13 @@ class Distiller(nn.Module):
         if self.method.kd:
             losses["kd"] = self.alpha * kd_loss(logits, teacher_logits, self.recipe.temperature)
         return logits, losses
+
+
+def skipped_maps(distiller: Distiller, precomputed, map_rows: np.ndarray) -> np.ndarray | None:
+    """Bool per training row: its overlay map is flagged above tolerance and
+    students.ig.above_tolerance is `skip`. None when nothing is skipped by policy
+    (no overlay, `use`, or a precompute without refinement flags)."""
+    if not distiller.method.ig or distiller.recipe.overlay.above_tolerance != "skip":
+        return None
+    flags = getattr(precomputed, "above_tolerance", None)
+    return None if flags is None else flags[map_rows].astype(bool)

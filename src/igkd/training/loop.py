@@ -34,6 +34,7 @@ class TrainSet:
     labels: torch.Tensor  # int64 (N,)
     maps: torch.Tensor | None = None  # float (N,H,W)
     teacher_logits: torch.Tensor | None = None  # float (N,K)
+    overlay_p: torch.Tensor | None = None  # float (N,) on the CPU: a per-row overlay probability; None = the method's p
 
     def __len__(self) -> int:
         return len(self.labels)

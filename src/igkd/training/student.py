@@ -66,6 +66,7 @@ class StudentResult:
     seed: int
     rows: np.ndarray  # the training rows it saw (its subsample), sorted
     method: Method
+    overlay: dict  # Distiller.overlay_record: maps above a refined precompute's tolerance ({} if none)
 
 
 def subsample(labels: np.ndarray, rows: np.ndarray, fraction: float, seed: int) -> np.ndarray:
@@ -117,7 +118,8 @@ def fit_student(
         distiller, lambda batch: distiller.step(data, batch, generator), _evaluation(model, splits, cfg, device)
     )
     history = fit(task, Optimization(optimizer), data, loop, generator, checkpoint, runtime.log)
-    return StudentResult(model, history, seed, rows, method)
+    overlay = distiller.overlay_record(len(splits.train_labels), rows, precomputed)
+    return StudentResult(model, history, seed, rows, method, overlay)
 
 
 def _evaluation(model, splits: Splits, cfg: dict, device: str):
@@ -181,6 +183,7 @@ def run_student(
         "factor": teacher.params / params,  # vs the teacher this run distils from
         "paper_factor": paper_factor(params, len(splits.classes)),
         "epochs": cfg["epochs"],
+        **result.overlay,
         **provenance,
         "environment": environment(runtime.device, runtime.threads, result.history),
     }
