@@ -36,6 +36,7 @@ from torch.utils import benchmark
 
 from igkd.models import build_student, build_teacher, multiply_adds, n_params, paper_factor
 from igkd.runtime import Runtime
+from igkd.training.allocator import release_free_memory
 
 TIMING_COLUMNS = [
     "model",
@@ -142,6 +143,7 @@ def peak_memory(model: nn.Module, x: torch.Tensor) -> tuple[float, str]:
             model(x)
         torch.cuda.synchronize(x.device)
         return float(torch.cuda.max_memory_allocated(x.device) - before), "cuda max_memory_allocated"
+    release_free_memory()  # else a pass that reuses kept free blocks does not move the RSS peak
     if _can_reset_rss_peak():
         CLEAR_REFS.write_text(RESET_PEAK_RSS)
         before = _status_kb("VmRSS")
