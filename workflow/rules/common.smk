@@ -187,7 +187,12 @@ FIGURE_NAMES = [
 def figure_pdfs():
     """Every figure PDF of this config: the ones above plus the controls', latency,
     external-set and IG-convergence figures where those stages are on."""
-    others = [*control_outputs(), *timing_outputs(), *external_outputs(), *convergence_outputs()]
+    others = [
+        *control_outputs(),
+        *timing_outputs(),
+        *external_outputs(),
+        *convergence_outputs(),
+    ]
     figures = [p for p in others if p.startswith(f"{RESULTS}/figures/")]
     return [f"{RESULTS}/figures/{name}.pdf" for name in FIGURE_NAMES] + figures
 
