@@ -17,10 +17,10 @@ $(INSTALLED): requirements.txt pyproject.toml
 	$(VENV)/bin/python -c "import igkd, torch; print('igkd', igkd.__version__, 'torch', torch.__version__)"
 	touch $@
 
-demo: $(INSTALLED)  ## every stage on the digits demo (about 8 minutes on 2 CPU cores)
+demo: $(INSTALLED)  ## every stage on the digits demo (about 16 minutes on 2 CPU cores)
 	$(VENV)/bin/snakemake --profile $(PROFILE)
 
-test: $(INSTALLED)  ## the default test suite (about 8 minutes on 2 CPU cores)
+test: $(INSTALLED)  ## the default test suite (about 14 minutes on 2 CPU cores)
 	$(VENV)/bin/python -m pytest -q
 
 report: $(INSTALLED)  ## the HTML report of the demo run (figures, tables, captions)

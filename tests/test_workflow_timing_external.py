@@ -72,3 +72,17 @@ def test_ig_convergence_figure_only_where_the_maps_are_refined(workdir):
     code, out = snakemake(workdir, "-n", "--quiet", "rules", *DEMO, "fixed.yaml")
     assert code == 0, out
     assert "fig_ig_convergence" not in job_counts(out)
+
+
+def test_power_target_reads_the_controls_only_where_they_are_on(workdir):
+    """`snakemake power` builds stats/power.csv and fig_power; the controls' runs and
+    comparisons are its inputs only while controls.methods is not empty."""
+    code, out = snakemake(workdir, "power", "-n", "--quiet", "rules", *DEMO)
+    assert code == 0, out
+    jobs = job_counts(out)
+    assert jobs.get("power_table") == 1 and jobs.get("fig_power") == 1 and jobs.get("compare_controls") == 1
+    (workdir / "off.yaml").write_text(yaml.safe_dump({"controls": {"methods": []}}))
+    code, out = snakemake(workdir, "power", "-n", "--quiet", "rules", *DEMO, "off.yaml")
+    assert code == 0, out
+    jobs = job_counts(out)
+    assert jobs.get("power_table") == 1 and "compare_controls" not in jobs

@@ -1,4 +1,4 @@
-# All runs -> one table, per-group summary and statistics.
+# All runs -> one table, per-group summary and statistics, power and cost.
 
 
 rule collect_runs:
@@ -28,6 +28,7 @@ rule collect_runs:
 rule run_stats:
     input:
         runs=rules.collect_runs.output.runs,
+        runtime=expand("{dir}/runtime.json", dir=student_dirs()),
     output:
         summary=report(
             f"{RESULTS}/stats/summary.csv",
@@ -49,6 +50,36 @@ rule run_stats:
         "../../envs/analysis.yaml"
     params:
         methods=STUDENTS["methods"],
+        stats=config["stats"],
         code=code_fingerprint("run_stats"),
     script:
         "../scripts/run_stats.py"
+
+
+# README "How many runs settle it?": snakemake --cores 2 power
+rule power_table:
+    input:
+        unpack(power_inputs),
+    output:
+        power=report(
+            f"{RESULTS}/stats/power.csv",
+            caption="../report/power_table.rst",
+            category="Tables",
+        ),
+    log:
+        f"{LOGS}/power_table.log",
+    benchmark:
+        f"{BENCH}/power_table.tsv"
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        stats=config["stats"],
+        code=code_fingerprint("power_table"),
+    script:
+        "../scripts/power_table.py"
+
+
+rule power:
+    input:
+        rules.power_table.output.power,
+        f"{RESULTS}/figures/power.pdf",

@@ -78,14 +78,31 @@ def student_dirs():
     )
 
 
-def control_metrics():
-    """The controls' runs and their comparison methods' runs at controls.drop."""
+def control_files(name="metrics.json"):
+    """`name` of the controls' runs and their comparison methods' runs at controls.drop."""
     return expand(
-        f"{RESULTS}/students/{{method}}/drop{{drop}}/run{{run}}/metrics.json",
+        f"{RESULTS}/students/{{method}}/drop{{drop}}/run{{run}}/{name}",
         method=[*CONTROLS["methods"], *CONTROLS["compare_with"]],
         drop=CONTROLS["drop"],
         run=range(CONTROLS["runs"]),
     )
+
+
+def power_inputs(wildcards):
+    """What stats/power.csv reads: the methods' tables and run times, and the controls'
+    where controls.methods is not empty."""
+    inputs = {
+        "runs": f"{RESULTS}/tables/runs.csv",
+        "comparisons": f"{RESULTS}/stats/comparisons.csv",
+        "runtime": expand("{dir}/runtime.json", dir=student_dirs()),
+    }
+    if CONTROLS["methods"]:
+        inputs.update(
+            controls_runs=f"{RESULTS}/tables/controls_runs.csv",
+            controls_comparisons=f"{RESULTS}/stats/controls_comparisons.csv",
+            controls_runtime=control_files("runtime.json"),
+        )
+    return inputs
 
 
 def control_outputs():
@@ -100,6 +117,7 @@ def final_outputs():
         f"{RESULTS}/tables/runs.csv",
         f"{RESULTS}/tables/method_means.csv",
         f"{RESULTS}/stats/summary.csv",
+        f"{RESULTS}/stats/power.csv",
         *figure_pdfs(),
         *control_outputs(),
         *timing_outputs(),
@@ -181,6 +199,7 @@ FIGURE_NAMES = [
     "mc_hist",
     "attention",
     "attributions",
+    "power",
 ]
 
 

@@ -34,7 +34,8 @@ rule precompute_reference_defect:
 
 rule compare_controls:
     input:
-        metrics=control_metrics(),
+        metrics=control_files("metrics.json"),
+        runtime=control_files("runtime.json"),
         teacher_metrics=rules.train_teacher.output.metrics,
     output:
         runs=f"{RESULTS}/tables/controls_runs.csv",
@@ -49,6 +50,7 @@ rule compare_controls:
         "../../envs/analysis.yaml"
     params:
         controls=CONTROLS,
+        stats=config["stats"],
         code=code_fingerprint("compare_controls"),
     script:
         "../scripts/compare_controls.py"

@@ -197,6 +197,27 @@ rule fig_attributions:
         "../scripts/fig_attributions.py"
 
 
+rule fig_power:
+    input:
+        power=rules.power_table.output.power,
+        runs=rules.collect_runs.output.runs,
+    output:
+        pdf=figure_report("power", "pdf", "Statistics"),
+        png=figure_report("power", "png", "Statistics"),
+    log:
+        f"{LOGS}/fig_power.log",
+    benchmark:
+        f"{BENCH}/fig_power.tsv"
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        drop=FIGURES["power"]["drop"],
+        max_diff=FIGURES["power"]["max_diff"],
+        code=code_fingerprint("fig_power"),
+    script:
+        "../scripts/fig_power.py"
+
+
 rule figures:
     input:
         figure_pdfs(),

@@ -12,6 +12,7 @@ rule distill_student:
         metrics=f"{RESULTS}/students/{{method}}/drop{{drop}}/run{{run}}/metrics.json",
         history=f"{RESULTS}/students/{{method}}/drop{{drop}}/run{{run}}/history.csv",
         subsample=f"{RESULTS}/students/{{method}}/drop{{drop}}/run{{run}}/subsample.npy",
+        runtime=f"{RESULTS}/students/{{method}}/drop{{drop}}/run{{run}}/runtime.json",
     log:
         f"{LOGS}/students/{{method}}_drop{{drop}}_run{{run}}.log",
     benchmark:

@@ -1,9 +1,10 @@
-"""Controls and comparison methods at one drop -> runs table, summary, Welch/Holm tests, Markdown."""
+"""Controls and comparison methods at one drop -> runs table, summary, Welch/Holm tests, power, Markdown."""
 
 from pathlib import Path
 
-from igkd.analysis.collect import runs_table
+from igkd.analysis.collect import run_costs, runs_table
 from igkd.analysis.control_stats import write_control_stats
+from igkd.analysis.power import PowerPlan
 from igkd.io import read_json
 from igkd.runtime import log_to
 
@@ -17,5 +18,7 @@ write_control_stats(
     controls=cfg["methods"],
     compare_with=cfg["compare_with"],
     drop=cfg["drop"],
+    plan=PowerPlan.from_config(snakemake.params.stats),
+    costs=run_costs(snakemake.input.runtime),
 )
 log(Path(snakemake.output.markdown).read_text())

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 import pandas as pd
 
@@ -38,6 +39,43 @@ def runs_table(metric_paths: Iterable[str], teacher_acc: float) -> pd.DataFrame:
         rows.append({c: metrics[c] for c in RUN_COLUMNS})
     frame = pd.DataFrame(rows, columns=RUN_COLUMNS)
     frame["rel_acc"] = frame["test_acc"] / teacher_acc
+    return frame.sort_values(["drop", "method", "run"], kind="stable").reset_index(drop=True)
+
+
+COST_COLUMNS = ["method", "drop", "run", "seconds", "device"]
+
+
+def run_device(metrics: dict) -> str:
+    """Where a run trained: its devices (a resumed run may have moved), threads on a CPU."""
+    env = metrics.get("environment") or {}
+    devices = env.get("devices_used") or ([env["device"]] if env.get("device") else [])
+    label = " + ".join(str(d) for d in devices)
+    if label == "cpu" and env.get("threads"):
+        label = f"cpu ({env['threads']} threads)"
+    return label
+
+
+def run_costs(runtime_paths: Iterable[str]) -> pd.DataFrame:
+    """One row per run: its wall-clock seconds (runtime.json) and device (the metrics.json
+    beside it). Kept out of runs.csv, which stays byte-reproducible across reruns."""
+    rows = []
+    for path in runtime_paths:
+        seconds = read_json(path).get("seconds")
+        if not isinstance(seconds, int | float) or isinstance(seconds, bool) or not seconds >= 0:
+            raise InputError(f"{path}: key 'seconds' must be a non-negative number of seconds, got {seconds!r}")
+        metrics_path = Path(path).with_name("metrics.json")
+        metrics = read_json(metrics_path)
+        missing = [c for c in ("method", "drop", "run") if c not in metrics]
+        if missing:
+            raise InputError(f"{metrics_path}: missing keys {missing}")
+        rows.append(
+            {
+                **{c: metrics[c] for c in ("method", "drop", "run")},
+                "seconds": float(seconds),
+                "device": run_device(metrics),
+            }
+        )
+    frame = pd.DataFrame(rows, columns=COST_COLUMNS)
     return frame.sort_values(["drop", "method", "run"], kind="stable").reset_index(drop=True)
 
 

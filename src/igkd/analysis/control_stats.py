@@ -17,7 +17,9 @@ import numpy as np
 import pandas as pd
 from statsmodels.stats.multitest import multipletests
 
-from igkd.analysis.stats import compare, summarize, to_markdown
+from igkd.analysis.markdown import to_markdown
+from igkd.analysis.power import Family, PowerPlan, power_section, power_table
+from igkd.analysis.stats import compare, summarize
 from igkd.io import InputError, atomic_path, write_csv
 from igkd.training.methods import control_note, is_control
 
@@ -74,9 +76,13 @@ def write_control_stats(
     controls: Sequence[str],
     compare_with: Sequence[str],
     drop: int,
-    alpha: float = 0.05,
+    plan: PowerPlan | None = None,
+    costs: pd.DataFrame | None = None,
 ) -> dict[str, pd.DataFrame]:
-    """Write paths['runs'|'summary'|'comparisons'] (CSV) and paths['markdown'] atomically."""
+    """Write paths['runs'|'summary'|'comparisons'] (CSV) and paths['markdown'] atomically;
+    the Markdown ends with the controls' power section (`plan`, hours from `costs`)."""
+    plan = plan or PowerPlan()
+    alpha = plan.alpha
     runs = check_runs(runs, controls, compare_with, drop)
     order = [*compare_with, *controls]
     summary = control_summary(runs, order, 1 - alpha)
@@ -117,6 +123,7 @@ def write_control_stats(
             "",
             to_markdown(shown) if len(shown) else "_No comparisons._",
             "",
+            power_section(power_table(Family("controls", comps, runs, costs), plan), plan),
         ]
     )
     with atomic_path(paths["markdown"]) as tmp:

@@ -26,6 +26,9 @@ from scipy import stats as st
 from statsmodels.stats.diagnostic import lilliefors
 from statsmodels.stats.multitest import multipletests
 
+from igkd.analysis.markdown import to_markdown
+from igkd.analysis.pairing import PAIR_KEYS, aligned_samples
+from igkd.analysis.power import Family, PowerPlan, power_section, power_table
 from igkd.io import InputError, atomic_path, write_csv
 
 SUMMARY_STATS = ["n", "mean", "sd", "median", "min", "max", "sem", "ci_low", "ci_high"]
@@ -49,7 +52,6 @@ COMPARE_COLUMNS = [
     "reject_holm",
     "hedges_g",
 ]
-PAIR_KEYS = ("seed", "subsample_sha")
 
 
 # --------------------------------------------------------------------------- validation
@@ -139,15 +141,6 @@ def summarize(
 # --------------------------------------------------------------------------- compare
 
 
-def _pair_keys(group: pd.DataFrame) -> list[tuple] | None:
-    """(seed, subsample_sha) of each run, or None if some key is missing or repeated."""
-    keys = group[list(PAIR_KEYS)]
-    if keys.isna().any().any():
-        return None
-    tuples = list(keys.itertuples(index=False, name=None))
-    return tuples if len(set(tuples)) == len(tuples) else None
-
-
 def _hedges_j(df: float) -> float:
     """Small-sample bias correction J = 1 - 3/(4·df - 1) (Hedges 1981, approximation)."""
     return 1.0 - 3.0 / (4.0 * df - 1.0)
@@ -155,10 +148,7 @@ def _hedges_j(df: float) -> float:
 
 def _test_pair(a: pd.DataFrame, b: pd.DataFrame, value: str, confidence: float) -> dict:
     """Test method runs `a` against baseline runs `b`; see `compare` for the formulas."""
-    ka, kb = _pair_keys(a), _pair_keys(b)
-    paired = ka is not None and kb is not None and set(ka) == set(kb)
-    x = a[value].to_numpy(float)
-    y = b[value].to_numpy(float)
+    x, y, paired = aligned_samples(a, b, value)
     res = dict(
         test="paired" if paired else "welch",
         n_method=len(x),
@@ -174,8 +164,6 @@ def _test_pair(a: pd.DataFrame, b: pd.DataFrame, value: str, confidence: float) 
         hedges_g=np.nan,
     )
     if paired:
-        order = {k: i for i, k in enumerate(kb)}
-        y = y[[order[k] for k in ka]]  # align baseline runs to the method's (seed, subsample)
         d = x - y
         if len(d) < 2 or not np.std(d) > 0:
             return res  # too few pairs, or constant differences: no variance to test against
@@ -317,57 +305,24 @@ def normality(
 # --------------------------------------------------------------------------- output
 
 
-def _is_p_column(name: str) -> bool:
-    return name == "p" or name.startswith("p_")
-
-
-def to_markdown(frame: pd.DataFrame, floatfmt: str = ".2f", formats: Mapping[str, str] | None = None) -> str:
-    """Render `frame` as a GitHub Markdown table.
-
-    Floats use `floatfmt`; p-value columns (``p``, ``p_*``) use 3 significant digits
-    (``{:.3g}``) so small p-values are not rounded to 0.00. `formats` maps a column name to
-    a ``str.format`` pattern that overrides both. NaN/NA render as empty cells. Cells are
-    pre-formatted here and tabulate's number parsing is off, so it cannot re-round them.
-    """
-    formats = dict(formats or {})
-    cells = pd.DataFrame(index=frame.index)
-    align = []
-    for name in frame.columns:
-        col = frame[name]
-        if name in formats:
-            fmt = formats[name]
-        elif _is_p_column(str(name)):
-            fmt = "{:.3g}"
-        elif pd.api.types.is_float_dtype(col):
-            fmt = "{:" + floatfmt + "}"
-        else:
-            fmt = "{}"
-        cells[name] = [("" if _isna(v) else fmt.format(v)) for v in col.tolist()]
-        numeric = pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col)
-        align.append("right" if numeric else "left")
-    return cells.to_markdown(index=False, tablefmt="github", disable_numparse=True, colalign=align or None)
-
-
-def _isna(v) -> bool:
-    try:
-        return bool(pd.isna(v))
-    except (TypeError, ValueError):
-        return False
-
-
 def write_stats(
     runs: pd.DataFrame,
     out_dir: str | os.PathLike,
     method_order: Sequence[str] | None = None,
     baselines: Sequence[str] = ("Student", "KD"),
     value: str = "test_acc",
-    alpha: float = 0.05,
+    plan: PowerPlan | None = None,
+    costs: pd.DataFrame | None = None,
 ) -> dict[str, Path]:
-    """Write summary.csv, comparisons.csv, normality.csv and stats.md atomically.
+    """Write summary.csv, comparisons.csv, normality.csv and stats.md atomically; stats.md
+    ends with the power section of these comparisons (`plan`, default PowerPlan(); hours from the runs' `costs`,
+    igkd.analysis.collect.run_costs). Tests and intervals use `plan.alpha`.
 
     Returns ``{"summary", "comparisons", "normality", "markdown"}`` -> path.
     """
     out_dir = Path(out_dir)
+    plan = plan or PowerPlan()
+    alpha = plan.alpha
     summary = summarize(runs, value=value, confidence=1 - alpha, method_order=method_order)
     comps = compare(runs, baselines=baselines, value=value, alpha=alpha, method_order=method_order)
     norm = normality(runs, value=value, method_order=method_order)
@@ -411,6 +366,7 @@ def write_stats(
             "",
             to_markdown(norm, formats={"ks_stat": "{:.3f}"}),
             "",
+            power_section(power_table(Family("methods", comps, runs, costs), plan, value=value), plan),
         ]
     )
     with atomic_path(paths["markdown"]) as tmp:

@@ -19,7 +19,9 @@ from igkd.plots import save_figure
 PAPER_MAIN_FACTOR = 4.12  # the paper's main student (drop 5)
 
 
-def main_drop(runs: pd.DataFrame, drop: int | None = None, target: float = PAPER_MAIN_FACTOR) -> int:
+def main_drop(
+    runs: pd.DataFrame, drop: int | None = None, target: float = PAPER_MAIN_FACTOR, key: str = "figures.mc_hist.drop"
+) -> int:
     """`drop` if given (it must be in the runs), else the drop whose paper factor (vs the
     width-1.0 teacher, as the paper counts) is closest to `target` on a log scale (ties: the
     smaller drop)."""
@@ -28,9 +30,7 @@ def main_drop(runs: pd.DataFrame, drop: int | None = None, target: float = PAPER
         raise InputError("runs table: no runs to draw")
     if drop is not None:
         if drop not in present.index:
-            raise InputError(
-                f"figures.mc_hist.drop: {drop} is not among the drops in the runs table {sorted(present.index)}"
-            )
+            raise InputError(f"{key}: {drop} is not among the drops in the runs table {sorted(present.index)}")
         return int(drop)
     distance = (np.log(present) - math.log(target)).abs()
     return int(distance.sort_index().idxmin())
