@@ -122,6 +122,8 @@ def test_tiny_run_then_only_stale_stages_rerun(workdir):
         "fig_latency": 1,
         "fig_mc_hist": 1,
         "fig_attention": 1,
+        "power_table": 1,  # power reads the runs and their runtime.json
+        "fig_power": 1,
         "all": 1,
     }
     # more Monte Carlo runs train only the new runs; finished ones stay
