@@ -42,6 +42,10 @@ THREADS = config["runtime"]["threads"]
 ON_GPU = config["runtime"]["device"] not in ("cpu", "mps")
 GPU_ONE_SLOT = 1 if ON_GPU else 0
 GPU_WHOLE = config["runtime"]["students_per_gpu"] if ON_GPU else 0
+# Once the teacher is done the precompute jobs go before any student: the IG methods' and
+# the controls' students wait on their files (left to the scheduler, the demo ran the
+# reference-defect precompute after 30 students and its 2 control runs came last).
+FIRST_AFTER_TEACHER = 10
 
 
 wildcard_constraints:

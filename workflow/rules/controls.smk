@@ -15,6 +15,7 @@ rule precompute_reference_defect:
         f"{LOGS}/precompute_{{attribution}}_reference_defect.log",
     benchmark:
         f"{BENCH}/precompute_{{attribution}}_reference_defect.tsv"
+    priority: FIRST_AFTER_TEACHER
     conda:
         "../../envs/train.yaml"
     threads: THREADS["precompute"]

@@ -12,6 +12,7 @@ rule precompute_attributions:
         f"{LOGS}/precompute_{{attribution}}.log",
     benchmark:
         f"{BENCH}/precompute_{{attribution}}.tsv"
+    priority: FIRST_AFTER_TEACHER
     conda:
         "../../envs/train.yaml"
     threads: THREADS["precompute"]
