@@ -20,7 +20,7 @@ $(INSTALLED): requirements.txt pyproject.toml
 demo: $(INSTALLED)  ## every stage on the digits demo (about 12-13 minutes on 2 CPU cores)
 	$(VENV)/bin/snakemake --profile $(PROFILE)
 
-test: $(INSTALLED)  ## the default test suite (about 14 minutes on 2 CPU cores)
+test: $(INSTALLED)  ## the default test suite (about 10 minutes on 2 CPU cores)
 	$(VENV)/bin/python -m pytest -q
 
 report: $(INSTALLED)  ## the HTML report of the demo run (figures, tables, captions)
