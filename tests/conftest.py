@@ -51,3 +51,28 @@ def trained_teacher():
         loss.backward()
         optimizer.step()
     return model.eval()
+
+
+def smooth_copy(model):
+    """`model` with every ReLU6 replaced by SiLU (same weights, BatchNorm statistics and
+    layout). Tests that compare two computations of one attribution which round
+    differently (BatchNorm folded or not, other batch sizes, captum or igkd) use it: at a
+    ReLU6 kink a rounding difference flips a gradient, and which image it hits changes
+    from CPU to CPU (seen: one image's IG map 20 % off on one CPU, not on another). A
+    smooth network moves every result by rounding only, on any CPU."""
+    import copy
+
+    import torch
+
+    model = copy.deepcopy(model)
+    for module in list(model.modules()):
+        for name, child in module.named_children():
+            if isinstance(child, torch.nn.ReLU6):
+                setattr(module, name, torch.nn.SiLU())
+    return model
+
+
+@pytest.fixture(scope="session")
+def smooth_teacher(trained_teacher):
+    """trained_teacher without kinks (smooth_copy)."""
+    return smooth_copy(trained_teacher)

@@ -32,26 +32,44 @@ def run(teacher, splits, path, n=200, log=lambda m: None, **job):
     return precompute(trained, splits.train_images[:n], splits.train_labels[:n], path, job, Runtime(log=log), records)
 
 
-def test_row_i_belongs_to_image_i(tiny_splits, teacher, tmp_path):
-    """Recompute random rows alone, with captum directly, and compare with the stored rows."""
+def captum_row(model, splits, i):
+    """(logits, map, delta) of training image i (target: its label), by captum alone."""
+    x = normalize(torch.from_numpy(splits.train_images[i]).permute(2, 0, 1)[None].float() / 255, MEAN, STD)
+    attr, d = IntegratedGradients(model).attribute(
+        x,
+        baselines=x * 0,
+        target=int(splits.train_labels[i]),
+        n_steps=8,
+        method="gausslegendre",
+        return_convergence_delta=True,
+    )
+    return model(x)[0].detach().numpy(), attr.abs().sum(1)[0].detach().numpy(), d.item()
+
+
+def test_row_i_belongs_to_image_i(tiny_splits, smooth_teacher, tmp_path):
+    """Recompute random rows alone, with captum directly, and compare with the stored rows.
+
+    A trained teacher (an untrained one gives logits and maps of ~1e-8 for every image,
+    which any tolerance with an absolute term accepts for any row), smooth (conftest:
+    the stage folds BatchNorm and batches images, captum does neither)."""
+    model = smooth_teacher
     path = tmp_path / "ig.h5"
-    run(teacher, tiny_splits, path)
+    run(model, tiny_splits, path)
     with h5py.File(path) as h5:
         logits, maps, delta = h5["logits"][()], h5["maps"][()], h5["delta"][()]
         assert h5.attrs["rows_done"] == 200
+    logits_close = dict(rtol=1e-4, atol=1e-6 * np.abs(logits).max())  # absolute terms scaled to the values
+    maps_close = dict(rtol=1e-3, atol=1e-6 * np.abs(maps).max())
     rng = np.random.default_rng(0)
     for i in rng.choice(200, size=6, replace=False):
-        x = torch.from_numpy(tiny_splits.train_images[i]).permute(2, 0, 1)[None].float() / 255
-        x = normalize(x, MEAN, STD)
-        label = int(tiny_splits.train_labels[i])
-        attr, d = IntegratedGradients(teacher).attribute(
-            x, baselines=x * 0, target=label, n_steps=8, method="gausslegendre", return_convergence_delta=True
-        )
-        np.testing.assert_allclose(maps[i], attr.abs().sum(1)[0].detach().numpy(), rtol=1e-3, atol=1e-6)
-        np.testing.assert_allclose(logits[i], teacher(x)[0].detach().numpy(), rtol=1e-4, atol=1e-5)
-        np.testing.assert_allclose(delta[i], d.item(), rtol=1e-2, atol=1e-5)
-    # rows differ from their neighbours: no accidental broadcast of one image
-    assert not np.allclose(maps[0], maps[1])
+        own_logits, own_map, own_delta = captum_row(model, tiny_splits, i)
+        np.testing.assert_allclose(maps[i], own_map, **maps_close)
+        np.testing.assert_allclose(logits[i], own_logits, **logits_close)
+        np.testing.assert_allclose(delta[i], own_delta, rtol=1e-2, atol=1e-6 * np.abs(delta).max())
+        # the tolerances tell images apart: row i does not pass for the next image's row
+        other_logits, other_map, _ = captum_row(model, tiny_splits, (i + 1) % 200)
+        assert not np.allclose(logits[i], other_logits, **logits_close)
+        assert not np.allclose(maps[i], other_map, **maps_close)
 
 
 def test_resume_from_partial_equals_uninterrupted(tiny_splits, teacher, tmp_path):
@@ -134,13 +152,20 @@ def test_ig_delta_from_given_logits_equals_captums(trained_teacher, tiny_splits)
     attr2, delta2 = integrated_gradients(model, x, target, {**settings, "endpoint_gain": gain})
     torch.testing.assert_close(attr2, attr)
     torch.testing.assert_close(delta2, delta, rtol=1e-3, atol=1e-6)
-    assert (delta.abs() / gain.abs()).max() > 1e-3  # a real, non-zero completeness error was compared
+    # a real, non-zero completeness error was compared: captum's riemann_trapezoid weights sum
+    # to 7/8 at 8 steps, so delta is about -gain/8 on any CPU, far above this bound
+    assert (delta.abs() / gain.abs()).max() > 1e-3
 
 
-def test_precompute_of_folded_teacher_matches_the_plain_teacher(trained_teacher, tiny_splits, tmp_path):
+def test_precompute_of_folded_teacher_matches_the_plain_teacher(smooth_teacher, tiny_splits, tmp_path):
     """Folding BatchNorm is an implementation detail: the stored rows match captum run on
-    the unfolded model (first 40 rows)."""
-    model = trained_teacher
+    the unfolded model (first 40 rows), every row to rounding.
+
+    The teacher is smooth (conftest.smooth_copy): folding changes float rounding, and
+    where an interpolation point sits on a ReLU6 kink that flips one gradient and moves
+    one image's map by percent (seen: image 14, 20 %, on one CPU and not another), so
+    with ReLU6 no tolerance holds on every CPU. Folding does not depend on the activation."""
+    model = smooth_teacher
     path = tmp_path / "ig.h5"
     run(model, tiny_splits, path)
     with h5py.File(path) as h5:
@@ -150,22 +175,24 @@ def test_precompute_of_folded_teacher_matches_the_plain_teacher(trained_teacher,
     attr, d = IntegratedGradients(model).attribute(
         x, baselines=x * 0, target=target, n_steps=8, method="gausslegendre", return_convergence_delta=True
     )
-    np.testing.assert_allclose(logits, model(x).detach().numpy(), rtol=1e-4, atol=1e-5)
-    # Folding changes float rounding; where an interpolation point sits on a ReLU's kink that
-    # can flip one gradient and move one image's map by percent (seen: image 14, 20 %, on
-    # one CPU and not another). So: nearly every image to rounding, every image close.
+    reference_logits = model(x).detach().numpy()
+    np.testing.assert_allclose(logits, reference_logits, rtol=1e-4, atol=1e-6 * np.abs(reference_logits).max())
     reference = attr.abs().sum(1).detach().numpy()
-    rel_l1 = np.abs(maps - reference).sum((1, 2)) / np.abs(reference).sum((1, 2))
-    assert np.mean(rel_l1 < 1e-4) >= 0.9 and rel_l1.max() < 0.05, np.sort(rel_l1)[-5:]
-    same = rel_l1 < 1e-4
-    np.testing.assert_allclose(delta[same], d.detach().numpy()[same], rtol=1e-2, atol=1e-4 * np.abs(d.numpy()).max())
+    np.testing.assert_allclose(maps, reference, rtol=1e-3, atol=1e-6 * np.abs(reference).max())
+    np.testing.assert_allclose(delta, d.detach().numpy(), rtol=1e-2, atol=1e-4 * np.abs(d.numpy()).max())
 
 
 def test_precompute_stores_gain_abs_and_guarded_rel_delta(trained_teacher, tiny_splits, tmp_path):
     """gain, abs_delta and rel_delta agree with a recomputation from the stored logits and
     delta, rel_delta is guarded by the configured floor (the old |delta| / |gain| is not),
     and the attrs hold the distribution of exactly these rows."""
-    model, n, floor, tolerance = trained_teacher, 64, 5.0, 0.1
+    model, n, tolerance = trained_teacher, 64, 0.1
+    x = normalize(torch.from_numpy(tiny_splits.train_images[:n]).permute(0, 3, 1, 2).float() / 255, MEAN, STD)
+    labels = tiny_splits.train_labels[:n]
+    with torch.no_grad():
+        measured = (model(x)[np.arange(n), labels] - model(torch.zeros(1, 3, 8, 8))[0, labels]).abs().numpy()
+    low, high = np.sort(measured)[[n // 2 - 1, n // 2]]
+    floor = float(np.sqrt(low * high))  # between the middle gains, from the gains measured: both regimes on any CPU
     path = tmp_path / "ig.h5"
     settings = {**SETTINGS, "rel_floor": floor, "report_tolerance": tolerance}
     summary = run(model, tiny_splits, path, n=n, chunk=32, settings=settings)
@@ -173,7 +200,6 @@ def test_precompute_stores_gain_abs_and_guarded_rel_delta(trained_teacher, tiny_
         logits, gain, delta = h5["logits"][()], h5["gain"][()], h5["delta"][()]
         absolute, relative = h5["abs_delta"][()], h5["rel_delta"][()]
         attrs = dict(h5.attrs)
-    labels = tiny_splits.train_labels[:n]
     with torch.no_grad():
         zero = model(torch.zeros(1, 3, 8, 8))[0].numpy()
     expected_gain = logits[np.arange(n), labels] - zero[labels]

@@ -1,5 +1,7 @@
+import numpy as np
 import pandas as pd
 import torch
+from scipy.stats import binomtest
 
 from configs import TEACHER
 from igkd.io import load_torch, read_json
@@ -20,7 +22,13 @@ def test_run_teacher_trains_writes_and_reimports(tiny_splits, tmp_path):
     history = pd.read_csv(paths[2])
     # 4 epochs, not 2: at 2 the loss had not yet fallen on every CPU (warm-up to lr 0.05 first)
     assert list(history["epoch"]) == [1, 2, 3, 4] and history["loss_ce"].iloc[-1] < history["loss_ce"].iloc[0]
-    assert read_json(paths[1])["test_acc"] == metrics["test_acc"] > 30  # learning, from 10 % chance
+    assert read_json(paths[1])["test_acc"] == metrics["test_acc"]
+    # learning: more test images right than guessing the commonest class would get, beyond
+    # chance (binomial, p < 1e-6), not above a fixed accuracy (52-53 % on three CPU kernel sets)
+    labels = tiny_splits.test_labels
+    correct = round(metrics["test_acc"] * len(labels) / 100)
+    chance = np.bincount(labels).max() / len(labels)
+    assert binomtest(correct, len(labels), chance, alternative="greater").pvalue < 1e-6, metrics["test_acc"]
     assert metrics["params"] == n_params(build_teacher(width=0.25)) == 250_922
     assert metrics["environment"]["devices_used"] == ["cpu"] and list(history["device"]) == ["cpu"] * 4
     assert set(load_torch(paths[0])) == set(build_teacher(width=0.25).state_dict())
