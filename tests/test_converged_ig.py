@@ -76,6 +76,19 @@ def tolerance_from(errors: np.ndarray) -> float:
     return best[0]
 
 
+def rounding_of_sums(attr: torch.Tensor, gain: torch.Tensor) -> np.ndarray:
+    """Tolerance for two computations of delta = sum(attr) - gain: float32 rounding of a sum
+    grows with the size of its terms (the smooth teacher's logits reach ~100, where a fixed
+    1e-4 failed with SSE4.1 kernels: 1.1e-4 apart, 7e-6 relative)."""
+    return 1e-5 * (attr.abs().flatten(1).sum(1) + gain.abs()).numpy()
+
+
+def assert_within(actual: np.ndarray, desired: np.ndarray, tolerance: np.ndarray) -> None:
+    """|actual - desired| <= tolerance, element by element (one tolerance per image)."""
+    off = np.abs(actual - desired)
+    assert np.all(off <= tolerance), f"apart by {off[off > tolerance]} where allowed {tolerance[off > tolerance]}"
+
+
 def test_trapezoid_weights_sum_to_one_and_midpoints_nest():
     weights, alphas = trapezoid(5)
     assert float(weights.sum()) == pytest.approx(1.0)
@@ -122,7 +135,8 @@ def test_a_refined_map_equals_captum_at_its_final_steps(batch):
             result.attr[i].numpy(), captum[0].numpy() * points / (points - 1), rtol=1e-3, atol=1e-6
         )
     # the stored error is the error of the stored map
-    np.testing.assert_allclose(result.delta.numpy(), result.attr.flatten(1).sum(1).numpy() - gain.numpy(), atol=1e-4)
+    stored = result.attr.flatten(1).sum(1).numpy() - gain.numpy()
+    assert_within(result.delta.numpy(), stored, rounding_of_sums(result.attr, gain))
 
 
 def test_refinement_touches_only_images_above_tolerance(batch):
@@ -304,4 +318,4 @@ def test_the_ig_attributor_refines_with_method_trapezoid(batch):
     direct = refined_ig(model, x, y, gain, Refinement(5, tolerance, 65), None)
     assert 0 < int((direct.steps > 5).sum()) < 8
     np.testing.assert_allclose(attr.numpy(), direct.attr.numpy(), rtol=1e-4, atol=1e-6)
-    np.testing.assert_allclose(delta.numpy(), direct.delta.numpy(), atol=1e-4)
+    assert_within(delta.numpy(), direct.delta.numpy(), rounding_of_sums(direct.attr, gain))
