@@ -28,3 +28,44 @@ rule all:
     default_target: True
     input:
         final_outputs(),
+
+
+# The paper's experiments by name (README "Experiments"): snakemake --cores N ablation
+rule ablation:
+    input:
+        experiment_outputs("ablation"),
+
+
+rule montecarlo:
+    input:
+        experiment_outputs("montecarlo"),
+
+
+rule compression:
+    input:
+        experiment_outputs("compression"),
+
+
+rule grid:
+    input:
+        experiment_outputs("grid"),
+
+
+rule kd_grid:
+    input:
+        experiment_outputs("kd_grid"),
+
+
+rule overlay_p:
+    input:
+        experiment_outputs("overlay_p"),
+
+
+rule timing:
+    input:
+        experiment_outputs("timing"),
+
+
+rule external:
+    input:
+        experiment_outputs("external"),

@@ -41,9 +41,10 @@ from _common import format_table, machine_line, setup, sync
 from igkd.attribution.precompute import AttributionJob, Precomputed, precompute
 from igkd.config import validate_config
 from igkd.data.store import Splits, with_val_split
+from igkd.experiments import StudentRecipe, StudentRun
 from igkd.runtime import Runtime
 from igkd.training.augment import InputNorm
-from igkd.training.student import RunSpec, fit_student
+from igkd.training.student import fit_student
 from igkd.training.teacher import TrainedTeacher, fit_teacher
 
 REPO = Path(__file__).resolve().parents[1]
@@ -155,12 +156,12 @@ def reset_peak(device: str) -> None:
 # --------------------------------------------------------------------------- stages
 
 
-def student_settings(size: dict) -> dict:
+def student_settings(size: dict) -> StudentRecipe:
     cfg = copy.deepcopy(protocol()["students"])
-    cfg.update({"epochs": STUDENT_EPOCHS, "fraction": 1.0, "eval_every": STUDENT_EPOCHS})
+    cfg.update({"epochs": STUDENT_EPOCHS, "eval_every": STUDENT_EPOCHS})
     if size["image_size"] < 32:
         cfg["crop_padding"] = 2
-    return cfg
+    return StudentRecipe.from_config(cfg)
 
 
 def student_epoch(splits, pre, teacher, drop, size, device, threads) -> float:
@@ -169,8 +170,7 @@ def student_epoch(splits, pre, teacher, drop, size, device, threads) -> float:
     trained = TrainedTeacher(teacher, InputNorm(tuple(MEAN), tuple(STD)), "benchmark", 0)
     result = fit_student(
         splits,
-        RunSpec(METHOD, drop, 0),
-        student_settings(size),
+        StudentRun(METHOD, drop, 1.0, 0, student_settings(size)),
         trained,
         pre,
         Runtime(device, threads, log=lambda m: None),

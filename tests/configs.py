@@ -21,7 +21,6 @@ TEACHER = {
 # students.* for one short width-0.25 student run
 STUDENT = {
     "seed_offset": 0,
-    "fraction": 0.8,
     "exclude_val": False,
     "control_seed": 1,
     "width": 0.25,
@@ -34,7 +33,7 @@ STUDENT = {
     "normalize": None,
     "eval_every": 1,
     "kd": {"alpha": 0.01, "temperature": 2.5},
-    "ig": {"p": 0.1, "power_min": 1.0, "power_max": 2.0, "blend": 0.5},
+    "ig": {"attribution": "ig", "p": 0.1, "power_min": 1.0, "power_max": 2.0, "blend": 0.5},
     "at": {"gamma": 0.8},
 }
 
@@ -44,6 +43,13 @@ RESUMABLE_STUDENT = {
     "exclude_val": True,
     "width": 1.0,
     "kd": {"alpha": 0.5, "temperature": 2.0},
-    "ig": {"p": 0.5, "power_min": 1.0, "power_max": 2.0, "blend": 0.5},
+    "ig": {"attribution": "ig", "p": 0.5, "power_min": 1.0, "power_max": 2.0, "blend": 0.5},
     "flip": True,
 }
+
+
+def student_run(method: str, drop: int, run: int = 0, fraction: float = 0.8, students: dict = STUDENT):
+    """The StudentRun of `method` at `drop` with the `students` recipe (igkd.experiments)."""
+    from igkd.experiments import StudentRecipe, StudentRun
+
+    return StudentRun(method, drop, fraction, run, StudentRecipe.from_config(students))

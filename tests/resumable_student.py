@@ -10,13 +10,13 @@ import sys
 
 import numpy as np
 
-from configs import RESUMABLE_STUDENT
+from configs import RESUMABLE_STUDENT, student_run
 from igkd.data.digits import load_digits_splits
 from igkd.data.store import with_val_split
 from igkd.io import save_torch
 from igkd.runtime import Runtime
 from igkd.training.loop import Checkpoint
-from igkd.training.student import RunSpec, fit_student
+from igkd.training.student import fit_student
 
 EPOCHS = 4
 CFG = {**RESUMABLE_STUDENT, "epochs": EPOCHS, "batch_size": 32, "eval_every": 2}
@@ -35,8 +35,7 @@ def train(checkpoint=None, tag: str = "demo-settings", log=None, cfg=None):
     splits = with_val_split(load_digits_splits(8, 0.2, 0), 0.1, 0)
     result = fit_student(
         splits,
-        RunSpec("KD_IG", 15, 0),
-        cfg or CFG,
+        student_run("KD_IG", 15, students=cfg or CFG),
         None,
         Teacher(len(splits.train_labels)),
         Runtime(log=log or (lambda m: None)),

@@ -64,8 +64,12 @@ def with_value(cfg: dict, path: tuple, value) -> dict:
             -1,
             "students.kd.temperature: -1 is less than or equal to the minimum of 0",
         ),
-        (("students", "fraction"), -0.5, "students.fraction: -0.5 is less than or equal to the minimum of 0"),
-        (("students", "drops"), [7.5], "students.drops.0: 7.5 is not of type 'integer'"),
+        (
+            ("experiments", "ablation", "fraction"),
+            -0.5,
+            "experiments.ablation.fraction: -0.5 is less than or equal to the minimum of 0",
+        ),
+        (("experiments", "ablation", "drops"), [7.5], "experiments.ablation.drops.0: 7.5 is not of type 'integer'"),
         (
             ("students", "kd", "alhpa"),
             0.1,
@@ -100,8 +104,8 @@ def test_unknown_top_level_key_lists_the_allowed_ones(full):
         (("students", "kd", "alpha"), 0),
         (("students", "kd", "alpha"), 1),
         (("students", "kd", "temperature"), 1e-6),
-        (("students", "fraction"), 1),
-        (("students", "drops"), [1, 18]),
+        (("experiments", "montecarlo", "fraction"), 1),
+        (("experiments", "compression", "drops"), [1, 18]),
     ],
 )
 def test_range_ends_are_accepted(full, path, value):

@@ -11,8 +11,21 @@ REPO = Path(__file__).resolve().parents[1]
 SRC = REPO / "src"
 PACKAGE = SRC / "igkd"
 MAX_PARAMETERS = 8
-STAGES = {"data", "training", "attribution", "analysis", "plots"}
-TOP_LEVEL = {"__init__", "io", "config", "provenance", "runtime", "devices", "cli", "models", "controls"}
+STAGES = {"data", "training", "attribution", "analysis", "plots", "plan"}
+TOP_LEVEL = {
+    "__init__",
+    "io",
+    "config",
+    "provenance",
+    "runtime",
+    "devices",
+    "cli",
+    "models",
+    "controls",
+    "experiments",
+    "identity",
+    "reruns",
+}
 FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef)
 
 

@@ -15,31 +15,51 @@ def full(repo):
 
 def test_full_config_is_the_paper_protocol(full):
     cfg = validate_config(full)
-    s = cfg["students"]
+    s, e = cfg["students"], cfg["experiments"]
     assert cfg["dataset"]["name"] == "cifar10" and cfg["dataset"]["image_size"] == 32
-    assert len(s["methods"]) == 8 and s["drops"] == [3, 5, 7, 9, 11, 13, 15, 17]
-    assert s["runs"] == 60 and s["epochs"] == 100 and s["fraction"] == 0.8
+    assert len(e["ablation"]["methods"]) == 8 and e["ablation"]["drops"] == [5] and e["ablation"]["runs"] == 10
+    assert e["ablation"]["fraction"] == e["compression"]["fraction"] == 1.0
+    assert e["montecarlo"]["methods"] == ["Student", "KD", "KD_IG", "KD_IG_AT"] and e["montecarlo"]["runs"] == 60
+    assert e["montecarlo"]["fraction"] == 0.8 and e["compression"]["drops"] == [3, 5, 7, 9, 11, 13, 15, 17]
+    assert e["grid"]["enabled"] is False and e["ablation"]["enabled"] is True
+    assert s["epochs"] == 100
     assert s["kd"] == {"alpha": 0.01, "temperature": 2.5} and s["ig"]["p"] == 0.1 and s["at"]["gamma"] == 0.8
     assert cfg["teacher"]["epochs"] == 100 and cfg["precompute"]["ig"]["steps"] == 50
+    assert cfg["controls"]["experiment"] == "ablation" and cfg["controls"]["runs"] == 10
+
+
+def test_schema_defaults_are_the_papers_experiments(full):
+    """Without an experiments section the schema's defaults are config.yaml's."""
+    listed = validate_config(full)["experiments"]
+    del full["experiments"]
+    assert validate_config(full)["experiments"] == listed
 
 
 def test_demo_profile_merges(repo):
     cfg = load_config(repo / "config.yaml", repo / "profiles/demo/demo.yaml")
     assert cfg["dataset"]["name"] == "digits" and cfg["students"]["kd"]["alpha"] == 0.01
+    assert (
+        cfg["experiments"]["ablation"]["methods"]
+        == validate_config(yaml.safe_load((repo / "config.yaml").read_text()))["experiments"]["ablation"]["methods"]
+    )  # the demo shrinks runs and drops, keeps the methods
 
 
 def test_demo_is_a_real_compression(repo):
     """Every demo student is smaller and cheaper than the demo's own teacher, and the demo keeps
-    all 8 methods, 2+ factors and 2+ runs (the old demo's width-1.0 students outgrew their
-    width-0.25 teacher)."""
+    every experiment with all 8 methods in the ablation, 2+ factors and 2+ runs (the old
+    demo's width-1.0 students outgrew their width-0.25 teacher)."""
+    from igkd.experiments import Campaign
+
     cfg = load_config(repo / "config.yaml", repo / "profiles/demo/demo.yaml")
     size, classes = cfg["dataset"]["image_size"], 10
     teacher = build_teacher(classes, cfg["teacher"]["width"])
     teacher_params, teacher_macs = n_params(teacher), multiply_adds(teacher, size)
-    students = cfg["students"]
-    assert len(students["methods"]) == 8 and len(students["drops"]) >= 2 and students["runs"] >= 2
-    for drop in students["drops"]:
-        student = build_student(drop, classes, students["width"])
+    campaign = Campaign.from_config(cfg)
+    assert campaign.enabled == ["ablation", "montecarlo", "compression"]
+    assert len(campaign.experiments["ablation"].methods) == 8 and campaign.experiments["ablation"].runs >= 2
+    assert len(campaign.experiments["compression"].drops) >= 2 and campaign.experiments["montecarlo"].runs >= 2
+    for drop in campaign.drops():
+        student = build_student(drop, classes, cfg["students"]["width"])
         assert n_params(student) < teacher_params, drop
         assert multiply_adds(student, size) < teacher_macs, drop
 
@@ -53,14 +73,19 @@ def test_defaults_are_filled(full):
     "path, value, message",
     [
         (("students", "lr_typo"), 1, r"students: Additional properties are not allowed \('lr_typo'"),
-        (("students", "methods"), ["KD", "FOO"], r"students.methods.1: 'FOO' is not one of"),
+        (("experiments", "ablation", "methods"), ["KD", "FOO"], r"experiments.ablation.methods.1: 'FOO' is not one of"),
         (("students", "ig", "p"), 1.5, r"students.ig.p: 1.5 is greater than the maximum of 1"),
         (("students", "kd", "alpha"), -0.1, r"students.kd.alpha: -0.1 is less than the minimum of 0"),
         (("students", "kd", "temperature"), 0, r"students.kd.temperature: 0 is less than or equal to the minimum of 0"),
-        (("students", "drops"), [0, 5], r"students.drops.0: 0 is less than the minimum of 1"),
-        (("students", "drops"), [19], r"students.drops.0: 19 is greater than the maximum of 18"),
-        (("students", "fraction"), 0, r"students.fraction: 0 is less than or equal to the minimum of 0"),
-        (("students", "fraction"), 1.2, r"students.fraction: 1.2 is greater than the maximum of 1"),
+        (("experiments", "compression", "drops"), [0, 5], r"experiments.compression.drops.0: 0 is less than the min"),
+        (("experiments", "grid", "drops"), [19], r"experiments.grid.drops.0: 19 is greater than the maximum of 18"),
+        (("experiments", "montecarlo", "fraction"), 0, r"experiments.montecarlo.fraction: 0 is less than or equal"),
+        (("experiments", "ablation", "fraction"), 1.2, r"experiments.ablation.fraction: 1.2 is greater than the max"),
+        (("experiments", "ablation", "runs"), 0, r"experiments.ablation.runs: 0 is less than the minimum of 1"),
+        (("experiments", "ablation", "typo"), 0, r"experiments.ablation: Additional properties are not allowed"),
+        (("experiments", "pilot"), {}, r"experiments: Additional properties are not allowed \('pilot'"),
+        (("controls", "experiment"), "pilot", r"controls.experiment: 'pilot' is not one of"),
+        (("students", "runs"), 3, r"students.runs: moved to experiments.<name>.\{methods, drops, runs, fraction\}"),
         (("dataset", "name"), "mnist", r"dataset.name: 'mnist' is not one of"),
         (("teacher", "epochs"), "ten", r"teacher.epochs: 'ten' is not of type 'integer'"),
     ],

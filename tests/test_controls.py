@@ -58,12 +58,12 @@ def test_schema_accepts_exactly_the_method_names(repo):
     full = yaml.safe_load((repo / "config.yaml").read_text())
     names = all_method_names()
     cfg = copy.deepcopy(full)
-    cfg["students"]["methods"] = names
+    cfg["experiments"]["grid"]["methods"] = names
     cfg["controls"]["methods"] = []
-    assert validate_config(cfg)["students"]["methods"] == names
+    assert validate_config(cfg)["experiments"]["grid"]["methods"] == names
     for bad in ("KD@saliency", "IG@foo", "IG@", "Student@ig", "KDX"):
-        cfg["students"]["methods"] = ["KD", bad]
-        with pytest.raises(InputError, match=rf"students.methods.1: '{bad}' is not one of"):
+        cfg["experiments"]["grid"]["methods"] = ["KD", bad]
+        with pytest.raises(InputError, match=rf"experiments.grid.methods.1: '{bad}' is not one of"):
             validate_config(cfg)
 
 
@@ -312,8 +312,13 @@ TINY = {
     "dataset": WORKFLOW_TINY["dataset"],
     "teacher": WORKFLOW_TINY["teacher"],
     "precompute": {"chunk": 512, "ig": {"steps": 4}},
-    "students": {"methods": ["Student"], "drops": [13], "runs": 1, "epochs": 1, "crop_padding": 1, "eval_every": 1},
-    "controls": {"methods": ["reference_defect", "IG@random"], "compare_with": ["Student"], "drop": 13, "runs": 2},
+    "experiments": {
+        "ablation": {"methods": ["Student"], "drops": [13], "runs": 1, "fraction": 0.8},
+        "montecarlo": {"enabled": False},
+        "compression": {"enabled": False},
+    },
+    "students": {"epochs": 1, "crop_padding": 1, "eval_every": 1},
+    "controls": {"methods": ["reference_defect", "IG@random"], "compare_with": ["Student"], "runs": 2},
     "runtime": {"device": "cpu", "threads": {"teacher": 1, "precompute": 1, "student": 1}},
 }
 

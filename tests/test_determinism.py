@@ -20,7 +20,7 @@ import yaml
 
 from test_workflow import TINY, snakemake
 
-TARGET = "results/digits/tables/runs.csv"
+TARGET = "results/digits/tables/ablation/runs.csv"
 
 
 def config() -> dict:
@@ -47,8 +47,8 @@ def test_two_runs_from_scratch_give_identical_results(repo, tmp_path):
         assert code == 0, out
     first, second = (folder / "results/digits" for folder in runs)
 
-    assert (first / "tables/runs.csv").read_bytes() == (second / "tables/runs.csv").read_bytes()
-    assert "seconds" not in pd.read_csv(first / "tables/runs.csv").columns
+    assert (first / "tables/ablation/runs.csv").read_bytes() == (second / "tables/ablation/runs.csv").read_bytes()
+    assert "seconds" not in pd.read_csv(first / "tables/ablation/runs.csv").columns
     metrics = sorted(p.relative_to(first) for p in first.rglob("metrics.json"))
     assert len(metrics) == 1 + 2  # teacher + 2 students
     for path in metrics:

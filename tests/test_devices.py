@@ -240,7 +240,7 @@ def test_gpu_rules_declare_gpu_slots(repo, tmp_path):
             sys.executable,
             "-m",
             "snakemake",
-            "results/digits/tables/runs.csv",
+            "results/digits/tables/ablation/runs.csv",
             "-n",
             "--cores",
             "2",

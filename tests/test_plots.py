@@ -9,17 +9,17 @@ import pandas as pd
 import pytest
 import torch
 
+import configs
 from igkd.analysis import sweeps
 from igkd.analysis.sweeps import (
     best_point,
     grid_points,
     lookup_point,
-    point_config,
-    point_settings,
     sweep_summary,
     sweep_table,
 )
 from igkd.attribution.precompute import Precomputed
+from igkd.experiments import KD, StudentRecipe
 from igkd.io import InputError
 from igkd.models import at_block, build_student, build_teacher
 from igkd.plots.attention import attention_maps, fig_attention
@@ -30,6 +30,7 @@ from igkd.plots.ig_power import fig_ig_power, powered_maps
 from igkd.plots.kd_grid import fig_kd_grid
 from igkd.plots.mc_hist import fig_mc_hist, main_drop
 from igkd.plots.overlay_p import fig_overlay_p
+from igkd.training.sweep_points import point_run, point_settings
 
 CLASSES = tuple(str(i) for i in range(10))
 
@@ -185,40 +186,34 @@ SWEEPS = {
     "kd": {"method": "KD", "alphas": [0.0005, 0.25], "temperatures": [2, 2.5]},
     "overlay": {"method": "IG", "ps": [0, 0.1]},
 }
-STUDENTS = {
-    "methods": ["KD"],
-    "drops": [7],
-    "runs": 60,
-    "epochs": 100,
-    "eval_every": 10,
-    "fraction": 0.8,
-    "exclude_val": False,
-    "lr": 0.001,
-    "kd": {"alpha": 0.01, "temperature": 2.5},
-    "ig": {"p": 0.1, "blend": 0.5},
-}
+STUDENTS = StudentRecipe.from_config({**configs.STUDENT, "epochs": 100, "eval_every": 10, "exclude_val": False})
 
 
-def test_grid_names_lookup_and_point_config():
+def test_grid_names_lookup_and_point_run():
     points = grid_points(SWEEPS, "kd")
     assert list(points) == ["alpha0.0005_T2", "alpha0.0005_T2.5", "alpha0.25_T2", "alpha0.25_T2.5"]
     assert lookup_point(SWEEPS, "kd", "alpha0.25_T2") == {"alpha": 0.25, "temperature": 2.0}
     assert list(grid_points(SWEEPS, "overlay_p")) == ["p0", "p0.1"]
     with pytest.raises(InputError, match="'alpha0.3_T2' is not in the configured grid"):
         lookup_point(SWEEPS, "kd", "alpha0.3_T2")
-    cfg = point_config(STUDENTS, SWEEPS, "kd", {"alpha": 0.25, "temperature": 2.0})
-    assert cfg["kd"] == {"alpha": 0.25, "temperature": 2.0} and cfg["ig"]["p"] == 0.1
-    assert cfg["exclude_val"] is True and cfg["epochs"] == cfg["eval_every"] == 3 and cfg["fraction"] == 1.0
-    assert STUDENTS["kd"]["alpha"] == 0.01  # the students config is not modified
+    students, _ = point_settings(STUDENTS, SWEEPS, "kd")
+    run = point_run(students, SWEEPS, "kd", {"alpha": 0.25, "temperature": 2.0}, 1)
+    assert (run.method, run.drop, run.fraction, run.run) == ("KD", 5, 1.0, 1)
+    assert run.recipe.kd == KD(0.25, 2.0) and run.recipe.lr == STUDENTS.lr
+    assert run.recipe.exclude_val is True and run.recipe.epochs == run.recipe.eval_every == 3
+    assert STUDENTS.kd.alpha == 0.01 and STUDENTS.epochs == 100  # the recipe is not modified
 
 
-def test_point_settings_leave_out_the_grid_and_the_monte_carlo_layout():
+def test_point_settings_hold_what_changes_a_point_and_nothing_else():
     students, settings = point_settings(STUDENTS, SWEEPS, "overlay_p")
     assert settings == {"drop": 5, "epochs": 3, "fraction": 1.0, "overlay": {"method": "IG"}}
-    assert not {"methods", "drops", "runs", "epochs"} & set(students)
-    # a wider grid or more Monte Carlo runs leaves every existing point's settings unchanged
+    assert not {"epochs", "eval_every", "exclude_val", "kd"} & set(students)  # set by the sweep, or not IG's
+    assert "p" not in students["ig"] and students["ig"]["blend"] == STUDENTS.ig.blend  # the grid sets p
+    # a wider grid, more runs or another KD weight leave every existing point's settings unchanged
     wider = {**SWEEPS, "overlay": {**SWEEPS["overlay"], "ps": [0, 0.1, 0.2]}, "runs": 5}
-    assert point_settings({**STUDENTS, "runs": 3}, wider, "overlay_p") == (students, settings)
+    other_kd = STUDENTS.replace(kd=KD(0.5, 4.0), epochs=7)
+    assert point_settings(other_kd, wider, "overlay_p") == (students, settings)
+    assert point_settings(STUDENTS.replace(lr=0.01), SWEEPS, "overlay_p") != (students, settings)
 
 
 def write_point(tmp_path, sweep, values, run, val_acc, **extra):
@@ -295,7 +290,7 @@ def test_train_points_scores_on_validation_and_never_sees_the_test_set(tmp_path,
     from igkd.training.sweep import SweepJob, train_points
     from igkd.training.teacher import TrainedTeacher
 
-    cfg = {**STUDENT, "fraction": 1.0, "epochs": 9}
+    cfg, _ = point_settings(StudentRecipe.from_config({**STUDENT, "epochs": 9}), SWEEPS, "overlay_p")
     sweeps_cfg = {**SWEEPS, "drop": 13, "epochs": 1}
     points = [{"p": 0.0, "run": 0}]
     metrics_path, history_path = tmp_path / "p0/run0/metrics.json", tmp_path / "p0/run0/history.csv"

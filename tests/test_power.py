@@ -239,9 +239,11 @@ def test_fig_power_draws_each_family_and_lists_what_it_cannot(tmp_path):
         [_family(runs), Family("controls", compare(one, baselines=["IG"]), one)], PowerPlan(), tmp_path / "p.csv"
     )
     table = pd.read_csv(tmp_path / "p.csv", keep_default_na=False, na_values=[""])
-    fig_power(table, 1, 2.0, str(tmp_path / "power.pdf"), str(tmp_path / "power.png"))
+    fig_power(table, "methods", 1, 2.0, str(tmp_path / "power.pdf"), str(tmp_path / "power.png"))
     assert (tmp_path / "power.pdf").stat().st_size > 1000 and (tmp_path / "power.png").stat().st_size > 1000
-    with pytest.raises(InputError, match="no comparisons of the methods at drop 7"):
-        fig_power(table, 7, 2.0, str(tmp_path / "x.pdf"), str(tmp_path / "x.png"))
+    fig_power(table, None, None, 2.0, str(tmp_path / "c.pdf"), str(tmp_path / "c.png"))  # no experiment with tests
+    assert (tmp_path / "c.png").stat().st_size > 1000
+    with pytest.raises(InputError, match="no comparisons of the methods experiment at drop 7"):
+        fig_power(table, "methods", 7, 2.0, str(tmp_path / "x.pdf"), str(tmp_path / "x.png"))
     with pytest.raises(InputError, match=r"missing column\(s\) \['sd'\]"):
-        fig_power(table.drop(columns="sd"), 1, 2.0, str(tmp_path / "x.pdf"), str(tmp_path / "x.png"))
+        fig_power(table.drop(columns="sd"), "methods", 1, 2.0, str(tmp_path / "x.pdf"), str(tmp_path / "x.png"))

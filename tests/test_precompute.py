@@ -262,3 +262,22 @@ def test_load_accepts_format_1_and_rejects_newer(tiny_splits, teacher, tmp_path)
         h5.attrs["format_version"] = FORMAT_VERSION + 1
     with pytest.raises(InputError, match=rf"format_version {FORMAT_VERSION + 1}, expected at most {FORMAT_VERSION}"):
         load_precomputed(path, **ok)
+
+
+@pytest.mark.parametrize(
+    "attribution, settings",
+    [("random", {}), ("smoothgrad", {"samples": 2, "noise_sd": 0.1, "internal_batch_size": 8})],
+)
+def test_noise_based_maps_repeat_and_do_not_depend_on_the_chunk(tiny_splits, teacher, tmp_path, attribution, settings):
+    """Draws are seeded per batch (the random maps' generator and torch's global one, which
+    captum's noise tunnel uses), so the file repeats whatever state the process was in and
+    the chunk, a flush size, changes nothing; precompute.seed does."""
+    maps = {}
+    for name, chunk, seed in (("a", 64, 0), ("again", 64, 0), ("other_chunk", 20, 0), ("other_seed", 64, 1)):
+        torch.manual_seed(len(name))  # the global generator left in another state each time
+        path = tmp_path / f"{attribution}_{name}.h5"
+        run(teacher, tiny_splits, path, n=48, attribution=attribution, settings=settings, chunk=chunk, seed=seed)
+        with h5py.File(path) as h5:
+            maps[name] = h5["maps"][()]
+    assert maps["a"].tobytes() == maps["again"].tobytes() == maps["other_chunk"].tobytes()
+    assert not np.array_equal(maps["a"], maps["other_seed"])

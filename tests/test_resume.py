@@ -15,6 +15,7 @@ import pytest
 import torch
 from torch import nn
 
+from configs import student_run
 from igkd.io import save_torch
 from igkd.runtime import Runtime
 from igkd.training.augment import InputNorm
@@ -184,7 +185,7 @@ def stale_checkpoint():
 
 
 def test_stages_ignore_a_stale_checkpoint_and_keep_wall_clock_out_of_metrics(tiny_splits, tmp_path, stale_checkpoint):
-    from igkd.training.student import RunSpec, run_student
+    from igkd.training.student import run_student
     from igkd.training.teacher import TeacherOutputs, run_teacher
     from resumable_student import CFG, Teacher
 
@@ -223,8 +224,7 @@ def test_stages_ignore_a_stale_checkpoint_and_keep_wall_clock_out_of_metrics(tin
     messages = []
     metrics = run_student(
         tiny_splits,
-        RunSpec("KD", 15, 0),
-        {**CFG, "epochs": 1, "fraction": 0.3, "batch_size": 64},
+        student_run("KD", 15, fraction=0.3, students={**CFG, "epochs": 1, "batch_size": 64}),
         TEACHER,
         Teacher(len(tiny_splits.train_labels)),
         Runtime(log=messages.append),
@@ -246,25 +246,18 @@ def _assert_runtime_apart(folder, metrics):
 
 
 def test_run_student_resumes_only_under_the_same_run_settings(tiny_splits, tmp_path):
-    """Interrupted after epoch 1, then rerun: resumed when only campaign-sized keys
-    (methods, drops, runs) changed; started fresh when a per-run setting (lr) changed."""
-    from igkd.training.student import RunSpec, run_student
+    """Interrupted after epoch 1, then rerun: resumed when only keys the method does not
+    read changed (KD reads no overlay or attention setting); started fresh when one it
+    reads (lr) changed."""
+    from igkd.training.student import run_student
     from resumable_student import CFG, Teacher
 
-    cfg = {
-        **CFG,
-        "epochs": 2,
-        "eval_every": 2,
-        "fraction": 0.3,
-        "batch_size": 64,
-        "methods": ["KD"],
-        "drops": [15],
-        "runs": 1,
-    }
+    cfg = {**CFG, "epochs": 2, "eval_every": 2, "batch_size": 64}
     pre = Teacher(len(tiny_splits.train_labels))
 
     def stage(cfg, log):
-        return run_student(tiny_splits, RunSpec("KD", 15, 0), cfg, TEACHER, pre, Runtime(log=log), tmp_path)
+        run = student_run("KD", 15, fraction=0.3, students=cfg)
+        return run_student(tiny_splits, run, TEACHER, pre, Runtime(log=log), tmp_path)
 
     def interrupt_after_epoch_1(message):
         if message.startswith("checkpoint ") and message.endswith("after epoch 1"):
@@ -274,7 +267,7 @@ def test_run_student_resumes_only_under_the_same_run_settings(tiny_splits, tmp_p
     with pytest.raises(KeyboardInterrupt):
         stage(cfg, interrupt_after_epoch_1)
     messages = []
-    stage({**cfg, "methods": ["KD", "IG"], "drops": [7, 15], "runs": 60}, messages.append)
+    stage({**cfg, "ig": {**cfg["ig"], "p": 0.9}, "at": {"gamma": 0.1}}, messages.append)
     assert f"resumed from {checkpoint} after epoch 1" in messages
     assert not checkpoint.exists()  # removed once the outputs are written
 

@@ -33,15 +33,19 @@ pytestmark = pytest.mark.slurm
 SLURM_SCRIPTS = Path(__file__).resolve().parent / "slurm"
 PIDDIR = Path(os.environ.get("PIDDIR") or Path(os.environ.get("TMPDIR", "/tmp")) / "local-slurm/pids")
 SMALL = copy.deepcopy(TINY)  # 4 students; 6 epochs, so one can be cut after its first checkpoint
-SMALL["students"].update({"runs": 2, "epochs": 6, "eval_every": 6})
+SMALL["experiments"]["ablation"]["runs"] = 2
+SMALL["students"].update({"epochs": 6, "eval_every": 6})
 GROUP = 2  # group-components of profiles/slurm-local
 RESULTS = "results/digits"
-STUDENTS = [(method, run) for method in SMALL["students"]["methods"] for run in (0, 1)]
-STUDENT_DIRS = [f"{RESULTS}/students/{method}/drop13/run{run}" for method, run in STUDENTS]
+STUDENTS = [(method, run) for method in SMALL["experiments"]["ablation"]["methods"] for run in (0, 1)]
+STUDENT_DIRS = [f"{RESULTS}/students/{method}/drop13/f0.8/run{run}" for method, run in STUDENTS]
 # one path through every stage (the default target builds every figure of the paper)
-TARGETS = [f"{RESULTS}/{path}" for path in ("tables/runs.csv", "stats/summary.csv", "figures/compression.pdf")]
+TARGETS = [
+    f"{RESULTS}/{path}"
+    for path in ("tables/ablation/runs.csv", "stats/ablation/summary.csv", "figures/compression.pdf")
+]
 SUBMITTED = re.compile(r"submitted with SLURM jobid (\d+) \(log: (\S+)\)")
-MEMBER = re.compile(r"distill_student:method=(\w+),drop=(\d+),run=(\d+)")  # in a group's --target-jobs
+MEMBER = re.compile(r"distill_student:method=(\w+),drop=(\d+),fraction=([\d.]+),run=(\d+)")  # a group's --target-jobs
 TIMEOUT_S = 1200
 
 
@@ -111,7 +115,7 @@ def cancel_at_first_checkpoint(proc: subprocess.Popen, workdir: Path, deadline: 
     """Cancel the running student group(s) as soon as a student has written checkpoint.pt."""
     students = workdir / RESULTS / "students"
     while proc.poll() is None and time.time() < deadline:
-        if list(students.glob("*/drop*/run*/checkpoint.pt")):
+        if list(students.glob("*/drop*/f*/run*/checkpoint.pt")):
             log = (workdir / "snakemake.out").read_text()
             groups = [jid for jid, path in SUBMITTED.findall(log) if "/group_students" in path]
             running = subprocess.run(
@@ -156,9 +160,10 @@ def member_spans(workdir: Path, group_log: str) -> dict[str, tuple[float, float]
     the members read from the --target-jobs of the job's Snakemake command in its SLURM log."""
     members = sorted(set(MEMBER.findall(Path(group_log).read_text())))
     spans = {}
-    for method, drop, run in members:
-        runtime = json.loads((workdir / RESULTS / f"students/{method}/drop{drop}/run{run}/runtime.json").read_text())
-        spans[f"{method}_drop{drop}_run{run}"] = (runtime["started"], runtime["ended"])
+    for method, drop, fraction, run in members:
+        folder = workdir / RESULTS / f"students/{method}/drop{drop}/f{fraction}/run{run}"
+        runtime = json.loads((folder / "runtime.json").read_text())
+        spans[f"{method}_drop{drop}_f{fraction}_run{run}"] = (runtime["started"], runtime["ended"])
     return spans
 
 
@@ -240,7 +245,7 @@ def test_slurm_profile_runs_the_dag_like_a_local_run(repo, tmp_path, slurm_clust
     resumed = [
         (m, r)
         for m, r in STUDENTS
-        if "resumed from" in (slurm_dir / f"logs/digits/students/{m}_drop13_run{r}.log").read_text()
+        if "resumed from" in (slurm_dir / f"logs/digits/students/{m}_drop13_f0.8_run{r}.log").read_text()
     ]
     print(f"resumed: {resumed}")
     assert resumed, "no cancelled student resumed from its checkpoint"
@@ -248,10 +253,12 @@ def test_slurm_profile_runs_the_dag_like_a_local_run(repo, tmp_path, slurm_clust
         assert not (slurm_dir / d / "checkpoint.pt").exists()
 
     # same numbers as the local run: tables, statistics, teacher and every student, threads included
-    for table in ("tables/runs.csv", "tables/method_means.csv", "stats/summary.csv", "stats/comparisons.csv"):
+    tables = ("runs.csv", "method_means.csv")
+    stats = ("summary.csv", "comparisons.csv")
+    for table in [f"tables/ablation/{t}" for t in tables] + [f"stats/ablation/{t}" for t in stats]:
         a, b = (without_timings(pd.read_csv(w / RESULTS / table)) for w in (slurm_dir, local_dir))
         pd.testing.assert_frame_equal(a, b, check_exact=True, obj=table)
-    runs = pd.read_csv(slurm_dir / RESULTS / "tables/runs.csv")
+    runs = pd.read_csv(slurm_dir / RESULTS / "tables/ablation/runs.csv")
     assert len(runs) == len(STUDENTS) and runs["test_acc"].nunique() > 1  # trained, not chance everywhere
     for d in [f"{RESULTS}/teacher", *STUDENT_DIRS]:
         a, b = (json.loads((w / d / "metrics.json").read_text()) for w in (slurm_dir, local_dir))

@@ -21,14 +21,16 @@ from conftest import smooth_copy
 from igkd.attribution.precompute import AttributionJob, Precomputed, precompute
 from igkd.controls import derangement, teacher_rows
 from igkd.data.store import Splits, stratified_val_index, with_val_split
+from igkd.experiments import StudentRecipe
 from igkd.io import InputError
 from igkd.models import build_teacher
 from igkd.runtime import Runtime
 from igkd.training.augment import InputNorm
 from igkd.training.loop import LoopConfig, Optimization, TrainSet, TrainTask, fit
 from igkd.training.methods import METHODS
-from igkd.training.student import RunSpec, fit_student, subsample
+from igkd.training.student import fit_student, subsample
 from igkd.training.sweep import SweepJob, train_points
+from igkd.training.sweep_points import point_settings
 from igkd.training.teacher import TrainedTeacher, fit_teacher
 from test_workflow import TINY, snakemake, workdir  # noqa: F401 - the fixture
 
@@ -70,8 +72,9 @@ def fake_pre(splits):
     )
 
 
-def student(splits, method="Student", drop=13, **cfg):
-    result = fit_student(splits, RunSpec(method, drop, 0), {**STUDENT, **cfg}, None, fake_pre(splits), QUIET_RUNTIME)
+def student(splits, method="Student", drop=13, fraction=0.8, **cfg):
+    run = configs.student_run(method, drop, fraction=fraction, students={**STUDENT, **cfg})
+    result = fit_student(splits, run, None, fake_pre(splits), QUIET_RUNTIME)
     return result.model, result.history, {"rows": result.rows}
 
 
@@ -198,8 +201,8 @@ def test_students_train_on_tiny_sets(digits):
     assert len(facts["rows"]) == 3 and "val_acc" in history[-1]
     with pytest.raises(
         InputError,
-        match=r"^students: Student drop 13 run 0: the training subsample "
-        r"\(students.fraction 1.0 of 1 rows\) has 1 row; training needs at least 2",
+        match=r"^students: Student drop 13 fraction 1.0 run 0: the training subsample "
+        r"\(fraction 1.0 of 1 rows\) has 1 row; training needs at least 2",
     ):
         student(small(digits, 1, classes=1), fraction=1.0)
 
@@ -237,7 +240,8 @@ def test_val_fraction_zero_and_tiny_in_prepare(digits):
 
 def sweep(splits, tmp_path):
     job = SweepJob("overlay_p", [{"p": 0.1, "run": 0}], [tmp_path / "m.json"], [tmp_path / "h.csv"])
-    (written,) = train_points(splits, job, STUDENT, SWEEPS, NO_TEACHER, fake_pre(splits), QUIET_RUNTIME)
+    students, _ = point_settings(StudentRecipe.from_config(STUDENT), SWEEPS, "overlay_p")
+    (written,) = train_points(splits, job, students, SWEEPS, NO_TEACHER, fake_pre(splits), QUIET_RUNTIME)
     return written
 
 
@@ -306,13 +310,17 @@ def test_workflow_on_a_folder_smaller_than_one_batch(workdir):
     cfg = copy.deepcopy(TINY)
     cfg["dataset"] = {"name": "imagefolder", "image_size": 8, "imagefolder": {"root": "folder"}}
     cfg["teacher"]["batch_size"] = 256
-    cfg["students"].update({"methods": ["KD_IG"], "batch_size": 64, "fraction": 0.8})
+    cfg["experiments"]["ablation"].update({"methods": ["KD_IG"], "fraction": 0.8})
+    cfg["experiments"]["compression"] = {"enabled": False}
+    cfg["students"]["batch_size"] = 64
     (workdir / "small.yaml").write_text(yaml.safe_dump(cfg))
-    code, out = snakemake(workdir, "results/imagefolder/tables/runs.csv", "--configfile", "config.yaml", "small.yaml")
+    code, out = snakemake(
+        workdir, "results/imagefolder/tables/ablation/runs.csv", "--configfile", "config.yaml", "small.yaml"
+    )
     assert code == 0, out
-    runs = pd.read_csv(workdir / "results/imagefolder/tables/runs.csv")
+    runs = pd.read_csv(workdir / "results/imagefolder/tables/ablation/runs.csv")
     assert runs["method"].tolist() == ["KD_IG"] and runs["n_train"].tolist() == [28]  # sklearn's 0.8 of 36
     history = pd.read_csv(workdir / "results/imagefolder/teacher/history.csv")
     assert len(history) == 1 and np.isfinite(history["loss_ce"]).all()
-    metrics = json.loads((workdir / "results/imagefolder/students/KD_IG/drop13/run0/metrics.json").read_text())
+    metrics = json.loads((workdir / "results/imagefolder/students/KD_IG/drop13/f0.8/run0/metrics.json").read_text())
     assert 0 <= metrics["test_acc"] <= 100

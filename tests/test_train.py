@@ -2,11 +2,11 @@ import numpy as np
 import pytest
 import torch
 
-from configs import RESUMABLE_STUDENT
+from configs import RESUMABLE_STUDENT, student_run
 from igkd.controls import loader_order
 from igkd.runtime import Runtime
 from igkd.training.loop import Checkpoint
-from igkd.training.student import RunSpec, fit_student, index_sha, subsample
+from igkd.training.student import fit_student, index_sha, subsample
 
 CFG = {**RESUMABLE_STUDENT, "epochs": 3}
 
@@ -21,8 +21,7 @@ class FakePre:
 def train(splits, checkpoint=None, log=None, method="KD_IG", run=0):
     result = fit_student(
         splits,
-        RunSpec(method, 15, run),
-        CFG,
+        student_run(method, 15, run, students=CFG),
         None,
         FakePre(len(splits.train_labels)),
         Runtime(log=log or (lambda m: None)),

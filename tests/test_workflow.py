@@ -23,14 +23,12 @@ TINY = {
         "flip": False,
     },
     "precompute": {"chunk": 256, "ig": {"steps": 4}},
-    "students": {
-        "methods": ["Student", "KD_IG_AT"],
-        "drops": [13],
-        "runs": 1,
-        "epochs": 1,
-        "crop_padding": 1,
-        "eval_every": 1,
+    "experiments": {  # one tiny experiment; compression asks for the same two students
+        "ablation": {"methods": ["Student", "KD_IG_AT"], "drops": [13], "runs": 1, "fraction": 0.8},
+        "montecarlo": {"enabled": False},
+        "compression": {"methods": ["Student", "KD_IG_AT"], "drops": [13], "runs": 1, "fraction": 0.8},
     },
+    "students": {"epochs": 1, "crop_padding": 1, "eval_every": 1},
     "runtime": {"device": "cpu", "threads": {"teacher": 1, "precompute": 1, "student": 1}},
     "controls": {"methods": []},  # the controls have their own tiny run (tests/test_controls.py)
     "timing": {"batch_sizes": [1, 8], "warmup": 1, "min_run_time": 0.01, "max_run_time": 0.05},
@@ -70,19 +68,51 @@ def workdir(repo, tmp_path):
     return tmp_path
 
 
-def test_full_protocol_dry_run_lists_the_paper_dag(workdir):
-    code, out = snakemake(workdir, "-n", "--quiet", "rules")
+def student_folders(output: str) -> set[tuple[str, int, float, int]]:
+    """(method, drop, fraction, run) of every distill_student job a dry run lists."""
+    found = re.findall(r"students/([\w@]+)/drop(\d+)/f([\d.]+)/run(\d+)/metrics\.json", output)
+    return {(m, int(d), float(f), int(r)) for m, d, f, r in found}
+
+
+PAPER_METHODS = ["Student", "KD", "IG", "AT", "KD_IG", "KD_AT", "IG_AT", "KD_IG_AT"]
+CONTROLS = ["shuffled_IG", "shuffled_KD", "reference_defect", "IG@random"]
+
+
+def test_full_protocol_dry_run_lists_the_paper_experiments(workdir):
+    """config.yaml trains the paper's experiments and nothing else: the ablation (8 methods x
+    10 full-set runs at drop 5), the Monte Carlo runs (4 methods x 60 at 0.8), the
+    compression sweep (4 methods x 8 drops x 1 full-set run, drop 5 run 0 shared with the
+    ablation), the controls paired with the ablation's runs, and the two sweeps' grids."""
+    code, out = snakemake(workdir, "-n")
     assert code == 0, out
+    ablation = {(m, 5, 1.0, r) for m in PAPER_METHODS for r in range(10)}
+    montecarlo = {(m, 5, 0.8, r) for m in ["Student", "KD", "KD_IG", "KD_IG_AT"] for r in range(60)}
+    compression = {(m, d, 1.0, 0) for m in ["Student", "KD", "KD_IG", "IG"] for d in range(3, 18, 2)}
+    controls = {(m, 5, 1.0, r) for m in CONTROLS for r in range(10)}
+    assert student_folders(out) == ablation | montecarlo | compression | controls
+    assert len(ablation & compression) == 4 and len(ablation | montecarlo | compression | controls) == 388
     counts = job_counts(out)
-    assert counts["distill_student"] == 8 * 8 * 60 + 4 * 60  # + 4 controls x 60 runs at drop 5
+    assert counts["distill_student"] == 388
+    assert counts["train_sweep_point"] == 9 * 5 * 3 + 7 * 3  # the KD grid and the overlay-p sweep, 3 runs each
+    assert counts["distill_student"] + counts["train_sweep_point"] <= 800  # was 4,236 in one grid
+    assert counts["collect_runs"] == counts["run_stats"] == 3  # one per experiment
     assert counts["precompute_attributions"] == 2  # ig, and random for the IG@random control
     for rule in (
         "download_cifar10",
         "prepare_data",
         "train_teacher",
-        "collect_runs",
-        "run_stats",
         "fig_compression",
+        "fig_latency",
+        "fig_mc_hist",
+        "fig_kd_grid",
+        "fig_overlay_p",
+        "fig_attention",
+        "fig_attributions",
+        "fig_ig_overlay",
+        "fig_ig_power",
+        "time_models",
+        "power_table",
+        "fig_power",
         "precompute_reference_defect",
         "compare_controls",
         "fig_controls",
@@ -90,11 +120,25 @@ def test_full_protocol_dry_run_lists_the_paper_dag(workdir):
         assert counts[rule] == 1, rule
 
 
+def test_each_experiment_is_a_target_and_the_grid_is_off_by_default(workdir):
+    code, out = snakemake(workdir, "ablation", "-n", "--quiet", "rules")
+    assert code == 0, out
+    assert job_counts(out)["distill_student"] == 80 and "train_sweep_point" not in job_counts(out)
+    code, out = snakemake(workdir, "kd_grid", "-n", "--quiet", "rules")
+    assert code == 0 and job_counts(out)["train_sweep_point"] == 135 and "distill_student" not in job_counts(out)
+    code, out = snakemake(workdir, "grid", "-n")  # off in `all`, runs when asked for
+    assert code == 0, out
+    assert len(student_folders(out)) == 8 * 8 * 60
+
+
 def test_bad_config_fails_before_anything_runs(workdir):
-    (workdir / "bad.yaml").write_text("students:\n  methods: [KD, KDX]\n")
+    (workdir / "bad.yaml").write_text("experiments:\n  ablation:\n    methods: [KD, KDX]\n")
     code, out = snakemake(workdir, "-n", "--configfile", "config.yaml", "bad.yaml")
     assert code != 0
-    assert "students.methods.1: 'KDX' is not one of" in out
+    assert "experiments.ablation.methods.1: 'KDX' is not one of" in out
+    (workdir / "old.yaml").write_text("students:\n  runs: 3\n  drops: [5]\n")  # a config from before the experiments
+    code, out = snakemake(workdir, "-n", "--configfile", "config.yaml", "old.yaml")
+    assert code != 0 and "students.drops, students.runs: moved to experiments.<name>" in out
 
 
 @pytest.mark.slow
@@ -103,8 +147,11 @@ def test_tiny_run_then_only_stale_stages_rerun(workdir):
     config = ["--configfile", "config.yaml", "tiny.yaml"]
     code, out = snakemake(workdir, *config)
     assert code == 0, out
-    runs = (workdir / "results/digits/tables/runs.csv").read_text().splitlines()
+    runs = (workdir / "results/digits/tables/ablation/runs.csv").read_text().splitlines()
     assert len(runs) == 1 + 2  # header + 2 methods x 1 drop x 1 run
+    # the compression experiment asked for the same two students: trained once, in both tables
+    assert (workdir / "results/digits/tables/compression/runs.csv").read_text().splitlines() == runs
+    assert len(list((workdir / "results/digits/students").glob("*/drop13/f0.8/run0/metrics.json"))) == 2
     for suffix in ("pdf", "png"):
         assert (workdir / f"results/digits/figures/compression.{suffix}").stat().st_size > 1000
     code, out = snakemake(workdir, "-n", *config)
@@ -115,19 +162,35 @@ def test_tiny_run_then_only_stale_stages_rerun(workdir):
     assert code == 0, out
     # (the sweeps leave students.epochs out of their settings: they set their own)
     assert job_counts(out) == {
-        "distill_student": 2,
-        "collect_runs": 1,
-        "run_stats": 1,
+        "distill_student": 2,  # shared by both experiments: trained once
+        "collect_runs": 2,  # the ablation's and the compression's tables
+        "run_stats": 2,
         "fig_compression": 1,
         "fig_latency": 1,
-        "fig_mc_hist": 1,
         "fig_attention": 1,
-        "power_table": 1,  # power reads the runs and their runtime.json
-        "fig_power": 1,
         "all": 1,
+    }  # no Monte Carlo experiment here, and with one run per group no power table
+    # exact caching: keys that change nothing written (flush size, report tolerance, points
+    # per pass, threads, how sweep points are cut into jobs) rerun nothing
+    quiet = {
+        "precompute": {"chunk": 100, "ig": {"report_tolerance": 0.1, "internal_batch_size": 16}},
+        "runtime": {"threads": {"student": 2}, "deterministic": "all", "gpu_lock_dir": "locks"},
+        "sweeps": {"grouping": "point"},
     }
+    (workdir / "quiet.yaml").write_text(yaml.safe_dump(quiet))
+    code, out = snakemake(workdir, "-n", *config, "quiet.yaml")
+    assert code == 0 and "Nothing to be done" in out, out
+    # adding an attribution no method reads yet computes its file and nothing else
+    (workdir / "saliency.yaml").write_text(yaml.safe_dump({"precompute": {"attributions": ["ig", "saliency"]}}))
+    code, out = snakemake(workdir, "-n", "--quiet", "rules", *config, "saliency.yaml")
+    assert code == 0 and job_counts(out) == {"precompute_attributions": 1, "all": 1}, out
+    assert "results/digits/precompute/saliency.h5" in snakemake(workdir, "-n", *config, "saliency.yaml")[1]
+    # a KD setting retrains the students of KD methods only (KD_IG_AT, not Student)
+    (workdir / "kd.yaml").write_text(yaml.safe_dump({"students": {"kd": {"alpha": 0.05}}}))
+    code, out = snakemake(workdir, "-n", "--quiet", "rules", *config, "kd.yaml")
+    assert code == 0 and job_counts(out)["distill_student"] == 1, out
     # more Monte Carlo runs train only the new runs; finished ones stay
-    (workdir / "tiny4.yaml").write_text(yaml.safe_dump({"students": {"runs": 2}}))
+    (workdir / "tiny4.yaml").write_text(yaml.safe_dump({"experiments": {"ablation": {"runs": 2}}}))
     code, out = snakemake(workdir, "-n", "--quiet", "rules", *config, "tiny4.yaml")
     assert code == 0, out
     assert job_counts(out)["distill_student"] == 2  # run1 of both methods, not run0 again

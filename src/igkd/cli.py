@@ -51,7 +51,7 @@ def _parser() -> argparse.ArgumentParser:
         type=Path,
         metavar="YAML",
         help="config file(s), merged left to right as Snakemake does; read "
-        "teacher.width, students.width, students.drops, dataset.image_size",
+        "teacher.width, students.width, the experiments' drops, dataset.image_size",
     )
     info.add_argument(
         "--classes",
@@ -92,6 +92,7 @@ def _parser() -> argparse.ArgumentParser:
         help=f"size image-folder images are resized to (default {DEFAULT_IMAGE_SIZE})",
     )
     check.set_defaults(run=_check_data)
+    _add_plan_commands(commands)
     return parser
 
 
@@ -99,12 +100,14 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _info_settings(args) -> tuple[float, float, list[int], int]:
-    """(teacher width, student width, drops, image size): config (or schema defaults), then flags."""
+    """(teacher width, student width, drops, image size): config (or schema defaults), then
+    flags. The drops are every one an enabled experiment (or the controls) trains."""
+    from igkd.experiments import Campaign
     from igkd.models import N_FEATURE_BLOCKS
 
     config = _load_config(args.config or [])
     teacher_width, student_width = config["teacher"]["width"], config["students"]["width"]
-    drops, size = config["students"]["drops"], config["dataset"]["image_size"]
+    drops, size = Campaign.from_config(config).drops(), config["dataset"]["image_size"]
     if args.width is not None:
         teacher_width = student_width = args.width
     if args.all:
@@ -283,6 +286,62 @@ def _print_summary(path: Path, kind: str, splits) -> None:
     rows = [(i, name, f"{train[i]:,}", f"{test[i]:,}") for i, name in enumerate(splits.classes)]
     print(f"{n_classes} classes:")
     _print_table(header, rows)
+
+
+# --------------------------------------------------------------------------- plan, calibrate
+
+
+def _add_plan_commands(commands) -> None:
+    """`plan` (cost of what a run has left) and `calibrate` (the timings it is based on)."""
+    plan = commands.add_parser(
+        "plan",
+        help="estimate a run's compute hours, wall time and disk before it starts",
+        description="Estimate what `snakemake` with these arguments has left to do: jobs, trainings, "
+        "compute hours, wall time on the given cores/GPUs and disk, per experiment; calibrates first "
+        "when .igkd/calibration has no matching timings.",
+    )
+    _run_arguments(plan, gpus=True)
+    plan.add_argument("--json", action="store_true", help="print the plan as JSON")
+    plan.add_argument("--slurm-runtimes", action="store_true", help="print a SLURM runtime (minutes) per rule")
+    plan.add_argument(
+        "--write-slurm-profile",
+        metavar="PATH",
+        help="write those runtimes into the set-resources of this SLURM profile (folder or its config.yaml)",
+    )
+    plan.set_defaults(run=_plan)
+    calibrate = commands.add_parser(
+        "calibrate",
+        help="time training steps, evaluation, IG and start-up on the run's device (cached)",
+        description="Measure what the plan's cost model needs for every job of the run (done or not) "
+        "on the device it will use; numbers already in .igkd/calibration are reused.",
+    )
+    _run_arguments(calibrate, gpus=False)
+    calibrate.set_defaults(run=_calibrate)
+
+
+def _run_arguments(sub: argparse.ArgumentParser, gpus: bool) -> None:
+    """The arguments a `snakemake` run takes, and the device and cache options."""
+    sub.add_argument("targets", nargs="*", help="Snakemake targets (default: the workflow's default target)")
+    sub.add_argument("--configfile", nargs="+", type=Path, metavar="F", help="config files, as for snakemake")
+    sub.add_argument("--profile", type=Path, metavar="DIR", help="Snakemake profile folder (configfile, cores)")
+    sub.add_argument("--directory", type=Path, metavar="DIR", help="working directory, as for snakemake")
+    sub.add_argument("--cores", help="cores of the run, a number or all (default: the profile's, else this machine's)")
+    if gpus:
+        sub.add_argument("--gpus", type=int, help="GPUs of the run: GPUs x runtime.students_per_gpu GPU slots")
+    sub.add_argument("--device", help="auto | cpu | cuda | cuda:<k> | mps (default: the config's runtime.device)")
+    sub.add_argument("--recalibrate", action="store_true", help="measure again, even what the cache has")
+
+
+def _plan(args) -> None:
+    from igkd.plan.command import plan_command
+
+    plan_command(args)
+
+
+def _calibrate(args) -> None:
+    from igkd.plan.command import calibrate_command
+
+    calibrate_command(args)
 
 
 if __name__ == "__main__":

@@ -38,9 +38,21 @@ def load_schema(path: str | os.PathLike = SCHEMA) -> dict:
         return yaml.safe_load(fh)
 
 
+# students.* keys that became experiments.<name>.* (igkd.experiments): an old config gets
+# one line saying where they went instead of "additional properties are not allowed".
+MOVED_TO_EXPERIMENTS = ("methods", "drops", "runs", "fraction")
+
+
 def validate_config(config: dict, schema_path: str | os.PathLike = SCHEMA) -> dict:
     """Return a validated copy of `config` with defaults filled; raise InputError naming the key."""
     config = copy.deepcopy(config)
+    moved = [k for k in MOVED_TO_EXPERIMENTS if k in (config.get("students") or {})]
+    if moved:
+        keys = ", ".join(f"students.{k}" for k in moved)
+        raise InputError(
+            f"invalid config:\n  {keys}: moved to experiments.<name>.{{methods, drops, runs, fraction}} "
+            '(ablation, montecarlo, compression, grid; README "The paper\'s experiments")'
+        )
     errors = sorted(DefaultingValidator(load_schema(schema_path)).iter_errors(config), key=lambda e: list(e.path))
     if errors:
         lines = [f"  {_key(e)}: {_message(e)}" for e in errors]
@@ -92,7 +104,14 @@ def _check_cross_keys(config: dict) -> None:
         )
     needed = students["ig"]["attribution"]
     controls = config.get("controls", {})
-    trained = [*students["methods"], *controls.get("methods", []), *controls.get("compare_with", [])]
+    experiments = config.get("experiments", {})
+    enabled = {name: e for name, e in experiments.items() if e.get("enabled", True)}
+    trained = [m for e in enabled.values() for m in e["methods"]]
+    if controls.get("methods"):
+        trained += [*controls["methods"], *controls.get("compare_with", [])]
+        paired = experiments.get(controls.get("experiment"))
+        if paired is None:
+            problems.append(f"controls.experiment: {controls.get('experiment')!r} is not in experiments")
     uses_maps = any(get_method(m).ig and get_method(m).attribution is None for m in trained)
     both = sorted(set(controls.get("methods", [])) & set(controls.get("compare_with", [])))
     if both:

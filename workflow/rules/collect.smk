@@ -1,25 +1,26 @@
-# All runs -> one table, per-group summary and statistics, power and cost.
+# Each experiment's runs -> one table, per-group summary and statistics; power and cost.
 
 
 rule collect_runs:
     input:
-        metrics=expand("{dir}/metrics.json", dir=student_dirs()),
+        metrics=lambda wc: experiment_files(wc.experiment, "metrics.json"),
         teacher_metrics=rules.train_teacher.output.metrics,
     output:
         runs=report(
-            f"{RESULTS}/tables/runs.csv",
+            f"{RESULTS}/tables/{{experiment}}/runs.csv",
             caption="../report/runs_table.rst",
             category="Tables",
+            labels={"table": "runs ({experiment})"},
         ),
-        method_means=f"{RESULTS}/tables/method_means.csv",
+        method_means=f"{RESULTS}/tables/{{experiment}}/method_means.csv",
     log:
-        f"{LOGS}/collect_runs.log",
+        f"{LOGS}/collect_runs_{{experiment}}.log",
     benchmark:
-        f"{BENCH}/collect_runs.tsv"
+        f"{BENCH}/collect_runs_{{experiment}}.tsv"
     conda:
         "../../envs/analysis.yaml"
     params:
-        methods=STUDENTS["methods"],
+        methods=lambda wc: EXPERIMENTS[wc.experiment].methods,
         code=code_fingerprint("collect_runs"),
     script:
         "../scripts/collect_runs.py"
@@ -28,28 +29,31 @@ rule collect_runs:
 rule run_stats:
     input:
         runs=rules.collect_runs.output.runs,
-        runtime=expand("{dir}/runtime.json", dir=student_dirs()),
+        runtime=lambda wc: experiment_files(wc.experiment, "runtime.json"),
     output:
         summary=report(
-            f"{RESULTS}/stats/summary.csv",
+            f"{RESULTS}/stats/{{experiment}}/summary.csv",
             caption="../report/stats_summary.rst",
             category="Tables",
+            labels={"table": "summary ({experiment})"},
         ),
         comparisons=report(
-            f"{RESULTS}/stats/comparisons.csv",
+            f"{RESULTS}/stats/{{experiment}}/comparisons.csv",
             caption="../report/stats_comparisons.rst",
             category="Tables",
+            labels={"table": "comparisons ({experiment})"},
         ),
-        normality=f"{RESULTS}/stats/normality.csv",
-        markdown=f"{RESULTS}/stats/stats.md",
+        normality=f"{RESULTS}/stats/{{experiment}}/normality.csv",
+        markdown=f"{RESULTS}/stats/{{experiment}}/stats.md",
     log:
-        f"{LOGS}/run_stats.log",
+        f"{LOGS}/run_stats_{{experiment}}.log",
     benchmark:
-        f"{BENCH}/run_stats.tsv"
+        f"{BENCH}/run_stats_{{experiment}}.tsv"
     conda:
         "../../envs/analysis.yaml"
     params:
-        methods=STUDENTS["methods"],
+        experiment=lambda wc: wc.experiment,
+        methods=lambda wc: EXPERIMENTS[wc.experiment].methods,
         stats=config["stats"],
         code=code_fingerprint("run_stats"),
     script:
@@ -73,6 +77,7 @@ rule power_table:
     conda:
         "../../envs/analysis.yaml"
     params:
+        families=tested_experiments(),
         stats=config["stats"],
         code=code_fingerprint("power_table"),
     script:
@@ -81,5 +86,4 @@ rule power_table:
 
 rule power:
     input:
-        rules.power_table.output.power,
-        f"{RESULTS}/figures/power.pdf",
+        power_outputs(),

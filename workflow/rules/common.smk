@@ -5,6 +5,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from igkd.config import validate_config
+from igkd.identity import precompute_params, prepare_params, teacher_params
+from igkd.experiments import Campaign
 from igkd.training.methods import get_method, precompute_stem
 from igkd.provenance import fingerprint
 
@@ -24,10 +26,20 @@ RESULTS = f"results/{DS}"
 LOGS = f"logs/{DS}"
 BENCH = f"{RESULTS}/benchmarks"
 STUDENTS = config["students"]
-# What one student run depends on: adding methods, drops or runs must not rerun finished runs.
-STUDENT_RUN_SETTINGS = {
-    k: v for k, v in STUDENTS.items() if k not in ("methods", "drops", "runs")
-}
+# Every student of every enabled experiment (and the controls), each identified by what
+# determines it (igkd.experiments.StudentRun): its folder, params and row derive from it.
+CAMPAIGN = Campaign.from_config(config)
+EXPERIMENTS = CAMPAIGN.experiments  # every student experiment: a target by name
+# Every experiment of the paper is a target (README "The paper's experiments"); `all` builds the
+# enabled ones (experiments.grid is off by default: `snakemake grid` runs it anyway).
+ALL_TARGETS = [
+    *CAMPAIGN.enabled,
+    "kd_grid",
+    "overlay_p",
+    "controls",
+    "timing",
+    "external",
+]
 CONTROLS = config["controls"]
 # The loader the reference code precomputed over: the students' crop + flip, shuffled.
 REFERENCE_LOADER = {
@@ -51,8 +63,10 @@ FIRST_AFTER_TEACHER = 10
 wildcard_constraints:
     method="[A-Za-z_]+(@[a-z]+)?",
     drop=r"\d+",
+    fraction=r"\d+\.\d+",
     run=r"\d+",
     attribution="[a-z]+",
+    experiment="|".join(EXPERIMENTS) or "none",
 
 
 CIFAR = config["dataset"]["cifar10"]
@@ -73,33 +87,72 @@ def student_precompute(wildcards):
     return f"{RESULTS}/precompute/{stem}.h5" if stem else []
 
 
-def student_dirs():
-    return expand(
-        f"{RESULTS}/students/{{method}}/drop{{drop}}/run{{run}}",
-        method=STUDENTS["methods"],
-        drop=STUDENTS["drops"],
-        run=range(STUDENTS["runs"]),
+def student_run(wildcards):
+    """The StudentRun a distill_student job trains (its params: exactly what determines it)."""
+    return CAMPAIGN.run(
+        wildcards.method, wildcards.drop, wildcards.fraction, wildcards.run
     )
+
+
+def run_files(runs, name):
+    return [f"{run.folder(RESULTS)}/{name}" for run in runs]
+
+
+def experiment_files(experiment, name):
+    """`name` (metrics.json, runtime.json, model.pt) of every run of an experiment."""
+    return run_files(CAMPAIGN.runs(experiment), name)
 
 
 def control_files(name="metrics.json"):
-    """`name` of the controls' runs and their comparison methods' runs at controls.drop."""
-    return expand(
-        f"{RESULTS}/students/{{method}}/drop{{drop}}/run{{run}}/{name}",
-        method=[*CONTROLS["methods"], *CONTROLS["compare_with"]],
-        drop=CONTROLS["drop"],
-        run=range(CONTROLS["runs"]),
-    )
+    """`name` of the controls' runs and their comparison methods' paired runs."""
+    return run_files(CAMPAIGN.control_runs(), name)
+
+
+def experiment_methods(experiment):
+    """An experiment's methods in config order."""
+    return list(EXPERIMENTS[experiment].methods)
+
+
+def power_figure_family():
+    """fig_power's methods panel: figures.power.experiment's family, or the first tested one."""
+    tested = tested_experiments()
+    chosen = FIGURES["power"]["experiment"]
+    return chosen if chosen in tested else (tested[0] if tested else None)
+
+
+def power_figure_runs():
+    family = power_figure_family()
+    return [f"{RESULTS}/tables/{family}/runs.csv"] if family else []
+
+
+def tested_experiments():
+    """Enabled experiments with at least two runs per group: those with tests and power."""
+    return [name for name in CAMPAIGN.enabled if EXPERIMENTS[name].runs >= 2]
+
+
+def stats_outputs(experiment):
+    return [
+        f"{RESULTS}/stats/{experiment}/{name}"
+        for name in ("summary.csv", "comparisons.csv", "normality.csv", "stats.md")
+    ]
+
+
+def table_outputs(experiment):
+    return [
+        f"{RESULTS}/tables/{experiment}/{name}"
+        for name in ("runs.csv", "method_means.csv")
+    ]
 
 
 def power_inputs(wildcards):
-    """What stats/power.csv reads: the methods' tables and run times, and the controls'
-    where controls.methods is not empty."""
-    inputs = {
-        "runs": f"{RESULTS}/tables/runs.csv",
-        "comparisons": f"{RESULTS}/stats/comparisons.csv",
-        "runtime": expand("{dir}/runtime.json", dir=student_dirs()),
-    }
+    """What stats/power.csv reads: each tested experiment's runs, comparisons and run
+    times (one Holm family each), and the controls' where controls.methods is not empty.
+    """
+    inputs = {}
+    for name in tested_experiments():
+        inputs[f"{name}_runs"] = f"{RESULTS}/tables/{name}/runs.csv"
+        inputs[f"{name}_comparisons"] = f"{RESULTS}/stats/{name}/comparisons.csv"
+        inputs[f"{name}_runtime"] = experiment_files(name, "runtime.json")
     if CONTROLS["methods"]:
         inputs.update(
             controls_runs=f"{RESULTS}/tables/controls_runs.csv",
@@ -109,6 +162,13 @@ def power_inputs(wildcards):
     return inputs
 
 
+def power_outputs():
+    """stats/power.csv and fig_power, where some experiment or the controls have tests."""
+    if not (tested_experiments() or CONTROLS["methods"]):
+        return []
+    return [f"{RESULTS}/stats/power.csv", f"{RESULTS}/figures/power.pdf"]
+
+
 def control_outputs():
     """The controls' report and figure; none when controls.methods is empty."""
     if not CONTROLS["methods"]:
@@ -116,21 +176,55 @@ def control_outputs():
     return [f"{RESULTS}/stats/controls.md", f"{RESULTS}/figures/controls.pdf"]
 
 
-def final_outputs():
+def experiment_outputs(name):
+    """What one experiment target builds (README "The paper's experiments")."""
+    if name in EXPERIMENTS:
+        outputs = table_outputs(name) + stats_outputs(name)
+        if name == "compression":
+            outputs += [
+                f"{RESULTS}/figures/compression.pdf",
+                f"{RESULTS}/figures/latency.pdf",
+            ]
+        if name == FIGURES["mc_hist"]["experiment"]:
+            outputs.append(f"{RESULTS}/figures/mc_hist.pdf")
+        if name == power_figure_family():
+            outputs += power_outputs()
+        return outputs
+    if name in ("kd_grid", "overlay_p"):
+        table = "kd" if name == "kd_grid" else "overlay_p"
+        return [f"{RESULTS}/sweeps/{table}.csv", f"{RESULTS}/figures/{name}.pdf"]
+    if name == "controls":
+        return control_outputs()
+    if name == "timing":
+        return timing_outputs()[:1]
+    if name == "external":
+        return external_outputs()
+    return []
+
+
+def precompute_outputs():
+    """One file per precompute.attributions entry, whether a method reads it yet or not."""
     return [
-        f"{RESULTS}/tables/runs.csv",
-        f"{RESULTS}/tables/method_means.csv",
-        f"{RESULTS}/stats/summary.csv",
-        f"{RESULTS}/stats/power.csv",
-        *figure_pdfs(),
-        *control_outputs(),
-        *timing_outputs(),
-        *external_outputs(),
+        f"{RESULTS}/precompute/{a}.h5" for a in config["precompute"]["attributions"]
     ]
 
 
+def final_outputs():
+    """Every enabled experiment of the paper, the figures of the stages they share, and
+    the precomputed attributions."""
+    outputs = [o for name in ALL_TARGETS for o in experiment_outputs(name)]
+    outputs += [
+        *figure_pdfs(),
+        *power_outputs(),
+        *timing_outputs(),
+        *precompute_outputs(),
+    ]
+    return list(dict.fromkeys(outputs))
+
+
 # ---- sweeps (workflow/rules/sweeps.smk) and figures (workflow/rules/figures.smk)
-from igkd.analysis.sweeps import SECTION, grid_points, lookup_point, point_settings
+from igkd.analysis.sweeps import SECTION, grid_points, lookup_point
+from igkd.training.sweep_points import point_settings
 
 SWEEPS = config["sweeps"]
 FIGURES = config["figures"]
@@ -170,54 +264,49 @@ def sweep_point(wildcards):
 
 
 def sweep_students(wildcards):
-    return point_settings(STUDENTS, SWEEPS, wildcards.sweep)[0]
+    return point_settings(CAMPAIGN.recipe, SWEEPS, wildcards.sweep)[0]
 
 
 def sweep_settings(wildcards):
-    return point_settings(STUDENTS, SWEEPS, wildcards.sweep)[1]
+    return point_settings(CAMPAIGN.recipe, SWEEPS, wildcards.sweep)[1]
 
 
 def sweep_metrics(wildcards):
     return sweep_files(wildcards.sweep, "metrics.json")
 
 
+ATTENTION = FIGURES["attention"]
+ATTENTION_EXPERIMENT = config["experiments"][ATTENTION["experiment"]]
+
+
 def attention_drop():
-    return FIGURES["attention"]["drop"] or STUDENTS["drops"][0]
+    return ATTENTION["drop"] or ATTENTION_EXPERIMENT["drops"][0]
 
 
 def attention_students():
-    """model.pt of the students fig_attention shows (figures.attention.methods)."""
-    return [
-        f"{RESULTS}/students/{method}/drop{attention_drop()}/run{FIGURES['attention']['run']}/model.pt"
-        for method in FIGURES["attention"]["methods"]
+    """model.pt of the students fig_attention shows (figures.attention.methods, their
+    runs in figures.attention.experiment: trained for the figure if that one is off)."""
+    runs = [
+        CAMPAIGN.run(
+            method, attention_drop(), ATTENTION_EXPERIMENT["fraction"], ATTENTION["run"]
+        )
+        for method in ATTENTION["methods"]
     ]
+    return run_files(runs, "model.pt")
 
 
-# Figures built by the demo and `snakemake figures`; each is also a rule fig_<name>.
-FIGURE_NAMES = [
-    "compression",
-    "ig_overlay",
-    "ig_power",
-    "kd_grid",
-    "overlay_p",
-    "mc_hist",
-    "attention",
-    "attributions",
-    "power",
-]
+# Figures of the stages every experiment shares; each is also a rule fig_<name>.
+SHARED_FIGURES = ["ig_overlay", "ig_power", "attention", "attributions"]
 
 
 def figure_pdfs():
-    """Every figure PDF of this config: the ones above plus the controls', latency,
-    external-set and IG-convergence figures where those stages are on."""
-    others = [
-        *control_outputs(),
-        *timing_outputs(),
-        *external_outputs(),
-        *convergence_outputs(),
-    ]
-    figures = [p for p in others if p.startswith(f"{RESULTS}/figures/")]
-    return [f"{RESULTS}/figures/{name}.pdf" for name in FIGURE_NAMES] + figures
+    """Every figure PDF of this config: the shared ones, each enabled experiment's, and
+    the IG-convergence figure where the maps are refined."""
+    outputs = [o for name in ALL_TARGETS for o in experiment_outputs(name)]
+    outputs += power_outputs() + convergence_outputs()
+    figures = [p for p in outputs if p.startswith(f"{RESULTS}/figures/")]
+    shared = [f"{RESULTS}/figures/{name}.pdf" for name in SHARED_FIGURES]
+    return list(dict.fromkeys(shared + figures))
 
 
 def convergence_outputs():
@@ -236,7 +325,11 @@ EXTERNAL = config["external_eval"]
 
 
 def timing_outputs():
-    return [f"{RESULTS}/timing.csv", f"{RESULTS}/figures/latency.pdf"]
+    """timing.csv, and the accuracy-vs-latency figure where the compression experiment is on."""
+    latency = (
+        [f"{RESULTS}/figures/latency.pdf"] if "compression" in CAMPAIGN.enabled else []
+    )
+    return [f"{RESULTS}/timing.csv", *latency]
 
 
 def external_outputs():

@@ -23,11 +23,9 @@ rule precompute_reference_defect:
         runtime=12 * 60,
         gpu=GPU_WHOLE,
     params:
-        precompute=config["precompute"],
+        attribution=lambda wc: precompute_params(config["precompute"], wc.attribution),
         loader=REFERENCE_LOADER,
         teacher_width=config["teacher"]["width"],
-        device=config["runtime"]["device"],
-        channels_last=config["runtime"]["channels_last"],
         code=code_fingerprint("precompute_attributions"),
     script:
         "../scripts/precompute_attributions.py"
@@ -50,7 +48,7 @@ rule compare_controls:
     conda:
         "../../envs/analysis.yaml"
     params:
-        controls=CONTROLS,
+        controls=CAMPAIGN.controls and CAMPAIGN.controls.comparison(),
         stats=config["stats"],
         code=code_fingerprint("compare_controls"),
     script:

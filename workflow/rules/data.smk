@@ -28,7 +28,7 @@ rule prepare_data:
     conda:
         "../../envs/train.yaml"
     params:
-        dataset=config["dataset"],
+        dataset=prepare_params(config["dataset"]),
         code=code_fingerprint("prepare_data"),
     script:
         "../scripts/prepare_data.py"

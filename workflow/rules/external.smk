@@ -30,8 +30,8 @@ if EXTERNAL["root"]:
             class_map=external_class_map(),
             teacher_model=rules.train_teacher.output.model,
             teacher_metrics=rules.train_teacher.output.metrics,
-            models=expand("{dir}/model.pt", dir=student_dirs()),
-            metrics=expand("{dir}/metrics.json", dir=student_dirs()),
+            models=experiment_files(EXTERNAL["experiment"], "model.pt"),
+            metrics=experiment_files(EXTERNAL["experiment"], "metrics.json"),
         output:
             table=f"{RESULTS}/external/{EXTERNAL['name']}.csv",
             per_class=f"{RESULTS}/external/{EXTERNAL['name']}_per_class.csv",
@@ -46,13 +46,12 @@ if EXTERNAL["root"]:
             runtime=60,
             gpu=GPU_ONE_SLOT,
         params:
-            external=EXTERNAL,
+            description=EXTERNAL["description"],
             image_size=config["dataset"]["image_size"],
             teacher_width=config["teacher"]["width"],
             student_width=STUDENTS["width"],
             student_norm=STUDENTS["normalize"],
             device=config["runtime"]["device"],
-            channels_last=config["runtime"]["channels_last"],
             code=code_fingerprint("evaluate_external"),
         script:
             "../scripts/evaluate_external.py"
@@ -70,7 +69,7 @@ if EXTERNAL["root"]:
         conda:
             "../../envs/analysis.yaml"
         params:
-            methods=STUDENTS["methods"],
+            methods=experiment_methods(EXTERNAL["experiment"]),
             title=EXTERNAL["description"],
             code=code_fingerprint("fig_imagenet"),
         script:

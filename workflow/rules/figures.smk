@@ -3,7 +3,7 @@
 
 rule fig_compression:
     input:
-        runs=rules.collect_runs.output.runs,
+        runs=f"{RESULTS}/tables/compression/runs.csv",
         teacher_metrics=rules.train_teacher.output.metrics,
         timing=f"{RESULTS}/timing.csv",
     output:
@@ -16,7 +16,7 @@ rule fig_compression:
     conda:
         "../../envs/analysis.yaml"
     params:
-        methods=STUDENTS["methods"],
+        methods=experiment_methods("compression"),
         code=code_fingerprint("fig_compression"),
     script:
         "../scripts/fig_compression.py"
@@ -120,7 +120,7 @@ rule fig_overlay_p:
 
 rule fig_mc_hist:
     input:
-        runs=rules.collect_runs.output.runs,
+        runs=f"{RESULTS}/tables/{FIGURES['mc_hist']['experiment']}/runs.csv",
     output:
         pdf=figure_report("mc_hist", "pdf", "Students vs compression"),
         png=figure_report("mc_hist", "png", "Students vs compression"),
@@ -131,7 +131,7 @@ rule fig_mc_hist:
     conda:
         "../../envs/analysis.yaml"
     params:
-        methods=STUDENTS["methods"],
+        methods=experiment_methods(FIGURES["mc_hist"]["experiment"]),
         drop=FIGURES["mc_hist"]["drop"],
         bins=FIGURES["mc_hist"]["bins"],
         code=code_fingerprint("fig_mc_hist"),
@@ -156,9 +156,9 @@ rule fig_attention:
         "../../envs/train.yaml"
     threads: 1
     params:
-        methods=FIGURES["attention"]["methods"],
+        methods=ATTENTION["methods"],
         drop=attention_drop(),
-        run=FIGURES["attention"]["run"],
+        run=ATTENTION["run"],
         examples=FIGURES["examples"],
         teacher_width=config["teacher"]["width"],
         student_width=STUDENTS["width"],
@@ -186,7 +186,7 @@ rule fig_attributions:
     params:
         attributions=FIGURES["attributions"]["methods"],
         settings={
-            a: config["precompute"].get(a, {})
+            a: precompute_params(config["precompute"], a, draws=False)
             for a in FIGURES["attributions"]["methods"]
         },
         seed=FIGURES["attributions"]["seed"],
@@ -200,7 +200,7 @@ rule fig_attributions:
 rule fig_power:
     input:
         power=rules.power_table.output.power,
-        runs=rules.collect_runs.output.runs,
+        runs=power_figure_runs(),
     output:
         pdf=figure_report("power", "pdf", "Statistics"),
         png=figure_report("power", "png", "Statistics"),
@@ -211,6 +211,7 @@ rule fig_power:
     conda:
         "../../envs/analysis.yaml"
     params:
+        family=power_figure_family(),
         drop=FIGURES["power"]["drop"],
         max_diff=FIGURES["power"]["max_diff"],
         code=code_fingerprint("fig_power"),

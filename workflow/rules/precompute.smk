@@ -20,10 +20,8 @@ rule precompute_attributions:
         runtime=12 * 60,
         gpu=GPU_WHOLE,
     params:
-        precompute=config["precompute"],
+        attribution=lambda wc: precompute_params(config["precompute"], wc.attribution),
         teacher_width=config["teacher"]["width"],
-        device=config["runtime"]["device"],
-        channels_last=config["runtime"]["channels_last"],
         code=code_fingerprint("precompute_attributions"),
     script:
         "../scripts/precompute_attributions.py"

@@ -1,4 +1,5 @@
-# One student per (method, drop, Monte Carlo run).
+# One student per (method, drop, training fraction, Monte Carlo run), shared by every
+# experiment that asks for it (igkd.experiments.StudentRun).
 
 
 rule distill_student:
@@ -8,15 +9,15 @@ rule distill_student:
         teacher_metrics=rules.train_teacher.output.metrics,
         precompute=student_precompute,
     output:
-        model=f"{RESULTS}/students/{{method}}/drop{{drop}}/run{{run}}/model.pt",
-        metrics=f"{RESULTS}/students/{{method}}/drop{{drop}}/run{{run}}/metrics.json",
-        history=f"{RESULTS}/students/{{method}}/drop{{drop}}/run{{run}}/history.csv",
-        subsample=f"{RESULTS}/students/{{method}}/drop{{drop}}/run{{run}}/subsample.npy",
-        runtime=f"{RESULTS}/students/{{method}}/drop{{drop}}/run{{run}}/runtime.json",
+        model=f"{RESULTS}/students/{{method}}/drop{{drop}}/f{{fraction}}/run{{run}}/model.pt",
+        metrics=f"{RESULTS}/students/{{method}}/drop{{drop}}/f{{fraction}}/run{{run}}/metrics.json",
+        history=f"{RESULTS}/students/{{method}}/drop{{drop}}/f{{fraction}}/run{{run}}/history.csv",
+        subsample=f"{RESULTS}/students/{{method}}/drop{{drop}}/f{{fraction}}/run{{run}}/subsample.npz",
+        runtime=f"{RESULTS}/students/{{method}}/drop{{drop}}/f{{fraction}}/run{{run}}/runtime.json",
     log:
-        f"{LOGS}/students/{{method}}_drop{{drop}}_run{{run}}.log",
+        f"{LOGS}/students/{{method}}_drop{{drop}}_f{{fraction}}_run{{run}}.log",
     benchmark:
-        f"{BENCH}/students/{{method}}_drop{{drop}}_run{{run}}.tsv"
+        f"{BENCH}/students/{{method}}_drop{{drop}}_f{{fraction}}_run{{run}}.tsv"
     conda:
         "../../envs/train.yaml"
     threads: THREADS["student"]
@@ -24,10 +25,9 @@ rule distill_student:
         runtime=6 * 60,
         gpu=GPU_ONE_SLOT,
     params:
-        students=STUDENT_RUN_SETTINGS,
+        run=lambda wc: student_run(wc).params(),
         teacher_width=config["teacher"]["width"],
         device=config["runtime"]["device"],
-        channels_last=config["runtime"]["channels_last"],
         code=code_fingerprint("distill_student"),
     script:
         "../scripts/distill_student.py"

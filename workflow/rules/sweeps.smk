@@ -34,7 +34,6 @@ rule train_sweep_point:
         sweeps=sweep_settings,
         teacher_width=config["teacher"]["width"],
         device=config["runtime"]["device"],
-        channels_last=config["runtime"]["channels_last"],
         code=code_fingerprint("train_sweep"),
     script:
         "../scripts/train_sweep.py"
@@ -62,8 +61,8 @@ if SWEEPS["grouping"] == "sweep":
             sweep="kd",
             method=sweep_method("kd"),
             points=sweep_all_points("kd"),
-            students=point_settings(STUDENTS, SWEEPS, "kd")[0],
-            sweeps=point_settings(STUDENTS, SWEEPS, "kd")[1],
+            students=point_settings(CAMPAIGN.recipe, SWEEPS, "kd")[0],
+            sweeps=point_settings(CAMPAIGN.recipe, SWEEPS, "kd")[1],
 
     use rule train_sweep_point as train_sweep_overlay_p with:
         input:  # replaces the point rule's inputs as a whole
@@ -82,8 +81,8 @@ if SWEEPS["grouping"] == "sweep":
             sweep="overlay_p",
             method=sweep_method("overlay_p"),
             points=sweep_all_points("overlay_p"),
-            students=point_settings(STUDENTS, SWEEPS, "overlay_p")[0],
-            sweeps=point_settings(STUDENTS, SWEEPS, "overlay_p")[1],
+            students=point_settings(CAMPAIGN.recipe, SWEEPS, "overlay_p")[0],
+            sweeps=point_settings(CAMPAIGN.recipe, SWEEPS, "overlay_p")[1],
 
 
 rule collect_sweep:

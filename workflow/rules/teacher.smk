@@ -4,7 +4,11 @@
 rule train_teacher:
     input:
         data=rules.prepare_data.output.data,
-        weights=lambda wc: config["teacher"]["weights"] or [],
+        weights=lambda wc: (
+            config["teacher"]["weights"]
+            if config["teacher"]["source"] == "import"
+            else []
+        ),
     output:
         model=f"{RESULTS}/teacher/model.pt",
         metrics=f"{RESULTS}/teacher/metrics.json",
@@ -20,9 +24,8 @@ rule train_teacher:
         runtime=24 * 60,
         gpu=GPU_WHOLE,
     params:
-        teacher=config["teacher"],
+        teacher=teacher_params(config["teacher"]),
         device=config["runtime"]["device"],
-        channels_last=config["runtime"]["channels_last"],
         code=code_fingerprint("train_teacher"),
     script:
         "../scripts/train_teacher.py"

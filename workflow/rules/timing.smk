@@ -22,7 +22,7 @@ rule time_models:
         image_size=config["dataset"]["image_size"],
         teacher_width=config["teacher"]["width"],
         student_width=STUDENTS["width"],
-        drops=sorted(STUDENTS["drops"]),
+        drops=CAMPAIGN.drops(),
         device=config["runtime"]["device"],
         channels_last=config["runtime"]["channels_last"],
         code=code_fingerprint("time_models"),
@@ -32,7 +32,7 @@ rule time_models:
 
 rule fig_latency:
     input:
-        runs=rules.collect_runs.output.runs,
+        runs=f"{RESULTS}/tables/compression/runs.csv",
         timing=rules.time_models.output.table,
         teacher_metrics=rules.train_teacher.output.metrics,
     output:
@@ -45,7 +45,7 @@ rule fig_latency:
     conda:
         "../../envs/analysis.yaml"
     params:
-        methods=STUDENTS["methods"],
+        methods=experiment_methods("compression"),
         code=code_fingerprint("fig_latency"),
     script:
         "../scripts/fig_latency.py"

@@ -22,7 +22,9 @@ teacher = load_trained_teacher(
 )
 x = teacher.norm.prepare(to_chw_tensor(splits.test_images[rows], "cpu"))
 targets = torch.as_tensor(splits.test_labels[rows])
-maps = attribution_maps(teacher.model, x, targets, p.attributions, p.settings, seed=p.seed)
+# params.settings hold what changes the maps; the attributions run with config precompute.<name> whole
+settings = {a: snakemake.config["precompute"].get(a, {}) for a in p.attributions}
+maps = attribution_maps(teacher.model, x, targets, p.attributions, settings, seed=p.seed)
 fig_attributions(
     Examples(splits.test_images[rows], splits.test_labels[rows], splits.classes),
     maps,

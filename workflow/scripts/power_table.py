@@ -1,4 +1,5 @@
-"""Every comparison's power, runs needed and hours (methods, and the controls where on) -> stats/power.csv."""
+"""Every comparison's power, runs needed and hours (one family per tested experiment, and
+the controls where on) -> stats/power.csv."""
 
 import pandas as pd
 
@@ -8,7 +9,15 @@ from igkd.runtime import log_to
 
 log = log_to(snakemake.log[0])
 inputs = snakemake.input
-families = [Family("methods", pd.read_csv(inputs.comparisons), pd.read_csv(inputs.runs), run_costs(inputs.runtime))]
+families = [
+    Family(
+        name,
+        pd.read_csv(inputs[f"{name}_comparisons"]),
+        pd.read_csv(inputs[f"{name}_runs"]),
+        run_costs(inputs[f"{name}_runtime"]),
+    )
+    for name in snakemake.params.families
+]
 if hasattr(inputs, "controls_runs"):  # Namedlist: `in` would search the values
     controls = Family(
         "controls",

@@ -18,7 +18,9 @@ teacher = load_trained_teacher(
     width=snakemake.params.teacher_width,
     channels_last=runtime.channels_last,
 )
-job = AttributionJob.from_config(snakemake.params.precompute, snakemake.wildcards.attribution)
+# params.attribution holds what changes the file; the rest of config `precompute` (chunk,
+# batch sizes, report_tolerance) only cuts the work or reports on it (igkd.identity)
+job = AttributionJob.from_config(snakemake.config["precompute"], snakemake.params.attribution["attribution"])
 rows = (teacher, splits.train_images, splits.train_labels, snakemake.output.h5, job)
 records = records_for(splits, teacher, runtime)
 loader = snakemake.params.get("loader")

@@ -6,7 +6,7 @@ from igkd.data.store import write_data_h5
 from igkd.runtime import log_to
 
 log = log_to(snakemake.log[0])
-dataset = snakemake.params.dataset
+dataset = snakemake.config["dataset"]  # params.dataset: the part that changes data.h5 (igkd.identity)
 splits = load_source(dataset, snakemake.input.raw or None)
 write_data_h5(
     snakemake.output.data,

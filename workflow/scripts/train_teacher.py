@@ -5,7 +5,7 @@ from igkd.runtime import start_job
 from igkd.training.teacher import TeacherOutputs, run_teacher, teacher_input_norm
 
 runtime = start_job(snakemake, whole_gpu=True)  # holds the job's GPU until it ends
-cfg = snakemake.params.teacher
+cfg = snakemake.config["teacher"]  # params.teacher: the part that changes the outputs (igkd.identity)
 splits = read_data_h5(snakemake.input.data)
 attrs = data_attrs(snakemake.input.data)
 outputs = TeacherOutputs(snakemake.output.model, snakemake.output.metrics, snakemake.output.history)

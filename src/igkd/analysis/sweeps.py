@@ -8,7 +8,6 @@ from these functions on every dry run.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterable, Mapping
 
 import pandas as pd
@@ -24,9 +23,6 @@ SWEEP_KEYS: dict[str, dict[str, tuple[str, ...]]] = {
 GRID_LISTS = {"kd": {"alpha": "alphas", "temperature": "temperatures"}, "overlay_p": {"p": "ps"}}
 SECTION = {"kd": "kd", "overlay_p": "overlay"}
 PREFIX = {"alpha": "alpha", "temperature": "T", "p": "p"}
-# students keys a grid point sets itself or that do not change one training run; left out
-# of a point's settings so e.g. a new students.runs value does not rerun the sweeps.
-NOT_POINT_SETTINGS = ("methods", "drops", "runs", "exclude_val", "epochs", "eval_every", "fraction")
 TABLE_COLUMNS = ["sweep", "method", "drop", "run", "seed", "n_train", "n_val", "epochs", "val_acc"]
 
 
@@ -65,31 +61,6 @@ def lookup_point(sweeps_cfg: Mapping, sweep: str, name: str) -> dict:
     if name not in points:
         raise InputError(f"sweep {sweep!r}: point {name!r} is not in the configured grid {sorted(points)}")
     return points[name]
-
-
-def point_settings(students_cfg: Mapping, sweeps_cfg: Mapping, sweep: str) -> tuple[dict, dict]:
-    """(students, sweeps) settings every point of `sweep` shares: the keys that change a
-    point's result and nothing else (no grid lists: adding a grid value must not rerun
-    the points already trained)."""
-    students = {k: v for k, v in students_cfg.items() if k not in NOT_POINT_SETTINGS}
-    section = SECTION[sweep]
-    sweeps = {k: sweeps_cfg[k] for k in ("drop", "epochs", "fraction")}
-    sweeps[section] = {"method": sweeps_cfg[section]["method"]}
-    return students, sweeps
-
-
-def point_config(students_cfg: Mapping, sweeps_cfg: Mapping, sweep: str, values: Mapping[str, float]) -> dict:
-    """The students config one grid point trains with: the sweep's own drop-independent
-    settings (epochs, fraction), training rows outside the validation split, one
-    evaluation at the end, and the swept keys set to the point's values."""
-    cfg = copy.deepcopy(dict(students_cfg))
-    cfg["exclude_val"] = True
-    cfg["epochs"] = sweeps_cfg["epochs"]
-    cfg["eval_every"] = sweeps_cfg["epochs"]
-    cfg["fraction"] = sweeps_cfg["fraction"]
-    for key, (section, field) in SWEEP_KEYS[sweep].items():
-        cfg[section] = {**cfg[section], field: float(values[key])}
-    return cfg
 
 
 def sweep_table(metric_paths: Iterable[str]) -> pd.DataFrame:

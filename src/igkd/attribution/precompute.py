@@ -52,7 +52,7 @@ class AttributionJob:
     settings: dict = field(default_factory=dict)  # precompute.<attribution>: steps, method, ...
     chunk: int = 256  # rows per flushed HDF5 chunk (the resume granularity)
     batch: int = 64  # images per attribution call
-    seed: int = 0  # random draws (noise-based attributions), seeded per chunk
+    seed: int = 0  # random draws (noise-based attributions), seeded per batch of images
 
     @classmethod
     def from_config(cls, section: dict, attribution: str) -> AttributionJob:
@@ -96,7 +96,8 @@ def precompute(
     defaults there); the rest goes to the attribution."""
     from igkd.attribution.maps import ATTRIBUTIONS, inference_copy, to_map  # captum: only the precompute stage needs it
 
-    attribution, settings, chunk, batch, seed = job.attribution, job.settings, job.chunk, job.batch, job.seed
+    attribution, settings, batch, seed = job.attribution, job.settings, job.batch, job.seed
+    chunk = whole_batches(job.chunk, batch)
     device, log = runtime.device, runtime.log
     if attribution not in ATTRIBUTIONS:
         raise InputError(f"attribution {attribution!r} unknown; expected one of {sorted(ATTRIBUTIONS)}")
@@ -148,10 +149,10 @@ def precompute(
         pending = None
         for lo in range(start, n, chunk):
             hi = min(lo + chunk, n)
-            generator.manual_seed(seed + lo)  # random draws depend on the chunk, not on resumes
             parts = []
             for b_lo in range(lo, hi, batch):
                 b_hi = min(b_lo + batch, hi)
+                seed_draws(generator, seed + b_lo)
                 x = norm(to_float(_batch_to_device(images[b_lo:b_hi], device)))
                 target = torch.as_tensor(labels[b_lo:b_hi]).to(device, non_blocking=True)
                 with torch.inference_mode():
@@ -194,6 +195,22 @@ def precompute(
     commit(partial, out_path)
     log(f"precompute {attribution}: wrote {out_path} ({file_size(out_path)})")
     return summary
+
+
+def whole_batches(chunk: int, batch: int) -> int:
+    """The chunk rounded up to whole batches: every batch then starts at a multiple of
+    `batch`, whatever the chunk, so the draws seeded per batch do not depend on it (the
+    chunk only sets how often rows are flushed, the resume granularity)."""
+    return -(-chunk // batch) * batch
+
+
+def seed_draws(generator: torch.Generator, seed: int) -> None:
+    """Seed the random draws of the batch starting at row `seed - precompute.seed`: the
+    `random` maps' generator and torch's global one, which captum's noise tunnels
+    (smoothgrad, gradientshap) draw from. Per batch, so a resumed run draws what an
+    uninterrupted one did."""
+    generator.manual_seed(seed)
+    torch.manual_seed(seed)
 
 
 def _refinement(attribution: str, settings: dict, floor: float) -> converged_ig.Refinement | None:

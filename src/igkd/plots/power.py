@@ -63,25 +63,31 @@ def _panel(ax, rows: pd.DataFrame, diffs: np.ndarray, title: str) -> list[str]:
     return skipped
 
 
-def fig_power(table: pd.DataFrame, drop: int, max_diff: float, pdf: str, png: str) -> None:
-    """(a) the methods' comparisons at `drop`; (b) the controls' family, where present."""
+def fig_power(table: pd.DataFrame, family: str | None, drop: int | None, max_diff: float, pdf: str, png: str) -> None:
+    """(a) one experiment's comparisons at `drop` (its Holm family); (b) the controls' family,
+    where present. `family` None: the controls' panel alone."""
     missing = [c for c in NEEDED if c not in table.columns]
     if missing:
         raise InputError(f"power table: missing column(s) {missing}")
-    methods = table[(table["family"] == "methods") & (table["drop"] == drop)]
-    if methods.empty:
-        raise InputError(f"power table: no comparisons of the methods at drop {drop}")
+    panels = []
+    if family is not None:
+        methods = table[(table["family"] == family) & (table["drop"] == drop)]
+        if methods.empty:
+            raise InputError(f"power table: no comparisons of the {family} experiment at drop {drop}")
+        panels.append((methods, f"(a) {family} at drop {drop}"))
     controls = table[table["family"] == "controls"]
-    panels = [(methods, f"(a) methods at drop {drop}")]
     if not controls.empty:
-        panels.append((controls, f"(b) controls at drop {int(controls['drop'].iloc[0])}"))
+        panels.append((controls, f"({'b' if panels else 'a'}) controls at drop {int(controls['drop'].iloc[0])}"))
+    if not panels:
+        raise InputError("power table: no family to draw (no experiment with two or more runs, no controls)")
+    first = panels[0][0]
     diffs = np.linspace(max_diff / CURVE_POINTS, max_diff, CURVE_POINTS)
     fig, axes = plt.subplots(1, len(panels), figsize=(5.6 * len(panels), 5.4), squeeze=False)
     skipped = []
     for ax, (rows, title) in zip(axes.flat, panels):
         skipped += _panel(ax, rows, diffs, title)
-    alpha = methods["alpha_holm"].iloc[0]
-    power = methods["power"].iloc[0]
+    alpha = first["alpha_holm"].iloc[0]
+    power = first["power"].iloc[0]
     fig.suptitle(
         f"Runs per group for {100 * power:g} % power, two-sided at Holm's strictest α/m = {alpha:.2g}", fontsize=10
     )

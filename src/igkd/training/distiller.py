@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from igkd.controls import teacher_rows
+from igkd.experiments import StudentRecipe
 from igkd.training.augment import InputNorm, augment_batch
 from igkd.training.loop import TrainSet, to_chw_tensor
 from igkd.training.methods import Method
@@ -78,6 +79,7 @@ class Recipe:
 
     @classmethod
     def from_config(cls, cfg: dict) -> Recipe:
+        """From a students section (or the part of it a step reads)."""
         return cls(
             alpha=cfg["kd"]["alpha"],
             temperature=cfg["kd"]["temperature"],
@@ -87,6 +89,20 @@ class Recipe:
             overlay=Overlay.from_config(cfg["ig"]),
             norm=InputNorm.from_config(cfg.get("normalize")),
             control_seed=cfg["control_seed"],
+        )
+
+    @classmethod
+    def from_student(cls, recipe: StudentRecipe) -> Recipe:
+        ig = recipe.ig
+        return cls(
+            alpha=recipe.kd.alpha,
+            temperature=recipe.kd.temperature,
+            gamma=recipe.gamma,
+            crop_padding=recipe.crop_padding,
+            flip=recipe.flip,
+            overlay=Overlay(ig.p, ig.power_min, ig.power_max, ig.blend, ig.above_tolerance),
+            norm=InputNorm.from_config(recipe.normalize),
+            control_seed=recipe.control_seed,
         )
 
 

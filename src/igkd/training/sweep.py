@@ -12,13 +12,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from igkd.analysis.sweeps import SECTION, point_config
 from igkd.attribution.precompute import Precomputed
 from igkd.data.store import Splits
 from igkd.io import InputError, write_csv, write_json
 from igkd.runtime import Runtime
 from igkd.training.loop import environment, history_frame
-from igkd.training.student import RunSpec, fit_student
+from igkd.training.student import fit_student
+from igkd.training.sweep_points import point_run, sweep_method
 from igkd.training.teacher import TrainedTeacher
 
 
@@ -47,28 +47,29 @@ class SweepJob:
 def train_points(
     splits: Splits,
     job: SweepJob,
-    students_cfg: Mapping,
+    students: Mapping,
     sweeps_cfg: Mapping,
     teacher: TrainedTeacher,
     precomputed: Precomputed | None,
     runtime: Runtime,
 ) -> list[dict]:
-    """Train the job's points of its sweep one after the other, on the validation split."""
+    """Train the job's points of its sweep one after the other, on the validation split.
+    `students`: the recipe settings every point shares (igkd.analysis.sweeps.point_settings)."""
     if len(splits.val_index) == 0:
         raise InputError(
             "data.h5 has an empty validation split; sweeps need dataset.val_fraction > 0 "
             "and a class with at least 2 training images"
         )
-    method = sweeps_cfg[SECTION[job.sweep]]["method"]
+    method = sweep_method(sweeps_cfg, job.sweep)
     drop = sweeps_cfg["drop"]
     provenance = teacher.provenance(splits)  # the whole data set's, before the test rows go
     splits = without_test(splits)
     written = []
     for point, metrics_path, history_path in zip(job.points, job.metric_paths, job.history_paths):
         values = {k: v for k, v in point.items() if k != "run"}
-        cfg = point_config(students_cfg, sweeps_cfg, job.sweep, values)
         run = int(point["run"])
-        result = fit_student(splits, RunSpec(method, drop, run), cfg, teacher, precomputed, runtime)
+        student = point_run(students, sweeps_cfg, job.sweep, values, run)
+        result = fit_student(splits, student, teacher, precomputed, runtime)
         metrics = {
             "sweep": job.sweep,
             "method": method,
@@ -78,7 +79,7 @@ def train_points(
             **values,
             "n_train": int(len(result.rows)),
             "n_val": int(len(splits.val_index)),
-            "epochs": cfg["epochs"],
+            "epochs": student.recipe.epochs,
             "val_acc": result.history[-1]["val_acc"],
             **provenance,
             "environment": environment(runtime.device, runtime.threads, result.history),

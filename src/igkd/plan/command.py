@@ -1,0 +1,74 @@
+"""`igkd plan` and `igkd calibrate`: from parsed arguments to printed output.
+
+The argument definitions live with the other sub-commands in igkd.cli; this module turns
+them into a RunSpec, runs the plan or the calibration and prints the result.
+"""
+
+from __future__ import annotations
+
+import json
+
+
+def run_spec(args):
+    """The RunSpec of parsed `plan`/`calibrate` arguments."""
+    from igkd.plan.runspec import RunSpec
+
+    return RunSpec(
+        configfiles=tuple(str(p) for p in args.configfile or ()),
+        profile=str(args.profile) if args.profile else None,
+        directory=str(args.directory) if args.directory else None,
+        cores=args.cores,
+        gpus=getattr(args, "gpus", None),
+        device=args.device,
+        targets=tuple(args.targets or ()),
+    )
+
+
+def plan_command(args) -> None:
+    from igkd.plan.build import Options, make_plan
+    from igkd.plan.report import as_json, text
+
+    plan = make_plan(run_spec(args), Options(recalibrate=args.recalibrate))
+    if args.json:
+        data = as_json(plan)
+        if args.slurm_runtimes or args.write_slurm_profile:
+            data["slurm"] = _slurm(plan, args, quiet=True)
+        print(json.dumps(data, indent=1))
+        return
+    print(text(plan))
+    if args.slurm_runtimes or args.write_slurm_profile:
+        _slurm(plan, args, quiet=False)
+
+
+def _slurm(plan, args, *, quiet: bool) -> dict:
+    """Print (unless quiet) and return the SLURM runtimes; write them into a profile if asked."""
+    from igkd.plan.runspec import read_profile
+    from igkd.plan.slurm import current_runtimes, profile_file, runtime_lines, runtimes, write_profile
+
+    target = args.write_slurm_profile
+    profile = read_profile(profile_file(target)) if target else plan.run.profile
+    items = runtimes(plan.rules, profile)
+    out = {"runtimes": {r.rule: {"minutes": r.minutes, "group": r.group, "limit": r.limit} for r in items}}
+    if not quiet:
+        print()
+        print(f"sized for {plan.cache.where.get('device')} ({plan.cache.where.get('device_name')})")
+        print("\n".join(runtime_lines(items)))
+    if target:
+        changes = write_profile(target, items, current_runtimes(f.job for f in plan.figures))
+        out["written"] = {"profile": str(profile_file(target)), "changes": changes}
+        if not quiet:
+            print(f"\nwrote {profile_file(target)}:" if changes else f"\n{profile_file(target)}: nothing to change")
+            print("\n".join(f"  {c}" for c in changes))
+    return out
+
+
+def calibrate_command(args) -> None:
+    from igkd.plan.build import Options, run_calibration
+    from igkd.plan.calibration import provenance
+
+    cache, calibration = run_calibration(run_spec(args), Options(recalibrate=args.recalibrate))
+    for entry in calibration.entries.values():
+        print(f"{entry.value:>14.6g} {entry.key.unit:<9} {entry.key.label()}")
+    print(f"calibration {cache.store.path}:")
+    for line in provenance(calibration):
+        print(f"  {line}")
