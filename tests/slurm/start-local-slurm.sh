@@ -39,7 +39,10 @@ wait_pidfile() {
 PKGS="slurm-wlm munge"
 [ "$ACCOUNTING" = 1 ] && PKGS="$PKGS slurmdbd mariadb-server"
 MISSING=""
-for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || MISSING="$MISSING $p"; done
+# installed, not merely known to dpkg: a removed package keeps its config files and
+# `dpkg -s` still succeeds for it ("deinstall ok config-files")
+installed() { [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" = "install ok installed" ]; }
+for p in $PKGS; do installed "$p" || MISSING="$MISSING $p"; done
 if [ -n "$MISSING" ]; then
   log "installing:$MISSING"
   apt-get update -q >/dev/null
