@@ -3,6 +3,7 @@ reference code's misalignment while the default path stays aligned, @attribution
 and the controls' statistics and figure."""
 
 import copy
+import re
 
 import numpy as np
 import pandas as pd
@@ -15,9 +16,9 @@ from statsmodels.stats.multitest import multipletests
 from igkd.analysis.control_stats import check_runs, control_comparisons, write_control_stats
 from igkd.attribution.maps import ATTRIBUTIONS
 from igkd.attribution.precompute import AttributionJob, Records, load_precomputed, precompute
-from igkd.attribution.reference_defect import ReferenceLoader, precompute_reference_defect, source_index
+from igkd.attribution.reference_defect import ReferenceLoader, precompute_reference_defect, source_indices
 from igkd.config import validate_config
-from igkd.controls import derangement, loader_order, teacher_rows
+from igkd.controls import class_derangement, derangement, loader_order, teacher_rows
 from igkd.io import InputError
 from igkd.runtime import Runtime
 from igkd.training.augment import InputNorm, normalize
@@ -70,8 +71,10 @@ def test_schema_accepts_exactly_the_method_names(repo):
 def test_controls_config_is_checked(repo):
     full = yaml.safe_load((repo / "config.yaml").read_text())
     assert validate_config(full)["controls"]["methods"] == [
-        "shuffled_IG",
+        "shuffled_KD_in_class",
         "shuffled_KD",
+        "shuffled_IG_in_class",
+        "shuffled_IG",
         "reference_defect",
         "IG@random",
     ]
@@ -91,26 +94,59 @@ def test_default_rows_aligned_and_shuffled_rows_are_derangements(tiny_splits):
     n = len(labels)
     seen = {}
     for name, method in METHODS.items():
-        map_rows, logit_rows = teacher_rows(method, n, control_seed=11)
+        source = teacher_rows(method, labels, control_seed=11)
         for rows, shuffled, part in (
-            (map_rows, method.shuffle_maps, "maps"),
-            (logit_rows, method.shuffle_logits, "logits"),
+            (source.maps, method.shuffle_maps, "maps"),
+            (source.logits, method.shuffle_logits, "logits"),
         ):
             if not shuffled:
                 assert np.array_equal(rows, np.arange(n)), (name, part)  # aligned: row i feeds image i
                 continue
-            seen[part] = rows
+            seen[(part, method.shuffle_scope)] = rows
             assert np.array_equal(np.sort(rows), np.arange(n)), (name, part)  # a real permutation
             assert not (rows == np.arange(n)).any(), (name, part)  # no image keeps its own row
-            # the row an image gets is no more likely than chance to be of its own class
+            same = float((labels[rows] == labels).mean())
+            if method.shuffle_scope == "class":
+                assert same == 1.0, (name, part)  # every source is an image of the same class
+                continue
+            # across classes: the row an image gets is no more likely than chance to be of its own class
             share = np.bincount(labels, minlength=10) / n
             chance = float((share**2).sum())
-            same = float((labels[rows] == labels).mean())
             assert abs(same - chance) < 4 * np.sqrt(chance * (1 - chance) / n), (name, part, same, chance)
-    assert set(seen) == {"maps", "logits"} and not np.array_equal(seen["maps"], seen["logits"])
-    assert np.array_equal(derangement(n, 11), teacher_rows(METHODS["shuffled_IG"], n, 11)[0])  # fixed seed
+    assert set(seen) == {(p, s) for p in ("maps", "logits") for s in ("all", "class")}
+    assert not np.array_equal(seen["maps", "all"], seen["logits", "all"])
+    assert np.array_equal(derangement(n, 11), teacher_rows(METHODS["shuffled_IG"], labels, 11).maps)  # fixed seed
+    assert np.array_equal(
+        class_derangement(labels, 11)[0], teacher_rows(METHODS["shuffled_IG_in_class"], labels, 11).maps
+    )
     with pytest.raises(ValueError, match="at least 2 rows"):
         derangement(1, 0)
+
+
+def test_within_class_derangement_keeps_only_classes_of_one_image():
+    """Each source has the row's class and is never the row itself where the class has two or
+    more rows; a class of one image keeps its own row, and the count says so."""
+    labels = np.array([3, 1, 3, 3, 7, 1, 3, 9, 1, 3])  # class 7 and class 9 have one image each
+    rows, kept = class_derangement(labels, 5)
+    assert np.array_equal(labels[rows], labels) and np.array_equal(np.sort(rows), np.arange(len(labels)))
+    single = np.isin(labels, [7, 9])
+    assert (
+        kept == 2
+        and np.array_equal(rows[single], np.flatnonzero(single))
+        and (rows[~single] != np.flatnonzero(~single)).all()
+    )
+    assert np.array_equal(class_derangement(labels, 5)[0], rows) and not all(
+        np.array_equal(class_derangement(labels, s)[0], rows) for s in range(6, 12)
+    )  # fixed by the seed, and the seed matters
+    method = METHODS["shuffled_KD_in_class"]
+    source = teacher_rows(method, labels, 4)
+    train = np.array([0, 2, 4, 5, 7])  # this run's rows: 4 and 7 are the lone images
+    assert source.record(method, train, labels) == {
+        "control_scope": "class",
+        "control_rows_kept": 2,
+        "control_same_class": 1.0,
+    }
+    assert source.record(METHODS["KD"], train, labels) == {}
 
 
 def test_distiller_feeds_the_rows_teacher_rows_chose(tiny_splits):
@@ -129,9 +165,10 @@ def test_distiller_feeds_the_rows_teacher_rows_chose(tiny_splits):
     )()
     recipe = Recipe(0.5, 2.0, 0.8, 1, True, Overlay(0.5, 1.0, 2.0, 0.5), InputNorm(), control_seed=3)
     rows = subsample(tiny_splits.train_labels, tiny_splits.train_index, 0.8, 0)
-    for name in ("KD_IG", "shuffled_IG", "shuffled_KD"):
+    for name in ("KD_IG", "shuffled_IG", "shuffled_KD", "shuffled_IG_in_class", "shuffled_KD_in_class"):
         data = Distiller(build_student(15), get_method(name), recipe, 0).training_set(tiny_splits, rows, pre, "cpu")
-        map_rows, logit_rows = teacher_rows(get_method(name), n, 3)
+        source = teacher_rows(get_method(name), tiny_splits.train_labels, 3)
+        map_rows, logit_rows = source.maps, source.logits
         if data.maps is not None:
             assert np.array_equal(data.maps.numpy(), pre.maps[map_rows[rows]])
             assert np.array_equal(data.maps.numpy(), pre.maps[rows]) == (name == "KD_IG")
@@ -182,7 +219,7 @@ def built(tmp_path_factory):
         "labels": labels,
         "aligned": load_precomputed(folder / "ig.h5", **load),
         "defect": load_precomputed(defect, **load),  # valid input for a student
-        "source": source_index(defect),
+        "sources": source_indices(defect),
     }
 
 
@@ -201,34 +238,47 @@ def all_crops_and_flips(image_hwc: np.ndarray):
                 yield (dy, dx, flip), np.ascontiguousarray(crop[:, ::-1] if flip else crop)
 
 
+def ig_map(teacher, image_hwc: np.ndarray, target: int) -> np.ndarray:
+    x = teacher_input(image_hwc)
+    attr = IntegratedGradients(teacher).attribute(x, baselines=x * 0, target=target, n_steps=4, method="gausslegendre")
+    return attr.abs().sum(1)[0].detach().numpy()
+
+
 def test_reference_defect_row_i_is_another_augmented_image(built):
+    """Row i's logits are those of a crop/flip of image logit_source[i], its map that of a
+    crop/flip of image map_source[i]: two independently shuffled passes, as the reference
+    code's two scripts made them, so the two come from different images."""
     teacher, images, labels = built["teacher"], built["images"], built["labels"]
-    source, defect, aligned = built["source"], built["defect"], built["aligned"]
-    assert np.array_equal(source, loader_order(N, SEED)) and np.array_equal(np.sort(source), np.arange(N))
+    (map_source, logit_source), defect, aligned = built["sources"], built["defect"], built["aligned"]
+    assert np.array_equal(map_source, loader_order(N, SEED)) and np.array_equal(logit_source, loader_order(N, SEED + 2))
+    for source in (map_source, logit_source):
+        assert np.array_equal(np.sort(source), np.arange(N))
+    assert (map_source != logit_source).mean() > 0.9  # logits and map of a row: different images
     with torch.no_grad():
         own = teacher(torch.cat([teacher_input(im) for im in images])).numpy()
     # default path: row i is image i, un-augmented
     np.testing.assert_allclose(aligned.logits, own, rtol=1e-4, atol=1e-5)
     transforms = []
     for i in range(N):
-        candidates = list(all_crops_and_flips(images[source[i]]))
+        candidates = list(all_crops_and_flips(images[logit_source[i]]))
         with torch.no_grad():
             outs = teacher(torch.cat([teacher_input(im) for _, im in candidates])).numpy()
         match = [k for k, out in enumerate(outs) if np.allclose(out, defect.logits[i], rtol=1e-4, atol=1e-5)]
-        assert match, f"row {i}: no crop/flip of image {source[i]} gives its logits"
-        key, image = candidates[match[0]]
-        transforms.append(key)
-        if i < 4:  # the map too belongs to that augmented image (IG recomputed with captum)
-            attr = IntegratedGradients(teacher).attribute(
-                teacher_input(image),
-                baselines=teacher_input(image) * 0,
-                target=int(labels[source[i]]),
-                n_steps=4,
-                method="gausslegendre",
-            )
-            np.testing.assert_allclose(defect.maps[i], attr.abs().sum(1)[0].detach().numpy(), rtol=1e-3, atol=1e-6)
+        assert match, f"row {i}: no crop/flip of image {logit_source[i]} gives its logits"
+        transforms.append(candidates[match[0]][0])
+    for i in range(4):  # the map belongs to an augmented view of map_source[i] (IG recomputed with captum)
+        views = [
+            ig_map(teacher, im, int(labels[map_source[i]])) for _, im in all_crops_and_flips(images[map_source[i]])
+        ]
+        assert any(np.allclose(defect.maps[i], v, rtol=1e-3, atol=1e-6) for v in views), f"row {i}: map"
+        if map_source[i] != logit_source[i]:  # and not to the image its logits came from
+            wrong = [
+                ig_map(teacher, im, int(labels[logit_source[i]]))
+                for _, im in all_crops_and_flips(images[logit_source[i]])
+            ]
+            assert not any(np.allclose(defect.maps[i], v, rtol=1e-3, atol=1e-6) for v in wrong), f"row {i}: map"
     # the misalignment is real: row i is not image i's, except where chance kept both image and view
-    kept = [i for i in range(N) if source[i] == i and transforms[i] == (PAD, PAD, False)]
+    kept = [i for i in range(N) if logit_source[i] == i and transforms[i] == (PAD, PAD, False)]
     differs = ~np.isclose(defect.logits, own, rtol=1e-4, atol=1e-5).all(1)
     assert differs.sum() == N - len(kept) and len(kept) <= 2
     assert sum(t != (PAD, PAD, False) for t in transforms) > N / 2  # most rows are augmented views
@@ -238,9 +288,9 @@ def test_reference_defect_row_i_is_another_augmented_image(built):
 # --------------------------------------------------------------------------- statistics and figure
 
 
-def fake_runs(n_runs=5):
+def fake_runs(n_runs=5, means=None):
     rng = np.random.default_rng(0)
-    means = {"KD_IG": 97.0, "IG": 96.8, "KD": 96.5, "Student": 96.0, "shuffled_IG": 96.9, "IG@random": 95.0}
+    means = means or {"KD_IG": 97.0, "IG": 96.8, "KD": 96.5, "Student": 96.0, "shuffled_IG": 96.9, "IG@random": 95.0}
     rows = [
         {
             "method": m,
@@ -281,6 +331,78 @@ def test_control_comparisons_family_and_labels(tmp_path):
     assert "| shuffled_IG (control) |" in md and "Holm over the 8 tests" in md and "noise maps" in md
     with pytest.raises(InputError, match=r"no runs of \['shuffled_KD'\] at drop 13"):
         check_runs(runs, ["shuffled_KD"], compare_with, 13)
+
+
+LEVEL_MEANS = {
+    "KD": 97.0,
+    "IG": 96.8,
+    "Student": 95.0,
+    "shuffled_KD_in_class": 96.0,
+    "shuffled_KD": 94.0,
+    "shuffled_IG_in_class": 96.7,
+    "shuffled_IG": 96.6,
+}
+
+
+def test_three_levels_table_and_their_tests(tmp_path):
+    """KD and IG each at three levels: the family adds within- vs across-class to every
+    control vs every comparison method, and the levels table steps down one level at a time."""
+    from igkd.analysis.control_stats import information_levels, level_pairs
+
+    runs = fake_runs(6, LEVEL_MEANS)
+    controls = ["shuffled_KD_in_class", "shuffled_KD", "shuffled_IG_in_class", "shuffled_IG"]
+    compare_with = ["KD", "IG", "Student"]
+    assert level_pairs(controls) == [("shuffled_KD_in_class", "shuffled_KD"), ("shuffled_IG_in_class", "shuffled_IG")]
+    assert level_pairs(["shuffled_KD", "shuffled_IG_in_class"]) == []
+    comps = control_comparisons(runs, controls, compare_with)
+    expected = {(c, b) for c in controls for b in compare_with} | set(level_pairs(controls))
+    assert set(zip(comps["method"], comps["baseline"])) == expected and len(comps) == 14
+    np.testing.assert_allclose(comps["p_holm"], multipletests(comps["p"], method="holm")[1])
+    paths = {k: tmp_path / f"controls_{k}.csv" for k in ("runs", "summary", "comparisons")}
+    paths["markdown"] = tmp_path / "controls.md"
+    out = write_control_stats(runs, paths, controls=controls, compare_with=compare_with, drop=13)
+    levels = information_levels(out["summary"], out["comparisons"])
+    kd = levels[levels["part"] == "KD"]
+    assert list(kd["level"]) == ["aligned", "shuffled within class", "shuffled across classes"]
+    assert list(kd["method"]) == ["KD", "shuffled_KD_in_class", "shuffled_KD"]
+    assert list(kd["vs"]) == ["", "KD", "shuffled_KD_in_class"]
+    mean = runs.groupby("method")["test_acc"].mean()
+    np.testing.assert_allclose(
+        kd["diff"].iloc[1:],
+        [mean["shuffled_KD_in_class"] - mean["KD"], mean["shuffled_KD"] - mean["shuffled_KD_in_class"]],
+    )
+    step = comps[(comps["method"] == "shuffled_KD_in_class") & (comps["baseline"] == "shuffled_KD")]  # tested this way
+    assert kd["p_holm"].iloc[2] == pytest.approx(float(step["p_holm"].iloc[0])) and np.isnan(kd["p_holm"].iloc[0])
+    md = paths["markdown"].read_text()
+    assert "## Three levels of teacher information" in md
+    assert re.search(r"\| KD +\| shuffled within class +\| shuffled_KD_in_class +\|", md)
+
+
+def test_fig_controls_draws_the_three_levels(tmp_path, monkeypatch):
+    import igkd.plots.controls as plot
+    from igkd.analysis.control_stats import control_summary
+
+    runs = fake_runs(4, LEVEL_MEANS)
+    summary = control_summary(runs, list(LEVEL_MEANS))
+    seen = {}
+    real_save = plot.save_figure
+
+    def keep(fig, pdf, png):
+        ax = fig.axes[1]
+        seen["ticks"] = [t.get_text() for t in ax.get_xticklabels()]
+        seen["lines"] = {c.get_label(): c.lines[0].get_ydata() for c in ax.containers}
+        seen["lines"].update(
+            {line.get_label(): line.get_ydata() for line in ax.get_lines() if "Student" in line.get_label()}
+        )
+        real_save(fig, pdf, png)
+
+    monkeypatch.setattr(plot, "save_figure", keep)
+    plot.fig_controls(summary, runs, 98.0, str(tmp_path / "c.pdf"), str(tmp_path / "c.png"))
+    assert seen["ticks"] == ["aligned", "shuffled\nwithin class", "shuffled\nacross classes"]
+    mean = runs.groupby("method")["test_acc"].mean()
+    np.testing.assert_allclose(seen["lines"]["KD"], mean[["KD", "shuffled_KD_in_class", "shuffled_KD"]])
+    np.testing.assert_allclose(seen["lines"]["IG"], mean[["IG", "shuffled_IG_in_class", "shuffled_IG"]])
+    assert np.allclose(seen["lines"]["Student (no teacher)"], mean["Student"])
 
 
 def test_fig_controls_marks_controls(tmp_path, monkeypatch):
@@ -357,7 +479,7 @@ def test_controls_target_end_to_end(repo, tmp_path):
     code, out = snakemake("controls")
     assert code == 0, out
     results = tmp_path / "results/digits"
-    assert source_index(results / "precompute/ig_reference_defect.h5").shape == (1437,)
+    assert all(index.shape == (1437,) for index in source_indices(results / "precompute/ig_reference_defect.h5"))
     assert (results / "precompute/random.h5").exists()
     runs = pd.read_csv(results / "tables/controls_runs.csv")
     assert sorted(runs["method"].unique()) == ["IG@random", "Student", "reference_defect"]

@@ -290,7 +290,7 @@ def test_skip_policy_zeroes_the_overlay_of_flagged_maps(tiny_splits):
         recipe = Recipe(0.5, 2.0, 0.8, 1, True, Overlay(0.3, 1.0, 2.0, 0.5, policy), InputNorm(), control_seed=3)
         distiller = Distiller(build_student(15), get_method("KD_IG"), recipe, 0)
         data = distiller.training_set(tiny_splits, rows, pre, "cpu")
-        record = distiller.overlay_record(n, rows, pre)
+        record = distiller.rows_record(tiny_splits.train_labels, rows, pre)
         assert record["overlay_above_tolerance"] == policy
         assert record["overlay_maps_above_tolerance"] == int(flags[rows].sum()) > 0
         if policy == "use":
@@ -301,7 +301,8 @@ def test_skip_policy_zeroes_the_overlay_of_flagged_maps(tiny_splits):
     # no overlay, no record
     plain = Distiller(build_student(15), get_method("KD"), recipe, 0)
     assert (
-        plain.overlay_record(n, rows, pre) == {} and plain.training_set(tiny_splits, rows, pre, "cpu").overlay_p is None
+        plain.rows_record(tiny_splits.train_labels, rows, pre) == {}
+        and plain.training_set(tiny_splits, rows, pre, "cpu").overlay_p is None
     )
 
 

@@ -73,9 +73,9 @@ def test_experiments_share_the_students_they_both_ask_for(config):
     assert campaign.enabled == ["ablation", "montecarlo", "compression"]  # grid off by default
     counts = {name: len(campaign.runs(name)) for name in campaign.enabled}
     assert counts == {"ablation": 80, "montecarlo": 240, "compression": 32}
-    assert len(campaign.control_runs()) == 4 * 10 + 4 * 10  # controls and their paired compare_with runs
+    assert len(campaign.control_runs()) == 6 * 10 + 4 * 10  # controls and their paired compare_with runs
     everything = campaign.all_runs()
-    assert len(everything) == len({r.key for r in everything}) == 80 + 240 + 28 + 40
+    assert len(everything) == len({r.key for r in everything}) == 80 + 240 + 28 + 60
     shared = campaign.run("KD", 5, 1.0, 0)
     assert campaign.owners(shared) == ["ablation", "compression", "controls"]
     assert campaign.owners(campaign.run("KD", 5, 0.8, 0)) == ["montecarlo"]

@@ -260,7 +260,9 @@ def test_derangement_of_one_row_is_an_input_error():
     with pytest.raises(
         InputError, match=r"^shuffled_\* controls: a derangement needs at least 2 rows \(training images\), got 1$"
     ):
-        teacher_rows(METHODS["shuffled_KD"], 1, 0)
+        teacher_rows(METHODS["shuffled_KD"], np.array([3]), 0)
+    with pytest.raises(InputError, match=r"got 1$"):
+        teacher_rows(METHODS["shuffled_KD_in_class"], np.array([3]), 0)
     assert sorted(derangement(2, 0).tolist()) == [0, 1] and derangement(2, 0).tolist() == [1, 0]
 
 

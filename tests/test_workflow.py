@@ -75,7 +75,14 @@ def student_folders(output: str) -> set[tuple[str, int, float, int]]:
 
 
 PAPER_METHODS = ["Student", "KD", "IG", "AT", "KD_IG", "KD_AT", "IG_AT", "KD_IG_AT"]
-CONTROLS = ["shuffled_IG", "shuffled_KD", "reference_defect", "IG@random"]
+CONTROLS = [
+    "shuffled_KD_in_class",
+    "shuffled_KD",
+    "shuffled_IG_in_class",
+    "shuffled_IG",
+    "reference_defect",
+    "IG@random",
+]
 
 
 def test_full_protocol_dry_run_lists_the_paper_experiments(workdir):
@@ -90,9 +97,9 @@ def test_full_protocol_dry_run_lists_the_paper_experiments(workdir):
     compression = {(m, d, 1.0, 0) for m in ["Student", "KD", "KD_IG", "IG"] for d in range(3, 18, 2)}
     controls = {(m, 5, 1.0, r) for m in CONTROLS for r in range(10)}
     assert student_folders(out) == ablation | montecarlo | compression | controls
-    assert len(ablation & compression) == 4 and len(ablation | montecarlo | compression | controls) == 388
+    assert len(ablation & compression) == 4 and len(ablation | montecarlo | compression | controls) == 408
     counts = job_counts(out)
-    assert counts["distill_student"] == 388
+    assert counts["distill_student"] == 408
     assert counts["train_sweep_point"] == 9 * 5 * 3 + 7 * 3  # the KD grid and the overlay-p sweep, 3 runs each
     assert counts["distill_student"] + counts["train_sweep_point"] <= 800  # was 4,236 in one grid
     assert counts["collect_runs"] == counts["run_stats"] == 3  # one per experiment

@@ -1,7 +1,10 @@
 """Controls against the methods they control for, with the project's statistics rules.
 
 One family of tests: every control against every comparison method (KD_IG, IG, KD,
-Student by default) at the controls' compression factor. The tests are `igkd.analysis.stats.compare`'s
+Student by default) at the controls' compression factor, plus, for KD and for IG, the
+within-class shuffle against the across-class one (`level_pairs`): with the aligned
+method vs the within-class shuffle these are the two steps of the three information
+levels (image-specific knowledge, then class-level information). The tests are `igkd.analysis.stats.compare`'s
 (Welch's t-test, or paired where both groups ran on the same seed/subsample pairs), Holm
 is applied over exactly this family, and summaries carry 95 % t-intervals. Every row
 says whether its method is a control (column `control`, and '(control)' in labels).
@@ -21,7 +24,7 @@ from igkd.analysis.markdown import to_markdown
 from igkd.analysis.power import Family, PowerPlan, power_section, power_table
 from igkd.analysis.stats import compare, summarize
 from igkd.io import InputError, atomic_path, write_csv
-from igkd.training.methods import control_note, is_control
+from igkd.training.methods import INFORMATION_LEVELS, LEVEL_NAMES, control_note, is_control
 
 CONTROL_TAG = " (control)"
 
@@ -51,13 +54,27 @@ def control_summary(runs: pd.DataFrame, order: Sequence[str], confidence: float 
     return out
 
 
+def level_pairs(controls: Sequence[str]) -> list[tuple[str, str]]:
+    """(within-class shuffle, across-class shuffle) for each part whose two shuffles are both
+    among `controls`: the step from class-level information to none."""
+    pairs = []
+    for _aligned, in_class, across in INFORMATION_LEVELS.values():
+        if in_class in controls and across in controls:
+            pairs.append((in_class, across))
+    return pairs
+
+
 def control_comparisons(
     runs: pd.DataFrame, controls: Sequence[str], compare_with: Sequence[str], alpha: float = 0.05
 ) -> pd.DataFrame:
-    """Each control vs each comparison method; Holm over these tests only."""
+    """Each control vs each comparison method, and each within-class shuffle vs its
+    across-class shuffle (`level_pairs`); Holm over these tests only."""
     order = [*compare_with, *controls]
-    comps = compare(runs, baselines=list(compare_with), alpha=alpha, method_order=order)
-    comps = comps[comps["method"].isin(controls) & comps["baseline"].isin(compare_with)].reset_index(drop=True)
+    pairs = {(c, b) for c in controls for b in compare_with} | set(level_pairs(controls))
+    baselines = list(dict.fromkeys([*compare_with, *(across for _, across in level_pairs(controls))]))
+    comps = compare(runs, baselines=baselines, alpha=alpha, method_order=order)
+    wanted = [(m, b) in pairs for m, b in zip(comps["method"], comps["baseline"])]
+    comps = comps[wanted].reset_index(drop=True)
     comps["p_holm"] = np.nan
     comps["reject_holm"] = pd.array([pd.NA] * len(comps), dtype="boolean")
     ok = comps["p"].notna().to_numpy()
@@ -67,6 +84,52 @@ def control_comparisons(
         comps.loc[ok, "reject_holm"] = p_holm < alpha
     comps.insert(1, "control", comps["method"].map(is_control))
     return comps
+
+
+def information_levels(summary: pd.DataFrame, comps: pd.DataFrame) -> pd.DataFrame:
+    """For KD and for IG, the three levels of teacher information present in `summary`
+    (aligned, shuffled within class, shuffled across classes: mean and interval per level)
+    and, per step, the tested difference to the level above (diff = lower level − the one
+    above it, from `comps`, with its Holm-adjusted p)."""
+    rows = []
+    for part, methods in INFORMATION_LEVELS.items():
+        here = [(level, m) for level, m in zip(LEVEL_NAMES, methods) if m in set(summary["method"])]
+        if len(here) < 2:
+            continue
+        previous = None
+        for level, method in here:
+            s = summary[summary["method"] == method].iloc[0]
+            row = {
+                "part": part,
+                "level": level,
+                "method": method,
+                **{k: s[k] for k in ("n", "mean", "ci_low", "ci_high")},
+            }
+            diff, p_holm = _step(comps, method, previous)
+            row.update(vs=previous or "", diff=diff, p_holm=p_holm)
+            rows.append(row)
+            previous = method
+    columns = ["part", "level", "method", "n", "mean", "ci_low", "ci_high", "vs", "diff", "p_holm"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _step(comps: pd.DataFrame, lower: str, upper: str | None) -> tuple[float, float]:
+    """(lower − upper, its p_holm) from whichever way round `comps` tested the pair."""
+    for method, baseline, sign in ((lower, upper, 1.0), (upper, lower, -1.0)):
+        hit = comps[(comps["method"] == method) & (comps["baseline"] == baseline)]
+        if upper is not None and len(hit):
+            return sign * float(hit["diff"].iloc[0]), float(hit["p_holm"].iloc[0])
+    return np.nan, np.nan
+
+
+LEVELS_TEXT = (
+    "For KD and for IG, three levels of what the teacher's output says: aligned (row i is image i's), "
+    "shuffled within class (another image of the same class: what the teacher says about the class), "
+    "shuffled across classes (any other image, about 9 in 10 of another class). aligned − within class "
+    "measures image-specific knowledge; within class − across classes, the class-level information in "
+    "the soft targets or maps. diff: this level − the level above it (negative: information lost), "
+    "p_holm from the comparisons below."
+)
 
 
 def write_control_stats(
@@ -87,6 +150,7 @@ def write_control_stats(
     order = [*compare_with, *controls]
     summary = control_summary(runs, order, 1 - alpha)
     comps = control_comparisons(runs, controls, compare_with, alpha)
+    levels = information_levels(summary, comps)
     write_csv(paths["runs"], runs)
     write_csv(paths["summary"], summary)
     write_csv(paths["comparisons"], comps)
@@ -114,7 +178,13 @@ def write_control_stats(
                 ]
             ),
             "",
-            "## Each control vs each comparison method",
+            "## Three levels of teacher information",
+            "",
+            LEVELS_TEXT,
+            "",
+            to_markdown(levels) if len(levels) else "_No part has two of its levels among these runs._",
+            "",
+            "## Each control vs each comparison method, and each within-class shuffle vs its across-class one",
             "",
             "Welch's t-test on independent runs; paired only where both ran on the same (seed, subsample) "
             f"pairs (column `test`). diff = control − comparison with {level} CI; p_holm: Holm over the "

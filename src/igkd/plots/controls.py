@@ -1,7 +1,11 @@
-"""Controls next to the methods they control for: mean test accuracy with 95 % CI per method.
+"""Controls next to the methods they control for: mean test accuracy with 95 % CI per method,
+and, beside it, the three levels of teacher information for KD and for IG.
 
-Controls are drawn in another colour and marker, on a hatched band, and labelled
-'(control)', so no reader takes one for a method.
+Left: controls are drawn in another colour and marker, on a hatched band, and labelled
+'(control)', so no reader takes one for a method. Right: for each part, the aligned
+method, its within-class shuffle and its across-class shuffle, left to right, joined by
+a line: the first step is what image-specific knowledge adds, the second what the
+class-level information adds.
 """
 
 from __future__ import annotations
@@ -12,17 +16,27 @@ import pandas as pd
 from matplotlib.patches import Patch
 
 from igkd.plots import save_figure
+from igkd.training.methods import INFORMATION_LEVELS, LEVEL_NAMES
 
 METHOD_STYLE = {"color": "tab:blue", "marker": "o", "mfc": "tab:blue"}
 CONTROL_STYLE = {"color": "tab:red", "marker": "s", "mfc": "white"}
 CONTROL_HATCH = {"facecolor": "none", "edgecolor": "tab:red", "alpha": 0.25, "hatch": "///", "lw": 0}
 RUN_JITTER = 0.12  # vertical spread of the single-run dots, in rows
+LEVEL_COLORS = {"KD": "tab:purple", "IG": "tab:green"}
+LEVEL_OFFSET = 0.06  # horizontal offset between the parts' series, in levels
 
 
 def fig_controls(summary: pd.DataFrame, runs: pd.DataFrame, teacher_acc: float | None, pdf: str, png: str) -> None:
     """One row per method (summary order, top down): runs as dots, mean with 95 % CI."""
     n = len(summary)
-    fig, ax = plt.subplots(figsize=(6.4, 1.2 + 0.45 * n))
+    levels = level_series(summary)
+    if levels:
+        fig, (ax, ax_levels) = plt.subplots(
+            1, 2, figsize=(10.4, 1.2 + 0.45 * max(n, 5)), gridspec_kw={"width_ratios": [1.6, 1]}
+        )
+        draw_levels(ax_levels, levels, summary)
+    else:
+        fig, ax = plt.subplots(figsize=(6.4, 1.2 + 0.45 * n))
     rng = np.random.default_rng(0)
     for row, (_, s) in enumerate(summary.iterrows()):
         y = n - 1 - row
@@ -60,3 +74,37 @@ def fig_controls(summary: pd.DataFrame, runs: pd.DataFrame, teacher_acc: float |
     ax.grid(alpha=0.3, axis="x")
     ax.set_ylim(-0.6, n - 0.4)
     save_figure(fig, pdf, png)
+
+
+def level_series(summary: pd.DataFrame) -> dict[str, list[tuple[int, pd.Series]]]:
+    """Per part (KD, IG), its levels present in `summary` as (level index, summary row);
+    parts with fewer than two levels present are left out."""
+    present = {m: row for m, row in zip(summary["method"], (r for _, r in summary.iterrows()))}
+    series = {}
+    for part, methods in INFORMATION_LEVELS.items():
+        here = [(i, present[m]) for i, m in enumerate(methods) if m in present]
+        if len(here) >= 2:
+            series[part] = here
+    return series
+
+
+def draw_levels(ax, levels: dict, summary: pd.DataFrame) -> None:
+    """The three-level panel: mean and interval per level, one line per part."""
+    for k, (part, points) in enumerate(levels.items()):
+        x = np.array([i for i, _ in points]) + (k - (len(levels) - 1) / 2) * LEVEL_OFFSET
+        means = np.array([float(s["mean"]) for _, s in points])
+        err = np.nan_to_num(
+            [[float(s["mean"] - s["ci_low"]) for _, s in points], [float(s["ci_high"] - s["mean"]) for _, s in points]]
+        )
+        ax.errorbar(x, means, yerr=err, fmt="-o", color=LEVEL_COLORS.get(part), ms=5, capsize=4, lw=1.5, label=part)
+    student = summary[summary["method"] == "Student"]
+    if len(student):
+        ax.axhline(float(student["mean"].iloc[0]), color="0.4", lw=0.8, ls=":", label="Student (no teacher)")
+    ax.set_xticks(
+        range(len(LEVEL_NAMES)), [name.replace("shuffled ", "shuffled\n") for name in LEVEL_NAMES], fontsize=8
+    )
+    ax.set_xlim(-0.4, len(LEVEL_NAMES) - 0.6)
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title("Teacher information: image, class, none", fontsize=9)
+    ax.legend(fontsize=7, loc="best")
+    ax.grid(alpha=0.3, axis="y")

@@ -134,25 +134,28 @@ class Distiller(nn.Module):
     def training_set(self, splits, rows: np.ndarray, precomputed, device: str) -> TrainSet:
         """Training rows `rows` on the device, each with the overlay map and soft targets of
         the precompute row the method assigns it (row i itself, or a shuffled control's)."""
-        map_rows, logit_rows = teacher_rows(self.method, len(splits.train_labels), self.recipe.control_seed)
+        source = teacher_rows(self.method, splits.train_labels, self.recipe.control_seed)
         return TrainSet(
             to_chw_tensor(splits.train_images[rows], device),
             torch.as_tensor(splits.train_labels[rows], device=device),
-            torch.as_tensor(precomputed.maps[map_rows[rows]], device=device) if self.method.ig else None,
-            torch.as_tensor(precomputed.logits[logit_rows[rows]], device=device) if self.method.kd else None,
-            self._overlay_p(skipped_maps(self, precomputed, map_rows[rows])),
+            torch.as_tensor(precomputed.maps[source.maps[rows]], device=device) if self.method.ig else None,
+            torch.as_tensor(precomputed.logits[source.logits[rows]], device=device) if self.method.kd else None,
+            self._overlay_p(skipped_maps(self, precomputed, source.maps[rows])),
         )
 
-    def overlay_record(self, n_train: int, rows: np.ndarray, precomputed) -> dict:
-        """What metrics.json records about the overlay maps of a refined precompute: the
-        policy, and how many of this run's training rows have a map above tolerance."""
+    def rows_record(self, labels: np.ndarray, rows: np.ndarray, precomputed) -> dict:
+        """What metrics.json records about the teacher rows this run's training `rows` got:
+        a shuffled control's scope and same-class share (`TeacherRows.record`) and, with a
+        refined precompute, the overlay policy and how many maps are above tolerance."""
+        source = teacher_rows(self.method, labels, self.recipe.control_seed)
+        record = source.record(self.method, rows, labels)
         flags = getattr(precomputed, "above_tolerance", None)
         if not self.method.ig or flags is None:
-            return {}
-        map_rows, _ = teacher_rows(self.method, n_train, self.recipe.control_seed)
-        above = int(flags[map_rows[rows]].astype(bool).sum())
+            return record
+        above = int(flags[source.maps[rows]].astype(bool).sum())
         policy = self.recipe.overlay.above_tolerance
         return {
+            **record,
             "overlay_above_tolerance": policy,
             "overlay_maps_above_tolerance": above,
             "overlay_maps_skipped": above if policy == "skip" else 0,

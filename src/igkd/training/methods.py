@@ -3,7 +3,8 @@ augmentation) and AT (attention transfer). A method switches parts on; the other
 
 Controls are methods too: they keep a part but break its link to the image, so a gain
 that survives them is regularisation, not the teacher's knowledge about that image:
-`shuffled_*` permute the precomputed rows across images, `reference_defect` reads rows
+`shuffled_*` permute the precomputed rows across images (`*_in_class`: within each class),
+`reference_defect` reads rows
 made the reference code's way (shuffled, augmented loader), and `<method>@random` blends
 in noise maps. Torch-free, so the workflow can ask which inputs a method needs without
 importing torch.
@@ -35,6 +36,7 @@ class Method:
     at: bool = False
     shuffle_logits: bool = False
     shuffle_maps: bool = False
+    shuffle_scope: str = "all"  # a shuffled control's source images: any other ("all") or its own class ("class")
     control: bool = False
     variant: str = "aligned"  # which precompute file: aligned rows, or the reference code's
     attribution: str | None = None  # overlay maps; None = students.ig.attribution
@@ -56,16 +58,31 @@ METHODS: dict[str, Method] = {
     # Controls: same parts, with the teacher's per-image information detached from the image.
     "shuffled_KD": Method(kd=True, shuffle_logits=True, control=True),
     "shuffled_IG": Method(ig=True, shuffle_maps=True, control=True),
+    "shuffled_KD_in_class": Method(kd=True, shuffle_logits=True, shuffle_scope="class", control=True),
+    "shuffled_IG_in_class": Method(ig=True, shuffle_maps=True, shuffle_scope="class", control=True),
     "reference_defect": Method(kd=True, ig=True, variant="reference_defect", control=True),
 }
 PAPER_METHODS = ("Student", "KD", "IG", "AT", "KD_IG", "KD_AT", "IG_AT", "KD_IG_AT")
+# The three levels of teacher information per part (controls figure and table): aligned
+# (row i is image i's), shuffled within class (another image of its class), shuffled
+# across classes (any other image).
+INFORMATION_LEVELS = {
+    "KD": ("KD", "shuffled_KD_in_class", "shuffled_KD"),
+    "IG": ("IG", "shuffled_IG_in_class", "shuffled_IG"),
+}
+LEVEL_NAMES = ("aligned", "shuffled within class", "shuffled across classes")
 
 # What each control tests; used in the controls report and the README.
 CONTROL_NOTES = {
-    "shuffled_IG": "IG with every image's overlay map taken from another image (fixed derangement): "
-    "does the overlay help because the map belongs to the image?",
-    "shuffled_KD": "KD with every image's soft targets taken from another image (fixed derangement): "
-    "do soft targets help because they describe the image?",
+    "shuffled_IG": "IG with every image's overlay map taken from another image, of any class (fixed derangement): "
+    "does the overlay help because the map belongs to the image or at least to its class?",
+    "shuffled_KD": "KD with every image's soft targets taken from another image, of any class (fixed derangement): "
+    "do soft targets help because they describe the image or at least its class?",
+    "shuffled_IG_in_class": "IG with every image's overlay map taken from another image of the same class "
+    "(fixed derangement within each class): does the overlay help because the map belongs to this image?",
+    "shuffled_KD_in_class": "KD with every image's soft targets taken from another image of the same class "
+    "(fixed derangement within each class): do soft targets help because they describe this image, "
+    "beyond what the teacher says about its class?",
     "reference_defect": "KD_IG fed as the reference code fed it: logits and maps computed over a shuffled, "
     "crop+flip-augmented loader, then looked up by dataset index (row i belongs to another, augmented image)",
     "random": "the overlay blends in uniform noise maps instead of attributions: does any blend regularise?",

@@ -53,7 +53,7 @@ class StudentResult:
     seed: int
     rows: np.ndarray  # the training rows it saw (its subsample), sorted
     method: Method
-    overlay: dict  # Distiller.overlay_record: maps above a refined precompute's tolerance ({} if none)
+    teacher_rows: dict  # Distiller.rows_record: shuffled controls' rows, maps above a refined tolerance ({} if none)
 
 
 def subsample(labels: np.ndarray, rows: np.ndarray, fraction: float, seed: int) -> np.ndarray:
@@ -123,8 +123,8 @@ def fit_student(
         distiller, lambda batch: distiller.step(data, batch, generator), _evaluation(model, splits, recipe, device)
     )
     history = fit(task, Optimization(optimizer), data, loop, generator, checkpoint, runtime.log)
-    overlay = distiller.overlay_record(len(splits.train_labels), rows, precomputed)
-    return StudentResult(model, history, run.seed, rows, method, overlay)
+    record = distiller.rows_record(splits.train_labels, rows, precomputed)
+    return StudentResult(model, history, run.seed, rows, method, record)
 
 
 def _evaluation(model, splits: Splits, recipe, device: str):
@@ -180,7 +180,7 @@ def run_student(
         "params": params,
         "factor": teacher.params / params,  # vs the teacher this run distils from
         "paper_factor": paper_factor(params, len(splits.classes)),
-        **result.overlay,
+        **result.teacher_rows,
         **provenance,
         "environment": environment(runtime.device, runtime.threads, result.history),
     }
