@@ -3,7 +3,8 @@
 One family of tests: every control against every comparison method (KD_IG, IG, KD,
 Student by default) at the controls' compression factor. The tests are `igkd.analysis.stats.compare`'s
 (Welch's t-test, or paired where both groups ran on the same seed/subsample pairs), Holm
-is applied over exactly this family, and summaries carry 95 % t-intervals. Every row
+and the simultaneous intervals are over exactly this family (the tests with a p-value), and
+summaries carry 1 - stats.alpha t-intervals. Every row
 says whether its method is a control (column `control`, and '(control)' in labels).
 """
 
@@ -13,13 +14,11 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
-from statsmodels.stats.multitest import multipletests
 
 from igkd.analysis.markdown import to_markdown
 from igkd.analysis.power import Family, PowerPlan, power_section, power_table
-from igkd.analysis.stats import compare, summarize
+from igkd.analysis.stats import adjust_family, compare, family_size, intervals_text, level_label, summarize
 from igkd.io import InputError, atomic_path, write_csv
 from igkd.training.methods import control_note, is_control
 
@@ -54,17 +53,11 @@ def control_summary(runs: pd.DataFrame, order: Sequence[str], confidence: float 
 def control_comparisons(
     runs: pd.DataFrame, controls: Sequence[str], compare_with: Sequence[str], alpha: float = 0.05
 ) -> pd.DataFrame:
-    """Each control vs each comparison method; Holm over these tests only."""
+    """Each control vs each comparison method; Holm and simultaneous intervals over these tests only."""
     order = [*compare_with, *controls]
     comps = compare(runs, baselines=list(compare_with), alpha=alpha, method_order=order)
     comps = comps[comps["method"].isin(controls) & comps["baseline"].isin(compare_with)].reset_index(drop=True)
-    comps["p_holm"] = np.nan
-    comps["reject_holm"] = pd.array([pd.NA] * len(comps), dtype="boolean")
-    ok = comps["p"].notna().to_numpy()
-    if ok.any():
-        _, p_holm, _, _ = multipletests(comps.loc[ok, "p"].to_numpy(float), alpha=alpha, method="holm")
-        comps.loc[ok, "p_holm"] = p_holm
-        comps.loc[ok, "reject_holm"] = p_holm < alpha
+    comps = adjust_family(comps, alpha)
     comps.insert(1, "control", comps["method"].map(is_control))
     return comps
 
@@ -90,7 +83,7 @@ def write_control_stats(
     write_csv(paths["runs"], runs)
     write_csv(paths["summary"], summary)
     write_csv(paths["comparisons"], comps)
-    level = f"{100 * (1 - alpha):g} %"
+    level = level_label(1 - alpha)
     factor = float(runs["factor"].iloc[0]) if "factor" in runs else float("nan")
     notes = [f"- **{label(m)}**: {control_note(m) or 'not a control'}" for m in controls]
     shown = comps.assign(method=comps["method"].map(label))
@@ -117,9 +110,8 @@ def write_control_stats(
             "## Each control vs each comparison method",
             "",
             "Welch's t-test on independent runs; paired only where both ran on the same (seed, subsample) "
-            f"pairs (column `test`). diff = control − comparison with {level} CI; p_holm: Holm over the "
-            f"{int(comps['p'].notna().sum())} tests in this table, reject at α = {alpha:g}; hedges_g: "
-            "bias-corrected standardized difference.",
+            f"pairs (column `test`). diff = control − comparison. {intervals_text(alpha, family_size(comps))} "
+            "hedges_g: bias-corrected standardized difference.",
             "",
             to_markdown(shown) if len(shown) else "_No comparisons._",
             "",

@@ -1,4 +1,5 @@
-"""Controls next to the methods they control for: mean test accuracy with 95 % CI per method.
+"""Controls next to the methods they control for: mean test accuracy with its t-interval per
+method, at the level the summary was computed at (its ci_level: 1 - stats.alpha).
 
 Controls are drawn in another colour and marker, on a hatched band, and labelled
 '(control)', so no reader takes one for a method.
@@ -11,6 +12,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.patches import Patch
 
+from igkd.analysis.stats import level_label
 from igkd.plots import save_figure
 
 METHOD_STYLE = {"color": "tab:blue", "marker": "o", "mfc": "tab:blue"}
@@ -20,7 +22,7 @@ RUN_JITTER = 0.12  # vertical spread of the single-run dots, in rows
 
 
 def fig_controls(summary: pd.DataFrame, runs: pd.DataFrame, teacher_acc: float | None, pdf: str, png: str) -> None:
-    """One row per method (summary order, top down): runs as dots, mean with 95 % CI."""
+    """One row per method (summary order, top down): runs as dots, mean with its CI (summary's ci_level)."""
     n = len(summary)
     fig, ax = plt.subplots(figsize=(6.4, 1.2 + 0.45 * n))
     rng = np.random.default_rng(0)
@@ -49,7 +51,8 @@ def fig_controls(summary: pd.DataFrame, runs: pd.DataFrame, teacher_acc: float |
         margin = 0.05 * (min(high, 100) - max(low, 0)) + 0.1
         ax.set_xlim(max(low, 0) - margin, min(high, 100) + margin)
     ax.set_xlabel("test accuracy (%)" + (" (axis cut at 0-100 %; CI bars may run past it)" if clipped else ""))
-    ax.set_title(f"Controls at drop {drop} ({factor:.2f}x the teacher): mean, 95 % CI, dots = runs", fontsize=9)
+    level = level_label(first["ci_level"])
+    ax.set_title(f"Controls at drop {drop} ({factor:.2f}x the teacher): mean, {level} CI, dots = runs", fontsize=9)
     handles = [
         plt.Line2D([], [], ls="", color=METHOD_STYLE["color"], marker="o", label="method"),
         Patch(facecolor="white", edgecolor=CONTROL_STYLE["color"], hatch="///", label="control"),
