@@ -11,6 +11,7 @@ import pytest
 import torch
 import yaml
 from captum.attr import IntegratedGradients
+from scipy import stats as st
 from statsmodels.stats.multitest import multipletests
 
 from igkd.analysis.control_stats import check_runs, control_comparisons, write_control_stats
@@ -315,6 +316,15 @@ def test_control_comparisons_family_and_labels(tmp_path):
     assert sorted(zip(comps["method"], comps["baseline"])) == sorted((c, b) for c in controls for b in compare_with)
     assert comps["control"].all() and (comps["test"] == "paired").all()  # runs share seed and subsample
     np.testing.assert_allclose(comps["p_holm"], multipletests(comps["p"], method="holm")[1])
+    # simultaneous intervals over this family (m = 8), not the 14 comparisons compare() made
+    d = runs[runs.method == "IG@random"].sort_values("run").test_acc.to_numpy()
+    d = d - runs[runs.method == "KD"].sort_values("run").test_acc.to_numpy()
+    half = st.t.ppf(1 - 0.05 / 16, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))
+    row = comps[(comps["method"] == "IG@random") & (comps["baseline"] == "KD")].iloc[0]
+    assert (row["diff_sci_low"], row["diff_sci_high"]) == pytest.approx((d.mean() - half, d.mean() + half))
+    assert (comps["diff_sci_low"] < comps["diff_ci_low"]).all() and (
+        comps["diff_ci_high"] < comps["diff_sci_high"]
+    ).all()
     random_vs_student = comps[(comps["method"] == "IG@random") & (comps["baseline"] == "Student")].iloc[0]
     assert random_vs_student["diff"] == pytest.approx(
         runs[runs.method == "IG@random"].test_acc.mean() - runs[runs.method == "Student"].test_acc.mean()
@@ -329,6 +339,7 @@ def test_control_comparisons_family_and_labels(tmp_path):
     assert {"ci_low", "ci_high", "n"} <= set(summary.columns) and (summary["n"] == 5).all()
     md = paths["markdown"].read_text()
     assert "| shuffled_IG (control) |" in md and "Holm over the 8 tests" in md and "noise maps" in md
+    assert "simultaneous 99.38 % (Bonferroni, 1 − α/m)" in md  # 1 - 0.05/8
     with pytest.raises(InputError, match=r"no runs of \['shuffled_KD'\] at drop 13"):
         check_runs(runs, ["shuffled_KD"], compare_with, 13)
 
@@ -410,12 +421,13 @@ def test_fig_controls_marks_controls(tmp_path, monkeypatch):
     from igkd.analysis.control_stats import control_summary
 
     runs = fake_runs()
-    summary = control_summary(runs, ["KD_IG", "IG", "KD", "Student", "shuffled_IG", "IG@random"])
+    summary = control_summary(runs, ["KD_IG", "IG", "KD", "Student", "shuffled_IG", "IG@random"], confidence=0.9)
     seen = {}
     real_save = plot.save_figure
 
     def keep(fig, pdf, png):
         ax = fig.axes[0]
+        seen["title"] = ax.get_title()
         seen["labels"] = [t.get_text() for t in ax.get_yticklabels()]
         seen["red"] = [t.get_text() for t in ax.get_yticklabels() if t.get_color() == plot.CONTROL_STYLE["color"]]
         seen["hatched"] = sum(1 for p in ax.patches if p.get_hatch() == "///")
@@ -424,6 +436,7 @@ def test_fig_controls_marks_controls(tmp_path, monkeypatch):
     monkeypatch.setattr(plot, "save_figure", keep)
     plot.fig_controls(summary, runs, 98.0, str(tmp_path / "c.pdf"), str(tmp_path / "c.png"))
     assert seen["labels"][0] == "IG@random (control)" and seen["labels"][-1] == "KD_IG"
+    assert "mean, 90 % CI" in seen["title"]  # the summary's level (1 - stats.alpha), not a fixed 95 %
     assert sorted(seen["red"]) == ["IG@random (control)", "shuffled_IG (control)"] and seen["hatched"] == 2
     assert (tmp_path / "c.png").stat().st_size > 1000 and (tmp_path / "c.pdf").stat().st_size > 1000
 

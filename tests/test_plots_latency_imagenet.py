@@ -106,3 +106,30 @@ def test_fig_imagenet_is_written_and_needs_one_teacher_row(external, tmp_path):
         fig_imagenet(
             external[external["model"] == "student"], METHODS, "t", str(tmp_path / "j.pdf"), str(tmp_path / "j.png")
         )
+
+
+def test_figure_titles_name_the_level_of_their_intervals(runs, timing, external, tmp_path, monkeypatch):
+    """The bars are t-intervals at 1 - stats.alpha; with alpha 0.1 every title says 90 %, none 95 %."""
+    import igkd.plots.compression
+    import igkd.plots.imagenet
+    import igkd.plots.latency
+
+    titles = []
+
+    def keep(fig, pdf, png):
+        titles.append(
+            " | ".join([fig._suptitle.get_text() if fig._suptitle else ""] + [a.get_title() for a in fig.axes])
+        )
+
+    for module in (igkd.plots.compression, igkd.plots.imagenet, igkd.plots.latency):
+        monkeypatch.setattr(module, "save_figure", keep)
+    summary = summarize(runs, confidence=0.9, method_order=METHODS)
+    fig_compression(summary, 93.9, METHODS, str(tmp_path / "c.pdf"), str(tmp_path / "c.png"))
+    fig_latency(summary, timing, 93.9, METHODS, str(tmp_path / "l.pdf"), str(tmp_path / "l.png"))
+    fig_imagenet(external, METHODS, "subset", str(tmp_path / "i.pdf"), str(tmp_path / "i.png"), confidence=0.9)
+    assert len(titles) == 3
+    for title in titles:
+        assert "90 % CI" in title and "95 %" not in title, title
+    at90 = external_summary(external, METHODS, confidence=0.9).set_index(["method", "drop"]).loc[("KD", 5)]
+    at95 = external_summary(external, METHODS).set_index(["method", "drop"]).loc[("KD", 5)]
+    assert at90["ci_high"] < at95["ci_high"] and at90["ci_level"] == 0.9

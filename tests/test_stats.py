@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats as st
+from statsmodels.stats.diagnostic import lilliefors
 
 from igkd.analysis.stats import compare, normality, summarize, to_markdown, write_stats
 from igkd.io import InputError
@@ -70,7 +71,9 @@ def test_summary_hand_worked():
         "sem",
         "ci_low",
         "ci_high",
+        "ci_level",
     ]
+    assert (out["ci_level"] == 0.95).all()
 
 
 def test_summary_confidence_and_order():
@@ -186,19 +189,90 @@ def test_baseline_pair_tested_once_and_self_skipped():
     assert pairs == [("IG", "Student"), ("KD", "Student"), ("IG", "KD")]
 
 
+def test_simultaneous_intervals_are_bonferroni_t_intervals_over_the_tested_family():
+    """diff_sci_low/high = diff ± t_{1-alpha/(2m), df}·se with m the comparisons that have a
+    p-value (the one-run group is not in the family); they contain the unadjusted intervals."""
+    rng = np.random.default_rng(4)
+    base = rng.normal(90, 0.5, 6)
+    paired = runs_frame({"Student": base, "KD": base + rng.normal(0.4, 0.3, 6), "IG": rng.normal(90.3, 0.5, 6)})
+    independent = runs_frame(
+        {"Student": rng.normal(88, 0.6, 5), "KD": rng.normal(88.5, 0.4, 7), "lone": [89.0]},
+        drop=2,
+        factor=2.0,
+        shared=False,
+    )
+    alpha = 0.1
+    out = compare(pd.concat([paired, independent]), alpha=alpha)
+    ok = out[out["p"].notna()]
+    m = len(ok)
+    assert m == 4 and len(out) == 6  # lone vs Student and lone vs KD have no p-value
+    for row in ok.itertuples():
+        kd = (row.drop == 1) and row.method == "KD" and row.baseline == "Student"
+        if kd:  # paired: t-interval of the mean per-pair difference
+            d = paired.loc[paired.method == "KD", "test_acc"].to_numpy() - base
+            se, df = d.std(ddof=1) / math.sqrt(len(d)), len(d) - 1
+            assert row.test == "paired"
+        else:
+            se, df = abs(row.diff / row.t), row.df
+        half = st.t.ppf(1 - alpha / (2 * m), df) * se
+        assert (row.diff_sci_low, row.diff_sci_high) == pytest.approx((row.diff - half, row.diff + half))
+        assert row.diff_sci_low < row.diff_ci_low < row.diff_ci_high < row.diff_sci_high
+        unadjusted = st.t.ppf(1 - alpha / 2, df) * se
+        assert row.diff_ci_high - row.diff_ci_low == pytest.approx(2 * unadjusted)
+        if row.diff_sci_low > 0 or row.diff_sci_high < 0:  # excludes 0 -> p < alpha/m -> Holm rejects
+            assert row.reject_holm
+    lone = out[out.method == "lone"]
+    assert lone["diff_sci_low"].isna().all() and lone["diff_sci_high"].isna().all()
+
+
+def test_stats_md_labels_unadjusted_and_simultaneous_intervals(tmp_path):
+    from igkd.analysis.power import PowerPlan
+
+    x = [90.0, 91.0, 92.0, 93.0, 94.0]
+    runs = runs_frame({"Student": x, "KD": [v + 1 for v in x], "IG": [v + 0.5 for v in x]}, shared=False)
+    text = write_stats(runs, tmp_path, plan=PowerPlan(alpha=0.1))["markdown"].read_text()
+    assert "diff_ci_low/high: the unadjusted 90 % interval" in text
+    assert "diff_sci_low/high: simultaneous 96.67 % (Bonferroni, 1 − α/m)" in text  # 1 - 0.1/3
+    assert "Holm over the 3 tests" in text and "95 %" not in text
+
+
 # ---------------------------------------------------------------- normality
 
 
-def test_lilliefors():
+def test_lilliefors_on_groups_without_a_comparison():
     rng = np.random.default_rng(0)
-    frame = runs_frame({"KD": rng.normal(90, 1, 12), "IG": [1.0, 2.0, 3.0], "flat": [5.0] * 6})
-    out = normality(frame).set_index("method")
-    assert 0 < out.loc["KD", "p"] <= 1 and out.loc["KD", "ks_stat"] > 0
-    assert out.loc["KD", "n"] == 12
-    assert bool(out.loc["KD", "normal_at_0.05"]) == bool(out.loc["KD", "p"] >= 0.05)
+    frame = runs_frame({"A": rng.normal(90, 1, 12), "IG": [1.0, 2.0, 3.0], "flat": [5.0] * 6})
+    out = normality(frame).set_index("method")  # no baseline: each group described, no test assumes it
+    assert (out["test"] == "none").all() and out["baseline"].isna().all()
+    assert out.loc["A", "tested"] == "group A"
+    assert 0 < out.loc["A", "p"] <= 1 and out.loc["A", "ks_stat"] > 0
+    assert out.loc["A", "n"] == 12
+    assert bool(out.loc["A", "normal_at_0.05"]) == bool(out.loc["A", "p"] >= 0.05)
     for m in ("IG", "flat"):  # n < 4, constant values
         assert math.isnan(out.loc[m, "p"]) and math.isnan(out.loc[m, "ks_stat"])
         assert pd.isna(out.loc[m, "normal_at_0.05"])
+
+
+def test_normality_tests_the_paired_differences_not_the_groups():
+    """Student is bimodal (clearly not normal) and KD = Student + normal differences: the
+    paired test assumes normal differences, and those are what is tested for it; the groups,
+    which no test here assumes normal, are described apart."""
+    n = 20
+    student = np.r_[np.full(n // 2, 80.0), np.full(n // 2, 90.0)] + np.linspace(0, 0.1, n)
+    differences = 0.5 + 0.2 * st.norm.ppf((np.arange(n) + 0.5) / n)[np.random.default_rng(1).permutation(n)]
+    paired = runs_frame({"Student": student, "KD": student + differences})
+    out = normality(paired)
+    row = out[out["tested"] == "differences KD - Student"].iloc[0]
+    assert (row["method"], row["baseline"], row["test"], row["n"]) == ("KD", "Student", "paired", n)
+    ks, p = lilliefors(differences, dist="norm")
+    assert (row["ks_stat"], row["p"]) == pytest.approx((ks, p)) and row["normal_at_0.05"]
+    groups = out[out["test"] == "none"].set_index("tested")
+    assert sorted(groups.index) == ["group KD", "group Student"]
+    assert groups.loc["group Student", "p"] < 0.01 and not groups.loc["group Student", "normal_at_0.05"]
+    # the same values on independent runs: Welch assumes normal groups, so each is tested for it
+    welch = normality(runs_frame({"Student": student, "KD": student + differences}, shared=False))
+    assert list(welch["tested"]) == ["group KD", "group Student"] and (welch["test"] == "welch").all()
+    assert (welch["baseline"] == "Student").all() and not welch["normal_at_0.05"].any()
 
 
 # ---------------------------------------------------------------- validation and output
@@ -236,7 +310,9 @@ def test_markdown_and_write_stats(tmp_path):
     assert pd.read_csv(paths["summary"]).method.tolist() == ["Student", "KD", "IG"]
     comps = pd.read_csv(paths["comparisons"])
     assert len(comps) == 3 and "p_holm" in comps.columns
-    assert len(pd.read_csv(paths["normality"])) == 3
+    norm = pd.read_csv(paths["normality"])
+    assert len(norm) == 3 + 3  # 3 paired comparisons' differences + the 3 groups described
+    assert "differences KD - Student" in set(norm["tested"])
     text = paths["markdown"].read_text()
     assert "Holm" in text and "Welch" in text and "Lilliefors" in text
     assert "| method" in text and "| Student" in text

@@ -1,11 +1,12 @@
 """What the paper's own runs could detect: its published means and sds through igkd's power
-analysis (igkd.analysis.power), as a Markdown table for docs/reference-numbers.md.
+analysis (igkd.analysis.power), as Markdown for docs/power.md.
 
     .venv/bin/python tools/paper_power.py
 
 The numbers below are the paper's (docs/reference-numbers.md), not igkd results. Its runs
-were independent (no shared seeds), so every comparison is planned as independent groups
-with the pooled sd; each table is one Holm family (each method vs Student and vs KD).
+were independent (no shared seeds), so each table is planned as independent groups; each is
+one Holm family (each method vs Student and vs KD), and, as igkd does for its own runs, the
+sd is pooled over the family's method groups, each counted once (df = Σ (runs − 1)).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import math
 import pandas as pd
 
 from igkd.analysis.markdown import to_markdown
-from igkd.analysis.power import Observed, PowerPlan, plan_comparison
+from igkd.analysis.power import Noise, PowerPlan, plan_comparison
 
 # (runs per method, {method: (mean, sd)}); Monte Carlo sds "about 0.3" are taken as 0.3.
 ABLATION = (
@@ -35,40 +36,47 @@ MONTE_CARLO = (60, {"Student": (90.05, 0.3), "KD": (90.65, 0.3), "KD_IG": (91.29
 BASELINES = ("Student", "KD")
 
 
-def family(runs: int, published: dict, plan: PowerPlan) -> pd.DataFrame:
-    """Each method vs Student and vs KD (KD vs Student once), planned at alpha / m."""
-    pairs = [(m, b) for b in BASELINES for m in published if m not in BASELINES[: BASELINES.index(b) + 1]]
-    rows = []
-    for method, baseline in pairs:
-        (m1, s1), (m2, s2) = published[method], published[baseline]
-        pooled = math.sqrt((s1**2 + s2**2) / 2)  # equal group sizes
-        row = plan_comparison(Observed(runs, runs, m1 - m2, pooled), plan, len(pairs))
-        rows.append({"comparison": f"{method} vs {baseline}", **row})
-    return pd.DataFrame(rows)
+def pairs(published: dict) -> list[tuple[str, str]]:
+    """Each method vs Student and vs KD (KD vs Student once)."""
+    return [(m, b) for b in BASELINES for m in published if m not in BASELINES[: BASELINES.index(b) + 1]]
+
+
+def family(runs: int, published: dict, plan: PowerPlan) -> dict:
+    """The family's plan: pooled sd of its groups, its upper bound, detectable differences
+    and runs needed for plan.target_diff, at alpha / m."""
+    noise = Noise.from_variances([sd**2 for _, sd in published.values()], [runs - 1] * len(published))
+    m = len(pairs(published))
+    return {"m": m, **plan_comparison(runs, runs, False, noise, plan, m)}
 
 
 def main() -> None:
     plan = PowerPlan()
+    level = f"{100 * plan.confidence:g} %"
+    target = f"{plan.target_diff:g} pp"
     shown = {
-        "comparison": "comparison",
-        "diff": "diff",
-        "sd": "pooled sd",
+        "family": "family",
+        "sd_pooled": "pooled sd",
+        "sd_df": "df",
+        "sd_upper": f"{level} upper sd",
         "detectable_diff_holm": "detectable (α/m)",
-        "detectable_diff_alpha": "detectable (0.05)",
-        "power_observed": "power",
-        "runs_needed_observed": "runs (observed diff)",
-        "runs_needed_target": f"runs ({plan.target_diff:g} pp)",
+        "detectable_diff_holm_upper": "detectable (α/m, upper sd)",
+        "detectable_diff_alpha": f"detectable ({plan.alpha:g})",
+        "runs_needed_target": f"runs ({target})",
+        "runs_needed_target_upper": f"runs ({target}, upper sd)",
     }
+    rows, diffs = [], []
     for name, (runs, published) in (("Ablation", ABLATION), ("Monte Carlo", MONTE_CARLO)):
-        table = family(runs, published, plan)
-        m = len(table)
-        alpha = f"α/m = {plan.alpha:g}/{m} = {plan.holm_alpha(m):.4f}"
-        print(f"### {name}: {runs} runs per method, {m} comparisons, {alpha}\n")
-        table = table[list(shown)].rename(columns=shown)
-        for column in ("runs (observed diff)", f"runs ({plan.target_diff:g} pp)"):
-            table[column] = table[column].map(lambda v: "" if not math.isfinite(v) else f"{int(v)}")
-        print(to_markdown(table, formats={"power": "{:.2f}"}))
-        print()
+        row = family(runs, published, plan)
+        alpha = f"{plan.alpha:g}/{row['m']} = {plan.holm_alpha(row['m']):.4f}"
+        rows.append({**row, "family": f"{name}: {runs} runs, m = {row['m']}, α/m = {alpha}"})
+        listed = ", ".join(f"{m} vs {b} {published[m][0] - published[b][0]:+.2f}" for m, b in pairs(published))
+        diffs.append(f"- {name}: {listed}")
+    table = pd.DataFrame(rows)[list(shown)].rename(columns=shown)
+    for column in (f"runs ({target})", f"runs ({target}, upper sd)"):
+        table[column] = table[column].map(lambda v: "" if not math.isfinite(v) else f"{int(v)}")
+    print(to_markdown(table))
+    print("\nPublished differences (method − baseline, pp):\n")
+    print("\n".join(diffs))
 
 
 if __name__ == "__main__":

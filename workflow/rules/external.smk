@@ -71,6 +71,7 @@ if EXTERNAL["root"]:
         params:
             methods=experiment_methods(EXTERNAL["experiment"]),
             title=EXTERNAL["description"],
+            alpha=config["stats"]["alpha"],
             code=code_fingerprint("fig_imagenet"),
         script:
             "../scripts/fig_imagenet.py"

@@ -17,6 +17,7 @@ rule fig_compression:
         "../../envs/analysis.yaml"
     params:
         methods=experiment_methods("compression"),
+        alpha=config["stats"]["alpha"],
         code=code_fingerprint("fig_compression"),
     script:
         "../scripts/fig_compression.py"

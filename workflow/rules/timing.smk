@@ -46,6 +46,7 @@ rule fig_latency:
         "../../envs/analysis.yaml"
     params:
         methods=experiment_methods("compression"),
+        alpha=config["stats"]["alpha"],
         code=code_fingerprint("fig_latency"),
     script:
         "../scripts/fig_latency.py"

@@ -10,7 +10,7 @@ from igkd.runtime import log_to
 log_to(snakemake.log[0])
 runs = pd.read_csv(snakemake.input.runs)
 teacher = read_json(snakemake.input.teacher_metrics)
-summary = summarize(runs, method_order=snakemake.params.methods)
+summary = summarize(runs, confidence=1 - snakemake.params.alpha, method_order=snakemake.params.methods)
 fig_compression(
     summary,
     teacher["test_acc"],

@@ -1,4 +1,4 @@
-"""Controls next to KD_IG, IG, KD and Student: mean test accuracy with 95 % CI."""
+"""Controls next to KD_IG, IG, KD and Student: mean test accuracy with its 1 - stats.alpha CI."""
 
 import pandas as pd
 

@@ -12,4 +12,5 @@ fig_imagenet(
     snakemake.params.title,
     snakemake.output.pdf,
     snakemake.output.png,
+    confidence=1 - snakemake.params.alpha,
 )

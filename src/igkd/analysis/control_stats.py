@@ -6,7 +6,8 @@ within-class shuffle against the across-class one (`level_pairs`): with the alig
 method vs the within-class shuffle these are the two steps of the three information
 levels (image-specific knowledge, then class-level information). The tests are `igkd.analysis.stats.compare`'s
 (Welch's t-test, or paired where both groups ran on the same seed/subsample pairs), Holm
-is applied over exactly this family, and summaries carry 95 % t-intervals. Every row
+and the simultaneous intervals are over exactly this family (the tests with a p-value), and
+summaries carry 1 - stats.alpha t-intervals. Every row
 says whether its method is a control (column `control`, and '(control)' in labels).
 """
 
@@ -18,11 +19,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from statsmodels.stats.multitest import multipletests
 
 from igkd.analysis.markdown import to_markdown
 from igkd.analysis.power import Family, PowerPlan, power_section, power_table
-from igkd.analysis.stats import compare, summarize
+from igkd.analysis.stats import adjust_family, compare, family_size, intervals_text, level_label, summarize
 from igkd.io import InputError, atomic_path, write_csv
 from igkd.training.methods import INFORMATION_LEVELS, LEVEL_NAMES, control_note, is_control
 
@@ -68,20 +68,14 @@ def control_comparisons(
     runs: pd.DataFrame, controls: Sequence[str], compare_with: Sequence[str], alpha: float = 0.05
 ) -> pd.DataFrame:
     """Each control vs each comparison method, and each within-class shuffle vs its
-    across-class shuffle (`level_pairs`); Holm over these tests only."""
+    across-class shuffle (`level_pairs`); Holm and simultaneous intervals over these tests only."""
     order = [*compare_with, *controls]
     pairs = {(c, b) for c in controls for b in compare_with} | set(level_pairs(controls))
     baselines = list(dict.fromkeys([*compare_with, *(across for _, across in level_pairs(controls))]))
     comps = compare(runs, baselines=baselines, alpha=alpha, method_order=order)
     wanted = [(m, b) in pairs for m, b in zip(comps["method"], comps["baseline"])]
     comps = comps[wanted].reset_index(drop=True)
-    comps["p_holm"] = np.nan
-    comps["reject_holm"] = pd.array([pd.NA] * len(comps), dtype="boolean")
-    ok = comps["p"].notna().to_numpy()
-    if ok.any():
-        _, p_holm, _, _ = multipletests(comps.loc[ok, "p"].to_numpy(float), alpha=alpha, method="holm")
-        comps.loc[ok, "p_holm"] = p_holm
-        comps.loc[ok, "reject_holm"] = p_holm < alpha
+    comps = adjust_family(comps, alpha)
     comps.insert(1, "control", comps["method"].map(is_control))
     return comps
 
@@ -154,7 +148,7 @@ def write_control_stats(
     write_csv(paths["runs"], runs)
     write_csv(paths["summary"], summary)
     write_csv(paths["comparisons"], comps)
-    level = f"{100 * (1 - alpha):g} %"
+    level = level_label(1 - alpha)
     factor = float(runs["factor"].iloc[0]) if "factor" in runs else float("nan")
     notes = [f"- **{label(m)}**: {control_note(m) or 'not a control'}" for m in controls]
     shown = comps.assign(method=comps["method"].map(label))
@@ -187,9 +181,8 @@ def write_control_stats(
             "## Each control vs each comparison method, and each within-class shuffle vs its across-class one",
             "",
             "Welch's t-test on independent runs; paired only where both ran on the same (seed, subsample) "
-            f"pairs (column `test`). diff = control − comparison with {level} CI; p_holm: Holm over the "
-            f"{int(comps['p'].notna().sum())} tests in this table, reject at α = {alpha:g}; hedges_g: "
-            "bias-corrected standardized difference.",
+            f"pairs (column `test`). diff = control − comparison. {intervals_text(alpha, family_size(comps))} "
+            "hedges_g: bias-corrected standardized difference.",
             "",
             to_markdown(shown) if len(shown) else "_No comparisons._",
             "",

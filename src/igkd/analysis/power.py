@@ -1,17 +1,38 @@
-"""How many runs settle a comparison: the difference the runs at hand could detect, the
-runs needed to detect a given one, and the compute those runs cost.
+"""How many runs settle a comparison: the smallest difference the runs at hand can detect,
+the runs needed to detect a difference chosen in advance, and the compute those runs cost.
 
-Every comparison `igkd.analysis.stats.compare` (or the controls' family) makes gets one
-row. Power is the two-sided t-test's, as statsmodels' `TTestIndPower` (independent runs)
-and `TTestPower` (per-pair differences, where the runs are paired as in the tests
-themselves) define it, evaluated with scipy's noncentral t; this module only chooses
-its inputs:
+No "observed power". Power at the observed difference is a one-to-one transform of the
+p-value: it adds nothing to the test and invites reading a non-significant result as
+"underpowered, so probably real". Runs are planned only for `stats.power.target_diff`, a
+difference chosen before looking; what the runs at hand can do is the detectable difference.
 
-* sd: the pooled sd of the two groups (independent runs), or the sd of the per-pair
-  differences (paired runs: same seed and subsample), i.e. the noise the test sees;
-* alpha: two-sided, at plain ``alpha`` and at Holm's strictest step over the family,
-  alpha / m, with m the comparisons in the family. A comparison that has to survive Holm
-  at any rank is planned at alpha / m, so the runs it needs are an upper bound;
+Power is the two-sided t-test's, as statsmodels' `TTestIndPower` (independent runs) and
+`TTestPower` (per-pair differences, where the runs are paired as in the tests themselves)
+define it, evaluated with scipy's noncentral t. This module chooses its inputs:
+
+* Family. Holm's family as the tests have it (`igkd.analysis.stats.adjust_family`): the
+  comparisons that got a p-value, m of them. Planning is at Holm's strictest step,
+  alpha / m: a comparison that has to survive Holm at any rank is planned at alpha / m, so
+  the runs it needs are an upper bound. Comparisons without a p-value (one run, zero
+  variance) still get a plan, from the family's sd, but are not counted in m.
+* sd, pooled over the family, because one comparison's sd from a few runs is too uncertain
+  to plan with (2 runs: 1 degree of freedom, and runs needed scale with sd²):
+  - welch rows: the within-method variance pooled over every method group (method, drop,
+    factor) that the family's tested Welch comparisons use, each group counted once:
+    s² = Σ (n_i − 1)·s_i² / Σ (n_i − 1), df = Σ (n_i − 1). This assumes one run-to-run sd
+    for all methods and drops (the Welch test itself does not).
+  - paired rows: the variance of the per-pair differences pooled over the family's tested
+    paired comparisons: s_d² = Σ (n_k − 1)·s_dk² / Σ (n_k − 1), df = Σ (n_k − 1).
+    Comparisons sharing a baseline (KD − Student, IG − Student) share its run-to-run
+    noise, so their differences are positively correlated: the pooled variance stays an
+    unbiased average, but its terms are not independent, the effective df are fewer than
+    Σ (n_k − 1), and the upper bound below is then too low (optimistic).
+  The comparison's own sd (`sd_comparison`) is kept as a description, not planned from.
+* Upper bound of the sd: (df·s²/σ²) is chi-square with df degrees of freedom, so
+  σ <= s·√(df / χ²_{alpha}(df)) with confidence 1 − alpha, one-sided (only too *much*
+  noise spoils a plan), at the same 1 − alpha as every interval in the tables. Runs
+  needed and hours are given at the point estimate and at this bound: with a 2-run pilot
+  (df 1, bound ≈ 16·s at alpha 0.05) the two differ by a factor of up to 16² ≈ 250.
 * cost: the median wall time of one run of each group (its runtime.json), times the
   runs per group, on the device those runs used.
 """
@@ -19,7 +40,7 @@ its inputs:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,26 +64,31 @@ POWER_COLUMNS = [
     "n_method",
     "n_baseline",
     "diff",
-    "sd",
+    "sd_comparison",
+    "sd_pooled",
+    "sd_df",
+    "sd_upper",
+    "sd_upper_level",
     "family_size",
     "alpha",
     "alpha_holm",
     "power",
     "detectable_diff_holm",
+    "detectable_diff_holm_upper",
     "detectable_diff_alpha",
-    "power_observed",
-    "runs_needed_observed",
     "target_diff",
     "runs_needed_target",
+    "runs_needed_target_upper",
     "seconds_method",
     "seconds_baseline",
     "device",
-    "hours_observed",
     "hours_target",
+    "hours_target_upper",
     "hours_unit",
     "note",
 ]
-RUN_COLUMNS = ["runs_needed_observed", "runs_needed_target"]
+RUN_COLUMNS = ["runs_needed_target", "runs_needed_target_upper"]
+HOUR_COLUMNS = ["hours_target", "hours_target_upper"]
 
 
 @dataclass(frozen=True)
@@ -89,6 +115,18 @@ class PowerPlan:
     def holm_alpha(self, family_size: int) -> float:
         """Holm's first (strictest) step: alpha / m."""
         return self.alpha / max(int(family_size), 1)
+
+    @property
+    def confidence(self) -> float:
+        """The level of every interval and bound: 1 - alpha."""
+        return 1 - self.alpha
+
+
+def tested(comparisons: pd.DataFrame) -> np.ndarray:
+    """Which comparisons are in Holm's family: those that got a p-value."""
+    if "p" not in comparisons.columns:
+        raise InputError("comparisons: missing column 'p' (the family is the comparisons with a p-value)")
+    return comparisons["p"].notna().to_numpy()
 
 
 def _df_and_scale(n_method: int, n_baseline: int, paired: bool) -> tuple[int, float]:
@@ -147,19 +185,90 @@ def runs_needed(effect: float, alpha: float, power: float, paired: bool = False)
     return float(hi)
 
 
-def _noise(x: np.ndarray, y: np.ndarray, paired: bool) -> tuple[float, str]:
-    """(sd the test sees, why there is none): sd of the differences, or the pooled sd."""
+@dataclass(frozen=True)
+class Noise:
+    """A noise sd pooled over samples and its degrees of freedom (df 0: no estimate)."""
+
+    sd: float
+    df: int
+
+    @classmethod
+    def pooled(cls, samples: Iterable[np.ndarray]) -> Noise:
+        """Σ (n_i − 1)·s_i² / Σ (n_i − 1) over the samples with two or more values."""
+        used = [np.asarray(s, float) for s in samples if len(s) >= MIN_RUNS]
+        return cls.from_variances([s.var(ddof=1) for s in used], [len(s) - 1 for s in used])
+
+    @classmethod
+    def from_variances(cls, variances: Sequence[float], dfs: Sequence[int]) -> Noise:
+        """Pool variances (ddof=1) with these degrees of freedom."""
+        df = int(sum(dfs))
+        if df < 1:
+            return cls(math.nan, 0)
+        return cls(math.sqrt(sum(d * v for d, v in zip(dfs, variances)) / df), df)
+
+    def upper(self, confidence: float) -> float:
+        """One-sided upper confidence bound of the sd: s·√(df / χ²_{1 − confidence}(df))."""
+        if self.df < 1:
+            return math.nan
+        return self.sd * math.sqrt(self.df / st.chi2.ppf(1 - confidence, self.df))
+
+    def usable(self) -> bool:
+        return self.df >= 1 and self.sd > 0
+
+
+def _comparison_sd(x: np.ndarray, y: np.ndarray, paired: bool) -> float:
+    """The comparison's own noise (descriptive): sd of the differences, or the pooled sd."""
     if paired:
-        if len(x) < MIN_RUNS:
-            return math.nan, f"{len(x)} paired run(s): no sd of the differences"
-        sd = float(np.std(x - y, ddof=1))
-        return sd, "" if sd > 0 else "zero variance of the paired differences: no noise estimate"
-    short = [f"n={n} in {name}" for n, name in ((len(x), "method"), (len(y), "baseline")) if n < MIN_RUNS]
-    if short:
-        return math.nan, ", ".join(short) + ": no sd"
-    pooled = ((len(x) - 1) * x.var(ddof=1) + (len(y) - 1) * y.var(ddof=1)) / (len(x) + len(y) - 2)
-    sd = math.sqrt(pooled)
-    return sd, "" if sd > 0 else "zero variance in both groups: no noise estimate"
+        return float(np.std(x - y, ddof=1)) if len(x) >= MIN_RUNS else math.nan
+    if min(len(x), len(y)) < MIN_RUNS:
+        return math.nan
+    return Noise.pooled([x, y]).sd
+
+
+def plan_comparison(
+    n_method: int, n_baseline: int, paired: bool, noise: Noise, plan: PowerPlan, family_size: int
+) -> dict:
+    """One comparison's plan from the family's `noise` (its sd and df): what these runs
+    detect and the runs needed for `plan.target_diff`, at the point estimate of the sd and
+    at its one-sided upper bound (level plan.confidence)."""
+    alpha_holm = plan.holm_alpha(family_size)
+    row = dict(
+        test="paired" if paired else "welch",
+        n_method=n_method,
+        n_baseline=n_baseline,
+        sd_pooled=noise.sd,
+        sd_df=noise.df,
+        sd_upper=noise.upper(plan.confidence),
+        sd_upper_level=plan.confidence,
+        family_size=int(family_size),
+        alpha=plan.alpha,
+        alpha_holm=alpha_holm,
+        power=plan.power,
+        detectable_diff_holm=math.nan,
+        detectable_diff_holm_upper=math.nan,
+        detectable_diff_alpha=math.nan,
+        target_diff=plan.target_diff,
+        runs_needed_target=math.nan,
+        runs_needed_target_upper=math.nan,
+        note="",
+    )
+    kind = "per-pair differences" if paired else "within-method runs"
+    if not noise.df:
+        row["note"] = f"no tested {row['test']} comparison in the family with 2+ runs: no pooled sd of {kind}"
+        return row
+    if not noise.sd > 0:
+        row["note"] = f"zero variance of the family's {kind}: no noise estimate"
+        return row
+    row["runs_needed_target"] = runs_needed(plan.target_diff / noise.sd, alpha_holm, plan.power, paired)
+    row["runs_needed_target_upper"] = runs_needed(plan.target_diff / row["sd_upper"], alpha_holm, plan.power, paired)
+    if min(n_method, n_baseline) < MIN_RUNS:
+        row["note"] = f"n={min(n_method, n_baseline)}: these runs detect nothing"
+        return row
+    sizes = (n_method, n_baseline)
+    row["detectable_diff_holm"] = noise.sd * detectable_effect(*sizes, alpha_holm, plan.power, paired)
+    row["detectable_diff_holm_upper"] = row["sd_upper"] * detectable_effect(*sizes, alpha_holm, plan.power, paired)
+    row["detectable_diff_alpha"] = noise.sd * detectable_effect(*sizes, plan.alpha, plan.power, paired)
+    return row
 
 
 def _cost(costs: pd.DataFrame | None, method: str, drop) -> tuple[float, str]:
@@ -179,64 +288,10 @@ def hours_unit(device: str) -> str:
 
 
 @dataclass(frozen=True)
-class Observed:
-    """What one comparison's runs show: group sizes (pairs when paired), the mean
-    difference and the noise sd the test sees (NaN where there is none)."""
-
-    n_method: int
-    n_baseline: int
-    diff: float
-    sd: float
-    paired: bool = False
-
-
-def plan_comparison(obs: Observed, plan: PowerPlan, family_size: int, note: str = "") -> dict:
-    """One comparison's power columns; `note` (why there is no sd) leaves them empty."""
-    alpha_holm = plan.holm_alpha(family_size)
-    row = dict(
-        test="paired" if obs.paired else "welch",
-        n_method=obs.n_method,
-        n_baseline=obs.n_baseline,
-        diff=obs.diff,
-        sd=obs.sd,
-        family_size=int(family_size),
-        alpha=plan.alpha,
-        alpha_holm=alpha_holm,
-        power=plan.power,
-        detectable_diff_holm=math.nan,
-        detectable_diff_alpha=math.nan,
-        power_observed=math.nan,
-        runs_needed_observed=math.nan,
-        target_diff=plan.target_diff,
-        runs_needed_target=math.nan,
-        note=note,
-    )
-    if note:
-        return row
-    sizes, sd, paired = (obs.n_method, obs.n_baseline), obs.sd, obs.paired
-    row["detectable_diff_holm"] = sd * detectable_effect(*sizes, alpha_holm, plan.power, paired)
-    row["detectable_diff_alpha"] = sd * detectable_effect(*sizes, plan.alpha, plan.power, paired)
-    row["power_observed"] = achieved_power(obs.diff / sd, *sizes, alpha_holm, paired)
-    row["runs_needed_observed"] = runs_needed(obs.diff / sd, alpha_holm, plan.power, paired)
-    row["runs_needed_target"] = runs_needed(plan.target_diff / sd, alpha_holm, plan.power, paired)
-    if obs.diff == 0:
-        row["note"] = "no observed difference: no number of runs detects it"
-    elif not math.isfinite(row["runs_needed_observed"]):
-        row["note"] = f"observed difference too small: more than {SEARCH_LIMIT:.0e} runs per group"
-    return row
-
-
-def comparison_power(x: np.ndarray, y: np.ndarray, paired: bool, plan: PowerPlan, family_size: int) -> dict:
-    """One comparison's power columns from the method's runs `x` and the baseline's `y`."""
-    diff = float(x.mean() - y.mean()) if len(x) and len(y) else math.nan
-    sd, note = _noise(x, y, paired)
-    return plan_comparison(Observed(len(x), len(y), diff, sd, paired), plan, family_size, note)
-
-
-@dataclass(frozen=True)
 class Family:
     """One family of comparisons (Holm's unit): its name, its comparisons (rows of
-    `compare` or the controls'), the runs they test and those runs' costs (run_costs)."""
+    `compare` or the controls', with their p-values), the runs they test and those runs'
+    costs (run_costs)."""
 
     name: str
     comparisons: pd.DataFrame
@@ -244,13 +299,42 @@ class Family:
     costs: pd.DataFrame | None = None
 
 
+@dataclass(frozen=True)
+class Sample:
+    """One comparison's runs: the method's `x`, the baseline's `y` (aligned when paired)."""
+
+    comparison: dict
+    x: np.ndarray
+    y: np.ndarray
+    paired: bool
+    in_family: bool
+
+
+def family_noise(samples: Sequence[Sample], by: Sequence[str]) -> dict[bool, Noise]:
+    """{paired: Noise} of a family's tested comparisons (see the module docstring):
+    Welch groups each counted once, paired differences one sample per comparison."""
+    groups: dict[tuple, np.ndarray] = {}
+    differences = []
+    for s in samples:
+        if not s.in_family:
+            continue
+        if s.paired:
+            differences.append(s.x - s.y)
+            continue
+        where = tuple(s.comparison[k] for k in by)
+        groups.setdefault((s.comparison["method"], *where), s.x)
+        groups.setdefault((s.comparison["baseline"], *where), s.y)
+    return {False: Noise.pooled(groups.values()), True: Noise.pooled(differences)}
+
+
 def power_table(
     family: Family, plan: PowerPlan, value: str = "test_acc", by: Sequence[str] = ("drop", "factor")
 ) -> pd.DataFrame:
     """A power row for each comparison of `family` (method, baseline and `by`).
 
-    The family's size m sets Holm's strictest alpha. Runs are paired exactly where
-    `compare` pairs them (`igkd.analysis.stats.aligned_samples`)."""
+    m = the comparisons with a p-value (Holm's family as the tests have it) sets alpha / m;
+    the sd is pooled over them (`family_noise`). Runs are paired exactly where `compare`
+    pairs them (`igkd.analysis.pairing.aligned_samples`)."""
     comparisons, runs, costs, name = family.comparisons, family.runs, family.costs, family.name
     by = list(by)
     for column in ("method", "baseline", *by):
@@ -259,14 +343,25 @@ def power_table(
     for column in ("method", value, *by):
         if column not in runs.columns:
             raise InputError(f"{name} runs table: missing column {column!r}")
-    rows = []
-    for comp in comparisons.to_dict("records"):
+    in_family = tested(comparisons)
+    samples = []
+    for comp, member in zip(comparisons.to_dict("records"), in_family):
         here = np.logical_and.reduce([runs[k] == comp[k] for k in by]) if by else np.ones(len(runs), bool)
         a = runs[here & (runs["method"] == comp["method"])]
         b = runs[here & (runs["method"] == comp["baseline"])]
-        x, y, paired = aligned_samples(a, b, value)
+        samples.append(Sample(comp, *aligned_samples(a, b, value), bool(member)))
+    noise = family_noise(samples, by)
+    m = int(in_family.sum())
+    rows = []
+    for s in samples:
+        comp = s.comparison
         row = {"family": name, **{k: comp[k] for k in ("method", "baseline", *by)}}
-        row.update(comparison_power(x, y, paired, plan, len(comparisons)))
+        row.update(plan_comparison(len(s.x), len(s.y), s.paired, noise[s.paired], plan, m))
+        row["diff"] = float(s.x.mean() - s.y.mean()) if len(s.x) and len(s.y) else math.nan
+        row["sd_comparison"] = _comparison_sd(s.x, s.y, s.paired)
+        notes = [row["note"]] if row["note"] else []
+        if not s.in_family:
+            notes.insert(0, "not tested (no p-value): outside the Holm family")
         sec_m, dev_m = _cost(costs, comp["method"], comp.get("drop"))
         sec_b, dev_b = _cost(costs, comp["baseline"], comp.get("drop"))
         device = " / ".join(dict.fromkeys(d for d in (dev_m, dev_b) if d))
@@ -275,20 +370,22 @@ def power_table(
             seconds_method=sec_m,
             seconds_baseline=sec_b,
             device=device,
-            hours_observed=row["runs_needed_observed"] * per_run / 3600,
             hours_target=row["runs_needed_target"] * per_run / 3600,
+            hours_target_upper=row["runs_needed_target_upper"] * per_run / 3600,
             hours_unit=hours_unit(device),
         )
-        if not math.isfinite(per_run) and not row["note"]:
-            row["note"] = "no runtime.json wall time: hours unknown"
+        if not math.isfinite(per_run):
+            notes.append("no runtime.json wall time: hours unknown")
+        row["note"] = "; ".join(notes)
         rows.append(row)
     out = pd.DataFrame(rows, columns=POWER_COLUMNS)
-    for column in RUN_COLUMNS:  # whole runs; inf (zero difference) -> empty cell, said in note
+    for column in RUN_COLUMNS:  # whole runs; inf (beyond SEARCH_LIMIT) -> empty cell
         numbers = out[column].astype(float)
         out[column] = numbers.where(np.isfinite(numbers)).round().astype("Int64")
-    for column in ("hours_observed", "hours_target"):
+    for column in HOUR_COLUMNS:
         numbers = out[column].astype(float)
         out[column] = numbers.where(np.isfinite(numbers))
+    out["sd_df"] = out["sd_df"].astype("Int64")
     return out
 
 
@@ -303,44 +400,53 @@ SECTION_COLUMNS = {
     "drop": "drop",
     "test": "test",
     "n": "n",
-    "diff": "diff",
-    "sd": "sd",
+    "sd_comparison": "sd (this comparison)",
+    "sd_pooled": "sd (pooled)",
+    "sd_df": "df",
+    "sd_upper": "sd (upper)",
     "detectable_diff_holm": "detectable (α/m)",
+    "detectable_diff_holm_upper": "detectable (α/m, upper sd)",
     "detectable_diff_alpha": "detectable (α)",
-    "power_observed": "power",
-    "runs_needed_observed": "runs (observed)",
     "runs_needed_target": "runs (target)",
+    "runs_needed_target_upper": "runs (target, upper sd)",
     "hours_target": "hours (target)",
+    "hours_target_upper": "hours (target, upper sd)",
     "note": "note",
 }
 
 
 def power_section(table: pd.DataFrame, plan: PowerPlan, heading: str = "## Power and cost") -> str:
     """The Markdown section stats.md and controls.md carry: what these runs can detect and
-    what settling each comparison would take (the full table is stats/power.csv)."""
+    what settling a difference of the planned size would take (the full table is stats/power.csv)."""
     if table.empty:
         return f"{heading}\n\n_No comparisons: nothing to plan._\n"
     m = int(table["family_size"].iloc[0])
     devices = ", ".join(d for d in table["device"].dropna().unique() if d) or "unknown (no runtime.json)"
     units = ", ".join(dict.fromkeys(table["hours_unit"]))
+    level = f"{100 * plan.confidence:.4g} %"
     shown = table.assign(n=[f"{a}/{b}" for a, b in zip(table["n_method"], table["n_baseline"])])
     shown = shown[list(SECTION_COLUMNS)].rename(columns=SECTION_COLUMNS)
     return "\n".join(
         [
             heading,
             "",
-            f"How many runs settle each comparison, at {100 * plan.power:g} % power, two-sided. "
-            "sd is the noise the test sees: the pooled sd (welch rows) or the sd of the per-pair "
-            "differences (paired rows: same seed and subsample). detectable: the smallest true "
-            f"difference these runs find, at Holm's strictest step α/m = {plan.alpha:g}/{m} = "
-            f"{plan.holm_alpha(m):.3g} and at α = {plan.alpha:g}. power: the chance these runs had "
-            "to detect a true difference as large as the observed one, at α/m. runs: per group (pairs "
-            f"when paired), at α/m, to detect the observed difference and the target {plan.target_diff:g}. "
-            "hours: those runs times the median wall time of one method run plus one baseline run, "
+            f"How many runs settle a true difference of {plan.target_diff:g}, at {100 * plan.power:g} % power, "
+            f"two-sided at Holm's strictest step α/m = {plan.alpha:g}/{m} = {plan.holm_alpha(m):.3g} "
+            f"(m: the {m} comparisons with a p-value). The plan uses an sd pooled over this family, "
+            "not each comparison's own: for welch rows the within-method variance of every tested "
+            "method group (each counted once), for paired rows the variance of the per-pair "
+            "differences of every tested paired comparison; df = Σ(n − 1). sd (upper): its one-sided "
+            f"{level} upper confidence bound (chi-square); the columns marked 'upper sd' plan with it, "
+            "so few df show as a wide gap between the two plans. Comparisons sharing a baseline have "
+            "correlated differences, so the true df are fewer and the bound is optimistic. "
+            "detectable: the smallest true difference these runs find, at α/m (and at α = "
+            f"{plan.alpha:g}). runs: per group (pairs when paired), at α/m. hours: those runs times "
+            "the median wall time of one method run plus one baseline run, "
             f"measured on {devices} ({units}); a shared baseline is counted in every comparison. "
+            "No power at the observed difference is given: it is a transform of the p-value. "
             "An empty cell is explained in `note`.",
             "",
-            to_markdown(shown, formats={"power": "{:.2f}", "hours (target)": "{:.2f}"}),
+            to_markdown(shown, formats={c: "{:.2f}" for c in ("hours (target)", "hours (target, upper sd)")}),
             "",
         ]
     )

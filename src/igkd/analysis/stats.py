@@ -9,7 +9,11 @@ built to avoid all three:
 * the default test is Welch's t-test, which assumes neither pairing nor equal variances;
   a paired test is used only when both methods ran on exactly the same
   (seed, subsample) pairs, i.e. when the pairing really exists in the design;
-* p-values are Holm-corrected across the whole family of comparisons in the table.
+* p-values are Holm-corrected across the whole family of comparisons in the table, and
+  each difference carries, beside its unadjusted interval, a simultaneous (Bonferroni)
+  interval over the same family, so an interval is never read against the wrong p-value;
+* normality is checked on what each test assumes normal: the per-pair differences of a
+  paired test, each group of a Welch test.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from __future__ import annotations
 import math
 import os
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -28,10 +32,10 @@ from statsmodels.stats.multitest import multipletests
 
 from igkd.analysis.markdown import to_markdown
 from igkd.analysis.pairing import PAIR_KEYS, aligned_samples
-from igkd.analysis.power import Family, PowerPlan, power_section, power_table
+from igkd.analysis.power import Family, PowerPlan, power_section, power_table, tested
 from igkd.io import InputError, atomic_path, write_csv
 
-SUMMARY_STATS = ["n", "mean", "sd", "median", "min", "max", "sem", "ci_low", "ci_high"]
+SUMMARY_STATS = ["n", "mean", "sd", "median", "min", "max", "sem", "ci_low", "ci_high", "ci_level"]
 COMPARE_COLUMNS = [
     "method",
     "baseline",
@@ -45,6 +49,8 @@ COMPARE_COLUMNS = [
     "diff",
     "diff_ci_low",
     "diff_ci_high",
+    "diff_sci_low",
+    "diff_sci_high",
     "t",
     "df",
     "p",
@@ -103,6 +109,11 @@ def _sort(frame: pd.DataFrame, keys: Sequence[str], ranks: Mapping[str, Mapping]
 # --------------------------------------------------------------------------- summarize
 
 
+def level_label(confidence: float) -> str:
+    """A confidence level as tables and figure titles print it: 0.95 -> '95 %', 1 - 0.05/13 -> '99.62 %'."""
+    return f"{100 * confidence:.4g} %"
+
+
 def summarize(
     runs: pd.DataFrame,
     value: str = "test_acc",
@@ -114,8 +125,10 @@ def summarize(
 
     ci = mean ± t_{(1+confidence)/2, n-1} · sd/√n. The t (not normal) quantile is used
     because n is a handful of Monte Carlo repeats. For n == 1 sd, sem and the CI are NaN:
-    one run says nothing about run-to-run spread. Rows are sorted by factor, then by
-    `method_order` (unknown methods after, alphabetically), then the other keys.
+    one run says nothing about run-to-run spread. ``ci_level`` is `confidence`, so a figure
+    drawn from the table names the level its bars have (stats.alpha sets it: 1 - alpha).
+    Rows are sorted by factor, then by `method_order` (unknown methods after,
+    alphabetically), then the other keys.
     """
     by = list(by)
     _validate(runs, value, by)
@@ -132,6 +145,7 @@ def summarize(
     tcrit = np.where(n >= 2, tcrit, np.nan)
     out["ci_low"] = out["mean"] - tcrit * out["sem"]
     out["ci_high"] = out["mean"] + tcrit * out["sem"]
+    out["ci_level"] = float(confidence)
     out = out[by + SUMMARY_STATS]
     ranks = {"method": _method_rank(out["method"], method_order)} if "method" in by else {}
     keys = (["factor"] if "factor" in by else []) + [k for k in ["method", *by] if k != "factor"]
@@ -144,6 +158,29 @@ def summarize(
 def _hedges_j(df: float) -> float:
     """Small-sample bias correction J = 1 - 3/(4·df - 1) (Hedges 1981, approximation)."""
     return 1.0 - 3.0 / (4.0 * df - 1.0)
+
+
+def comparison_pairs(
+    runs: pd.DataFrame, baselines: Sequence[str], by: Sequence[str]
+) -> Iterator[tuple[dict, str, str, pd.DataFrame, pd.DataFrame]]:
+    """(by-values, method, baseline, method runs, baseline runs) for every method against each
+    baseline present, within each `by` group; a pair of two baselines comes once (the first
+    baseline in `baselines` is the reference). `compare` tests these, `normality` checks them."""
+    by = list(by)
+    for gkey, group in runs.groupby(by, sort=False, dropna=False):
+        gkey = gkey if isinstance(gkey, tuple) else (gkey,)
+        methods = list(dict.fromkeys(group["method"]))
+        done: set[frozenset] = set()
+        for base in baselines:
+            if base not in methods:
+                continue
+            b = group[group["method"] == base]
+            for m in methods:
+                pair = frozenset((m, base))
+                if m == base or pair in done:
+                    continue
+                done.add(pair)
+                yield dict(zip(by, gkey)), m, base, group[group["method"] == m], b
 
 
 def _test_pair(a: pd.DataFrame, b: pd.DataFrame, value: str, confidence: float) -> dict:
@@ -192,6 +229,44 @@ def _test_pair(a: pd.DataFrame, b: pd.DataFrame, value: str, confidence: float) 
     return res
 
 
+def adjust_family(comps: pd.DataFrame, alpha: float) -> pd.DataFrame:
+    """Holm p-values and Bonferroni simultaneous intervals over one family, in place.
+
+    The family is the rows with a p-value (m of them); the others get NaN/NA. ``p_holm`` is
+    Holm's step-down adjustment (family-wise error rate alpha, no independence assumed),
+    ``reject_holm = p_holm < alpha``. ``diff_sci_low/high`` widen each row's unadjusted
+    (1 − alpha) interval ``diff_ci_low/high`` (diff ± t_{1−alpha/2, df}·se) to the
+    Bonferroni level 1 − alpha/m: diff ± t_{1−alpha/(2m), df}·se, so all m intervals cover
+    their true differences together with probability >= 1 − alpha. Holm's step-down has no
+    simple interval of its own; the Bonferroni one is the matching simultaneous interval: one
+    that excludes 0 has p < alpha/m, hence p_holm < alpha (Holm rejects it), while Holm
+    can reject a difference whose simultaneous interval still contains 0.
+    """
+    comps["p_holm"] = np.nan
+    comps["reject_holm"] = pd.array([pd.NA] * len(comps), dtype="boolean")
+    comps["diff_sci_low"] = np.nan
+    comps["diff_sci_high"] = np.nan
+    ok = tested(comps)
+    m = int(ok.sum())
+    if not m:
+        return comps
+    _, p_holm, _, _ = multipletests(comps.loc[ok, "p"].to_numpy(float), alpha=alpha, method="holm")
+    comps.loc[ok, "p_holm"] = p_holm
+    comps.loc[ok, "reject_holm"] = p_holm < alpha
+    df = comps.loc[ok, "df"].to_numpy(float)
+    low, high = comps.loc[ok, "diff_ci_low"].to_numpy(float), comps.loc[ok, "diff_ci_high"].to_numpy(float)
+    half = (high - low) / 2 * st.t.isf(alpha / (2 * m), df) / st.t.isf(alpha / 2, df)
+    centre = (high + low) / 2
+    comps.loc[ok, "diff_sci_low"] = centre - half
+    comps.loc[ok, "diff_sci_high"] = centre + half
+    return comps
+
+
+def family_size(comps: pd.DataFrame) -> int:
+    """m of Holm's family: the comparisons that got a p-value (see `adjust_family`)."""
+    return int(tested(comps).sum())
+
+
 def compare(
     runs: pd.DataFrame,
     baselines: Sequence[str] = ("Student", "KD"),
@@ -209,9 +284,12 @@ def compare(
     initialisation seed and training subsample, the pairing is real, and the test on the
     differences removes the shared run-to-run noise. Column ``test`` says which was used.
 
-    diff = mean_method − mean_baseline; its (1 − alpha) CI is scipy's
-    ``confidence_interval()`` of the test (Welch–Satterthwaite for welch, t-interval of the
-    mean difference for paired); ``df`` is the matching degrees of freedom.
+    diff = mean_method − mean_baseline. ``diff_ci_low/high`` is its *unadjusted* (1 − alpha)
+    interval, scipy's ``confidence_interval()`` of the test (Welch–Satterthwaite for welch,
+    t-interval of the mean difference for paired), which matches the raw ``p``;
+    ``diff_sci_low/high`` is the simultaneous (Bonferroni, 1 − alpha/m) interval that
+    matches the family-wise ``p_holm`` (`adjust_family`); ``df`` is the test's degrees of
+    freedom.
 
     Multiple comparisons. ``p_holm`` is the Holm step-down adjustment over the *whole*
     table (all groups, methods and baselines), controlling the family-wise error rate at
@@ -223,7 +301,7 @@ def compare(
       paired: g = mean(d) / sd(d) · J(n − 1), d = method − baseline per matched run (d_z).
 
     Groups where a test is undefined (n < 2 in either group for Welch, fewer than 2 pairs
-    for paired, or zero variance) get NaN statistics, NaN ``p_holm`` and NA
+    for paired, or zero variance) get NaN statistics, NaN ``p_holm`` and intervals and NA
     ``reject_holm``, and are excluded from the Holm family. A pair of two baselines is
     tested once (the first baseline in `baselines` is the reference).
     """
@@ -231,32 +309,12 @@ def compare(
     _validate(runs, value, ["method", *by, *PAIR_KEYS])
     if not 0 < alpha < 1:
         raise InputError(f"alpha must be in (0, 1), got {alpha}")
-    rows = []
-    for gkey, group in runs.groupby(by, sort=False, dropna=False):
-        gkey = gkey if isinstance(gkey, tuple) else (gkey,)
-        methods = list(dict.fromkeys(group["method"]))
-        done: set[frozenset] = set()
-        for base in baselines:
-            if base not in methods:
-                continue
-            b = group[group["method"] == base]
-            for m in methods:
-                pair = frozenset((m, base))
-                if m == base or pair in done:
-                    continue
-                done.add(pair)
-                res = _test_pair(group[group["method"] == m], b, value, 1 - alpha)
-                rows.append({"method": m, "baseline": base, **dict(zip(by, gkey)), **res})
+    rows = [
+        {"method": m, "baseline": base, **where, **_test_pair(a, b, value, 1 - alpha)}
+        for where, m, base, a, b in comparison_pairs(runs, baselines, by)
+    ]
     cols = list(dict.fromkeys(["method", "baseline", *by, *COMPARE_COLUMNS]))
-    out = pd.DataFrame(rows, columns=cols)
-    out["p_holm"] = np.nan
-    out["reject_holm"] = pd.array([pd.NA] * len(out), dtype="boolean")
-    ok = out["p"].notna().to_numpy()
-    if ok.any():
-        p_raw = out.loc[ok, "p"].to_numpy(float)
-        _, p_holm, _, _ = multipletests(p_raw, alpha=alpha, method="holm")
-        out.loc[ok, "p_holm"] = p_holm
-        out.loc[ok, "reject_holm"] = p_holm < alpha
+    out = adjust_family(pd.DataFrame(rows, columns=cols), alpha)
     ranks = {
         "method": _method_rank(out["method"], method_order),
         "baseline": {b: i for i, b in enumerate(baselines)},
@@ -268,38 +326,75 @@ def compare(
 # --------------------------------------------------------------------------- normality
 
 
+NORMALITY_COLUMNS = ["method", "baseline", "test", "tested", "n", "ks_stat", "p", "normal_at_0.05"]
+MIN_NORMALITY_N = 4  # Lilliefors' tables start at n = 4
+
+
+def _lilliefors(x: np.ndarray) -> tuple[float, float]:
+    """(KS statistic, p) of Lilliefors' test, NaN for n < 4 or constant values."""
+    if len(x) < MIN_NORMALITY_N or not np.std(x) > 0:
+        return np.nan, np.nan
+    ks, p = lilliefors(x, dist="norm")
+    return float(ks), float(p)
+
+
 def normality(
     runs: pd.DataFrame,
+    baselines: Sequence[str] = ("Student", "KD"),
     value: str = "test_acc",
-    by: Sequence[str] = ("method", "drop", "factor"),
+    by: Sequence[str] = ("drop", "factor"),
     method_order: Sequence[str] | None = None,
 ) -> pd.DataFrame:
-    """Lilliefors test of normality per group (a check on the t-test assumptions).
+    """Lilliefors test of what each comparison's t-test assumes normal.
 
-    Lilliefors is the Kolmogorov–Smirnov test with mean and sd estimated from the sample,
-    so its p-value is valid where plain KS against a fitted normal is not. It needs n >= 4
-    and non-constant values; otherwise ks_stat/p are NaN and ``normal_at_0.05`` is NA.
-    ``normal_at_0.05`` is True when normality is *not rejected* (p >= 0.05), which with a
-    handful of runs is weak evidence of normality, not proof.
+    For every comparison `compare` makes (method, baseline, `by`): a paired t-test assumes
+    the per-pair *differences* are normal, so those are tested (``tested`` = "differences
+    KD_IG - Student"); Welch's test assumes each group is normal, so each is tested
+    (two rows, "group KD_IG" and "group Student"). A group no Welch comparison tests gets one
+    descriptive row (``test`` = "none", no baseline): the group's own distribution, which
+    the paper claimed normal but no test here assumes.
+
+    Lilliefors rather than Shapiro–Wilk: the paper used Lilliefors, so its claim is checked
+    with its own test. It is the Kolmogorov–Smirnov test with mean and sd estimated from the
+    sample, so its p-value is valid where plain KS against a fitted normal is not. It needs
+    n >= 4 and non-constant values; otherwise ks_stat/p are NaN and ``normal_at_0.05`` is
+    NA. ``normal_at_0.05`` is True when normality is *not rejected* (p >= 0.05); with a
+    handful of runs, and a test less powerful than Shapiro–Wilk at small n, that is weak
+    evidence of normality, not proof.
     """
     by = list(by)
-    _validate(runs, value, by)
-    rows = []
-    for gkey, group in runs.groupby(by, sort=False, dropna=False):
+    _validate(runs, value, ["method", *by, *PAIR_KEYS])
+    rows, tested_groups = [], set()
+    for where, m, base, a, b in comparison_pairs(runs, baselines, by):
+        x, y, paired = aligned_samples(a, b, value)
+        common = {"method": m, "baseline": base, **where}
+        if paired:
+            samples = [("paired", f"differences {m} - {base}", x - y)]
+        else:
+            samples = [("welch", f"group {m}", x), ("welch", f"group {base}", y)]
+            tested_groups |= {(m, *where.values()), (base, *where.values())}
+        for test, quantity, sample in samples:
+            ks, p = _lilliefors(sample)
+            rows.append({**common, "test": test, "tested": quantity, "n": len(sample), "ks_stat": ks, "p": p})
+    for gkey, group in runs.groupby(["method", *by], sort=False, dropna=False):
         gkey = gkey if isinstance(gkey, tuple) else (gkey,)
-        x = group[value].to_numpy(float)
-        ks, p = np.nan, np.nan
-        if len(x) >= 4 and np.std(x) > 0:
-            ks, p = (float(v) for v in lilliefors(x, dist="norm"))
-        rows.append({**dict(zip(by, gkey)), "n": len(x), "ks_stat": ks, "p": p})
-    out = pd.DataFrame(rows, columns=[*by, "n", "ks_stat", "p"])
+        if gkey in tested_groups:
+            continue
+        ks, p = _lilliefors(group[value].to_numpy(float))
+        where = dict(zip(["method", *by], gkey))
+        rows.append({**where, "test": "none", "tested": f"group {gkey[0]}", "n": len(group), "ks_stat": ks, "p": p})
+    cols = list(dict.fromkeys(["method", "baseline", *by, *NORMALITY_COLUMNS]))
+    out = pd.DataFrame(rows, columns=cols)
     flag = pd.array([pd.NA] * len(out), dtype="boolean")
     ok = out["p"].notna().to_numpy()
     flag[ok] = out.loc[ok, "p"].to_numpy() >= 0.05
     out["normal_at_0.05"] = flag
-    ranks = {"method": _method_rank(out["method"], method_order)} if "method" in by else {}
-    keys = (["factor"] if "factor" in by else []) + [k for k in ["method", *by] if k != "factor"]
-    return _sort(out, list(dict.fromkeys(keys)), ranks)
+    ranks = {
+        "method": _method_rank(out["method"], method_order),
+        "baseline": {b: i for i, b in enumerate(baselines)},
+    }
+    keys = (["factor"] if "factor" in by else []) + [k for k in by if k != "factor"]
+    return _sort(out, [*keys, "baseline", "method"], ranks)
 
 
 # --------------------------------------------------------------------------- output
@@ -325,7 +420,7 @@ def write_stats(
     alpha = plan.alpha
     summary = summarize(runs, value=value, confidence=1 - alpha, method_order=method_order)
     comps = compare(runs, baselines=baselines, value=value, alpha=alpha, method_order=method_order)
-    norm = normality(runs, value=value, method_order=method_order)
+    norm = normality(runs, baselines=baselines, value=value, method_order=method_order)
     paths = {
         "summary": out_dir / "summary.csv",
         "comparisons": out_dir / "comparisons.csv",
@@ -336,8 +431,8 @@ def write_stats(
     write_csv(paths["comparisons"], comps)
     write_csv(paths["normality"], norm)
 
-    level = f"{100 * (1 - alpha):g} %"
-    n_family = int(comps["p"].notna().sum())
+    level = level_label(1 - alpha)
+    m = family_size(comps)
     md = "\n".join(
         [
             f"# Statistics of `{value}`",
@@ -347,22 +442,24 @@ def write_stats(
             f"All runs per group: mean, sd (ddof=1) and {level} t-interval of the mean; "
             "min/max are descriptive only (no best-of-N).",
             "",
-            to_markdown(summary),
+            to_markdown(summary.drop(columns="ci_level")),
             "",
             "## Comparisons with baselines",
             "",
             "Welch's t-test (unequal variances) on independent runs; paired t-test only where "
             "both methods ran on the same (seed, subsample) pairs (column `test`). "
-            f"diff = method − baseline with {level} CI; p_holm: Holm correction over all "
-            f"{n_family} comparisons in this table, reject at α = {alpha:g}; "
+            f"diff = method − baseline. {intervals_text(alpha, m)} "
             "hedges_g: bias-corrected standardized difference (pooled sd; d_z for paired).",
             "",
             to_markdown(comps) if len(comps) else "_No baseline present: no comparisons._",
             "",
             "## Normality",
             "",
-            "Lilliefors test (Kolmogorov–Smirnov with estimated mean and sd) per group, n >= 4; "
-            "normal_at_0.05 = normality not rejected at 0.05.",
+            "Lilliefors test (Kolmogorov–Smirnov with estimated mean and sd, n >= 4) of what each "
+            "comparison's t-test assumes normal: the per-pair differences for a paired test, each "
+            "group for a Welch test (column `tested`). Rows with test `none`: a group no Welch test "
+            "uses, checked for its own distribution (the paper's claim); no test here assumes it. "
+            "normal_at_0.05 = normality not rejected at 0.05, weak evidence with few runs.",
             "",
             to_markdown(norm, formats={"ks_stat": "{:.3f}"}),
             "",
@@ -372,3 +469,17 @@ def write_stats(
     with atomic_path(paths["markdown"]) as tmp:
         tmp.write_text(md, encoding="utf-8")
     return paths
+
+
+def intervals_text(alpha: float, m: int) -> str:
+    """What the comparison tables' intervals and p-values are (stats.md, controls.md)."""
+    simultaneous = level_label(1 - alpha / max(m, 1))
+    return (
+        f"p_holm: Holm over the {m} tests with a p-value in this table (the family), reject at "
+        f"α = {alpha:g}. diff_ci_low/high: the unadjusted {level_label(1 - alpha)} interval of each "
+        f"comparison alone (it matches the raw p). diff_sci_low/high: simultaneous {simultaneous} "
+        f"(Bonferroni, 1 − α/m) intervals; all {m} cover their true differences together with "
+        f"probability ≥ {level_label(1 - alpha)}. Read reject_holm with these, not the unadjusted "
+        "ones: Holm has no interval of its own, and a simultaneous interval that excludes 0 "
+        "implies reject_holm, not the reverse."
+    )

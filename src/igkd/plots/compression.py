@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from matplotlib.ticker import FuncFormatter
 
+from igkd.analysis.stats import level_label
 from igkd.plots import save_figure
 
 FACTOR_LABEL = "compression factor (params of this run's teacher / student params)"
@@ -20,7 +21,7 @@ FACTOR_LABEL = "compression factor (params of this run's teacher / student param
 def fig_compression(
     summary: pd.DataFrame, teacher_acc: float, methods, pdf: str, png: str, timing: pd.DataFrame | None = None
 ) -> None:
-    """Test accuracy (mean with 95 % CI, relative to the teacher) vs compression factor; with
+    """Test accuracy (mean with the summary's ci_level CI, relative to the teacher) vs compression factor; with
     a timing table, a second panel: teacher latency / student latency per batch size."""
     fig, axes = plt.subplots(
         1, 1 if timing is None else 2, figsize=(6.4 if timing is None else 11.5, 4.2), squeeze=False
@@ -37,7 +38,7 @@ def fig_compression(
     ax.set_xscale("log")
     ax.set_xlabel(FACTOR_LABEL)
     ax.set_ylabel("test accuracy relative to teacher")
-    ax.set_title("Accuracy vs compression (mean, 95 % CI)")
+    ax.set_title(f"Accuracy vs compression (mean, {level_label(summary['ci_level'].iloc[0])} CI)")
     ax.legend(fontsize=7, ncol=2)
     ax.grid(alpha=0.3, which="both")
     if timing is not None:

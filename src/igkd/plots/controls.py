@@ -1,5 +1,6 @@
-"""Controls next to the methods they control for: mean test accuracy with 95 % CI per method,
-and, beside it, the three levels of teacher information for KD and for IG.
+"""Controls next to the methods they control for: mean test accuracy with its t-interval per
+method, at the level the summary was computed at (its ci_level: 1 - stats.alpha), and,
+beside it, the three levels of teacher information for KD and for IG.
 
 Left: controls are drawn in another colour and marker, on a hatched band, and labelled
 '(control)', so no reader takes one for a method. Right: for each part, the aligned
@@ -15,6 +16,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.patches import Patch
 
+from igkd.analysis.stats import level_label
 from igkd.plots import save_figure
 from igkd.training.methods import INFORMATION_LEVELS, LEVEL_NAMES
 
@@ -27,7 +29,7 @@ LEVEL_OFFSET = 0.06  # horizontal offset between the parts' series, in levels
 
 
 def fig_controls(summary: pd.DataFrame, runs: pd.DataFrame, teacher_acc: float | None, pdf: str, png: str) -> None:
-    """One row per method (summary order, top down): runs as dots, mean with 95 % CI."""
+    """One row per method (summary order, top down): runs as dots, mean with its CI (summary's ci_level)."""
     n = len(summary)
     levels = level_series(summary)
     if levels:
@@ -63,7 +65,8 @@ def fig_controls(summary: pd.DataFrame, runs: pd.DataFrame, teacher_acc: float |
         margin = 0.05 * (min(high, 100) - max(low, 0)) + 0.1
         ax.set_xlim(max(low, 0) - margin, min(high, 100) + margin)
     ax.set_xlabel("test accuracy (%)" + (" (axis cut at 0-100 %; CI bars may run past it)" if clipped else ""))
-    ax.set_title(f"Controls at drop {drop} ({factor:.2f}x the teacher): mean, 95 % CI, dots = runs", fontsize=9)
+    level = level_label(first["ci_level"])
+    ax.set_title(f"Controls at drop {drop} ({factor:.2f}x the teacher): mean, {level} CI, dots = runs", fontsize=9)
     handles = [
         plt.Line2D([], [], ls="", color=METHOD_STYLE["color"], marker="o", label="method"),
         Patch(facecolor="white", edgecolor=CONTROL_STYLE["color"], hatch="///", label="control"),
@@ -105,6 +108,7 @@ def draw_levels(ax, levels: dict, summary: pd.DataFrame) -> None:
     )
     ax.set_xlim(-0.4, len(LEVEL_NAMES) - 0.6)
     ax.set_ylabel("test accuracy (%)")
-    ax.set_title("Teacher information: image, class, none", fontsize=9)
+    level = level_label(summary["ci_level"].iloc[0])
+    ax.set_title(f"Teacher information: image, class, none (mean, {level} CI)", fontsize=9)
     ax.legend(fontsize=7, loc="best")
     ax.grid(alpha=0.3, axis="y")

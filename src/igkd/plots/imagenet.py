@@ -1,5 +1,5 @@
 """External-set (ImageNet subset) accuracy bars: the teacher, then per compression factor one
-bar per method (mean over runs with its 95 % CI; a single run has no bar)."""
+bar per method (mean over runs with its 1 - stats.alpha CI; a single run has no bar)."""
 
 from __future__ import annotations
 
@@ -9,27 +9,32 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from igkd.analysis.stats import summarize
+from igkd.analysis.stats import level_label, summarize
 from igkd.io import InputError
 from igkd.plots import save_figure
 
 GROUP_WIDTH = 0.8  # share of a factor's slot the bars fill
 
 
-def external_summary(results: pd.DataFrame, methods: Sequence[str]) -> pd.DataFrame:
-    """Students' accuracy per method and drop: n, mean, sd, 95 % CI (igkd.analysis.stats.summarize)."""
+def external_summary(results: pd.DataFrame, methods: Sequence[str], confidence: float = 0.95) -> pd.DataFrame:
+    """Students' accuracy per method and drop: n, mean, sd, CI at `confidence` (igkd.analysis.stats.summarize)."""
     students = results[results["model"] == "student"]
     if students.empty:
         raise InputError("external results: no student rows")
-    return summarize(students, value="accuracy", by=("method", "drop", "factor"), method_order=methods)
+    return summarize(
+        students, value="accuracy", by=("method", "drop", "factor"), confidence=confidence, method_order=methods
+    )
 
 
-def fig_imagenet(results: pd.DataFrame, methods: Sequence[str], title: str, pdf: str, png: str) -> None:
-    """Grouped bars: teacher first, then one group per compression factor, one bar per method."""
+def fig_imagenet(
+    results: pd.DataFrame, methods: Sequence[str], title: str, pdf: str, png: str, confidence: float = 0.95
+) -> None:
+    """Grouped bars: teacher first, then one group per compression factor, one bar per method
+    (error bars: t-interval at `confidence`, 1 - stats.alpha in the workflow)."""
     teacher = results[results["model"] == "teacher"]
     if len(teacher) != 1:
         raise InputError(f"external results: expected one teacher row, got {len(teacher)}")
-    summary = external_summary(results, methods)
+    summary = external_summary(results, methods, confidence)
     methods = [m for m in methods if (summary["method"] == m).any()]
     drops = summary.drop_duplicates("drop").sort_values("factor")
     width = GROUP_WIDTH / len(methods)
@@ -56,7 +61,7 @@ def fig_imagenet(results: pd.DataFrame, methods: Sequence[str], title: str, pdf:
     ax.set_ylabel("top-1 accuracy (%)")
     n = int(teacher["n"].iloc[0])
     runs = int(summary["n"].max())
-    ax.set_title(f"{title}\n{n} images; students: mean and 95 % CI over {runs} run(s)", fontsize=9)
+    ax.set_title(f"{title}\n{n} images; students: mean and {level_label(confidence)} CI over {runs} run(s)", fontsize=9)
     top = np.nanmax([results["accuracy"].max(), summary["ci_high"].max(), summary["mean"].max()])
     ax.set_ylim(0, min(105.0, top * 1.15 + 1))
     ax.grid(alpha=0.3, axis="y")

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.ticker import FuncFormatter
 
+from igkd.analysis.stats import level_label
 from igkd.io import InputError
 from igkd.plots import save_figure
 
@@ -25,7 +26,7 @@ LABELLED_MINOR = {2, 5}  # minor log ticks that get a label (2, 5, 20, 50, ...)
 def fig_latency(
     summary: pd.DataFrame, timing: pd.DataFrame, teacher_acc: float, methods: Sequence[str], pdf: str, png: str
 ) -> None:
-    """Mean test accuracy (95 % CI) vs median latency (quartile bars) of teacher and students."""
+    """Mean test accuracy (CI at the summary's ci_level) vs median latency (quartile bars) of teacher and students."""
     batches = sorted(timing["batch"].unique())
     students = timing[timing["model"] == "student"]
     teacher = timing[timing["model"] == "teacher"].set_index("batch")
@@ -85,7 +86,7 @@ def fig_latency(
     first = timing.iloc[0]
     fig.suptitle(
         f"Accuracy vs model-only latency ({first['device']}, {first['threads']} thread(s)); "
-        f"students: mean and 95 % CI over runs, latency bars: quartiles",
+        f"students: mean and {level_label(summary['ci_level'].iloc[0])} CI over runs, latency bars: quartiles",
         fontsize=9,
     )
     fig.tight_layout(rect=(0, 0.1, 1, 1))

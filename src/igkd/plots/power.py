@@ -1,6 +1,10 @@
-"""Runs needed against the difference to detect, per comparison (stats/power.csv): how far
-the runs at hand are from settling each comparison, and how the cost grows as the
-difference shrinks (runs ~ 1/diff², hence the log axis)."""
+"""Runs needed against the difference to detect, per test kind of a family (stats/power.csv):
+how far the runs at hand are from settling a difference, and how the cost grows as the
+difference shrinks (runs ~ 1/diff², hence the log axis).
+
+Every comparison of one kind (welch or paired) in a family is planned from the same pooled
+sd, so each kind is one curve at that sd (solid) and one at its one-sided upper confidence
+bound (dashed), with the band between: a plan from few degrees of freedom shows as a wide band."""
 
 from __future__ import annotations
 
@@ -11,11 +15,12 @@ import numpy as np
 import pandas as pd
 
 from igkd.analysis.power import runs_needed_curve
+from igkd.analysis.stats import level_label
 from igkd.io import InputError
 from igkd.plots import save_figure
 
 CURVE_POINTS = 60
-BASELINE_STYLES = ("-", "--", ":", "-.")
+KIND_COLOURS = {"welch": "C0", "paired": "C3"}
 NEEDED = (
     "family",
     "method",
@@ -23,7 +28,10 @@ NEEDED = (
     "drop",
     "test",
     "n_method",
-    "sd",
+    "sd_pooled",
+    "sd_df",
+    "sd_upper",
+    "sd_upper_level",
     "alpha_holm",
     "power",
     "target_diff",
@@ -31,25 +39,41 @@ NEEDED = (
 )
 
 
+def _usable(value) -> bool:
+    return isinstance(value, float) and math.isfinite(value) and value > 0
+
+
 def _panel(ax, rows: pd.DataFrame, diffs: np.ndarray, title: str) -> list[str]:
-    """One line per comparison; returns the comparisons left out and why."""
-    methods = list(dict.fromkeys(rows["method"]))
-    baselines = list(dict.fromkeys(rows["baseline"]))
+    """Per test kind: the runs needed at the pooled sd and at its upper bound; returns the
+    comparisons left out (no pooled sd) and why."""
     skipped = []
-    for row in rows.to_dict("records"):
-        name = f"{row['method']} vs {row['baseline']}"
-        if not (isinstance(row["sd"], float) and math.isfinite(row["sd"]) and row["sd"] > 0):
-            skipped.append(f"{name} ({row['note']})")
+    level = level_label(float(rows["sd_upper_level"].iloc[0]))
+    for kind, these in rows.groupby("test", sort=False):
+        first = these.iloc[0]
+        sd, upper = float(first["sd_pooled"]), float(first["sd_upper"])
+        if not _usable(sd):
+            skipped += [f"{r['method']} vs {r['baseline']} ({r['note']})" for r in these.to_dict("records")]
             continue
-        needed = runs_needed_curve(row["sd"], diffs, row["alpha_holm"], row["power"], row["test"] == "paired")
+        paired, colour = kind == "paired", KIND_COLOURS.get(kind, "C2")
+        needed = runs_needed_curve(sd, diffs, first["alpha_holm"], first["power"], paired)
+        at_upper = runs_needed_curve(upper, diffs, first["alpha_holm"], first["power"], paired)
+        what = "per-pair differences" if paired else "within-method runs"
         ax.plot(
             diffs,
             needed,
-            color=f"C{methods.index(row['method']) % 10}",
-            ls=BASELINE_STYLES[baselines.index(row["baseline"]) % len(BASELINE_STYLES)],
-            lw=1.3,
-            label=f"{name} ({row['test']}, sd {row['sd']:.2g})",
+            color=colour,
+            lw=1.5,
+            label=f"{kind}, {len(these)} comparison(s): pooled sd of {what} {sd:.2g}",
         )
+        ax.plot(
+            diffs,
+            at_upper,
+            color=colour,
+            lw=1.2,
+            ls="--",
+            label=f"{kind}: at its {level} upper bound {upper:.2g} (df {int(first['sd_df'])})",
+        )
+        ax.fill_between(diffs, needed, at_upper, color=colour, alpha=0.12, lw=0)
     ax.axhline(int(rows["n_method"].min()), color="0.4", ls=":", lw=1)
     ax.text(diffs[-1], int(rows["n_method"].min()), " runs now", va="bottom", ha="right", fontsize=7.5, color="0.3")
     ax.axvline(float(rows["target_diff"].iloc[0]), color="0.6", lw=0.8)
@@ -59,7 +83,7 @@ def _panel(ax, rows: pd.DataFrame, diffs: np.ndarray, title: str) -> list[str]:
     ax.set_title(f"{title}: α/m = {float(rows['alpha_holm'].iloc[0]):.2g}", fontsize=9)
     ax.grid(True, which="both", alpha=0.25)
     if ax.get_legend_handles_labels()[0]:  # below the panel: the curves fill its top right
-        ax.legend(fontsize=6.5, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)
+        ax.legend(fontsize=6.5, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=1, frameon=False)
     return skipped
 
 
@@ -88,8 +112,11 @@ def fig_power(table: pd.DataFrame, family: str | None, drop: int | None, max_dif
         skipped += _panel(ax, rows, diffs, title)
     alpha = first["alpha_holm"].iloc[0]
     power = first["power"].iloc[0]
+    level = level_label(float(first["sd_upper_level"].iloc[0]))
     fig.suptitle(
-        f"Runs per group for {100 * power:g} % power, two-sided at Holm's strictest α/m = {alpha:.2g}", fontsize=10
+        f"Runs per group for {100 * power:g} % power, two-sided at Holm's strictest α/m = {alpha:.2g}\n"
+        f"solid: sd pooled over the family; dashed: its one-sided {level} upper confidence bound",
+        fontsize=10,
     )
     if skipped:
         fig.text(0.01, 0.0, "not drawn: " + "; ".join(skipped), fontsize=7, wrap=True, va="top")
