@@ -1,8 +1,8 @@
 """The CUDA path end to end in a few minutes, with the numbers to size a GPU run by.
 
 Runs igkd's own stage functions (not copies) on one device:
-1. teacher: one epoch of igkd.training.teacher.train_teacher (SGD, warm-up + cosine, bf16 autocast
-   on CUDA, channels-last);
+1. teacher: one epoch of igkd.training.teacher.train_teacher (SGD, warm-up + cosine, channels-last,
+   at `--precision`: fp32 as config.yaml's runtime.precision, or bf16 / fp16 / auto);
 2. precompute: igkd.attribution.precompute.precompute of IG maps for `--ig-images` images;
 3. students: igkd.training.student.distill_student per drop (KD_IG_AT: every loss and the overlay,
    so the AT teacher forward runs too), two epochs, the second timed (steady state);
@@ -41,6 +41,7 @@ from _common import format_table, machine_line, setup, sync
 from igkd.attribution.precompute import AttributionJob, Precomputed, precompute
 from igkd.config import validate_config
 from igkd.data.store import Splits, with_val_split
+from igkd.devices import PRECISIONS, resolve_precision
 from igkd.experiments import StudentRecipe, StudentRun
 from igkd.runtime import Runtime
 from igkd.training.augment import InputNorm
@@ -164,7 +165,7 @@ def student_settings(size: dict) -> StudentRecipe:
     return StudentRecipe.from_config(cfg)
 
 
-def student_epoch(splits, pre, teacher, drop, size, device, threads) -> float:
+def student_epoch(splits, pre, teacher, drop, size, device, threads, precision) -> float:
     """Seconds of the last of STUDENT_EPOCHS student epochs (training steps; the first epoch
     pays the one-off costs: CUDA context, cuDNN algorithm search, allocator growth)."""
     trained = TrainedTeacher(teacher, InputNorm(tuple(MEAN), tuple(STD)), "benchmark", 0)
@@ -173,12 +174,12 @@ def student_epoch(splits, pre, teacher, drop, size, device, threads) -> float:
         StudentRun(METHOD, drop, 1.0, 0, student_settings(size)),
         trained,
         pre,
-        Runtime(device, threads, log=lambda m: None),
+        Runtime(device, threads, log=lambda m: None, precision=precision),
     )
     return float(result.history[-1]["seconds"])
 
 
-def run_stages(size: dict, device: str, threads: int, workdir: Path) -> list[dict]:
+def run_stages(size: dict, device: str, threads: int, workdir: Path, precision: str) -> list[dict]:
     rows = []
     splits = random_splits(size["images"], size["test_images"], size["image_size"])
     n = len(splits.train_labels)
@@ -189,7 +190,7 @@ def run_stages(size: dict, device: str, threads: int, workdir: Path) -> list[dic
         reset_peak(device)
         sync(device)
         began = time.perf_counter()
-        runtime = Runtime(device, threads, log=lambda m: None)
+        runtime = Runtime(device, threads, log=lambda m: None, precision=precision)
         teacher, _ = fit_teacher(splits, teacher_cfg, InputNorm(tuple(MEAN), tuple(STD)), runtime)
         sync(device)
         seconds = time.perf_counter() - began
@@ -239,7 +240,7 @@ def run_stages(size: dict, device: str, threads: int, workdir: Path) -> list[dic
     for drop in size["drops"]:
         with GpuSampler(device) as gpu:
             reset_peak(device)
-            seconds = student_epoch(splits, pre, teacher, drop, size, device, threads)
+            seconds = student_epoch(splits, pre, teacher, drop, size, device, threads, precision)
         rows.append(
             {
                 "stage": f"student epoch drop {drop} ({METHOD})",
@@ -254,7 +255,7 @@ def run_stages(size: dict, device: str, threads: int, workdir: Path) -> list[dic
     return rows
 
 
-def run_sharing(size: dict, device: str, threads: int, workdir: Path, tiny: bool) -> list[dict]:
+def run_sharing(size: dict, device: str, threads: int, workdir: Path, tiny: bool, precision: str) -> list[dict]:
     """k student processes at once on the device: aggregate images/s and peak memory per process."""
     rows = []
     drop = SHARING_DROP if SHARING_DROP in size["drops"] else size["drops"][0]
@@ -271,6 +272,8 @@ def run_sharing(size: dict, device: str, threads: int, workdir: Path, tiny: bool
             str(threads),
             "--drop",
             str(drop),
+            "--precision",
+            precision,
         ] + (["--tiny"] if tiny else [])
         with GpuSampler(device) as gpu:
             began = time.perf_counter()
@@ -306,7 +309,8 @@ def worker(args, size: dict) -> None:
     teacher.load_state_dict(torch.load(args.worker, map_location="cpu", weights_only=True))
     pre = random_precompute(len(splits.train_labels), size["image_size"])
     reset_peak(device)
-    seconds = student_epoch(splits, pre, teacher, args.drop, size, device, args.threads)
+    precision = resolve_precision(args.precision, device)
+    seconds = student_epoch(splits, pre, teacher, args.drop, size, device, args.threads, precision)
     print(json.dumps({"seconds": seconds, "peak_alloc_mb": peak_allocated_mb(device)}), flush=True)
 
 
@@ -316,6 +320,9 @@ def main(argv=None) -> None:
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--tiny", action="store_true", help="seconds-long sizes (CPU smoke test)")
     parser.add_argument("--out", help="also write the table rows as JSON here")
+    parser.add_argument(
+        "--precision", default="fp32", choices=PRECISIONS, help="training precision (runtime.precision; default fp32)"
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)  # internal: teacher.pt of a sharing worker
     parser.add_argument("--drop", type=int, default=SHARING_DROP, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -324,8 +331,9 @@ def main(argv=None) -> None:
         worker(args, size)
         return
     device = setup(args.threads, args.device)
+    precision = resolve_precision(args.precision, device)
     began = time.time()
-    print(machine_line(device, args.threads), flush=True)
+    print(f"{machine_line(device, args.threads)}; training precision {precision}", flush=True)
     if device.startswith("cuda"):
         print(
             f"CUDA {torch.version.cuda}, capability {torch.cuda.get_device_capability()}, "
@@ -333,8 +341,8 @@ def main(argv=None) -> None:
             flush=True,
         )
     with tempfile.TemporaryDirectory() as tmp:
-        rows = run_stages(size, device, args.threads, Path(tmp))
-        rows += run_sharing(size, device, args.threads, Path(tmp), args.tiny)
+        rows = run_stages(size, device, args.threads, Path(tmp), precision)
+        rows += run_sharing(size, device, args.threads, Path(tmp), args.tiny, precision)
     columns = ["stage", "jobs", "images", "seconds", "images/s", "peak_alloc_mb", "gpu_util_%", "gpu_used_mb"]
     print(format_table(rows, columns))
     print(

@@ -6,7 +6,7 @@ One step as igkd's training loop runs it (igkd.training.student / igkd.training.
   for the teacher);
 - model: forward, losses (igkd.training.distiller.Distiller for students: CE, KD, AT with the frozen
   teacher's forward), backward and optimiser step (Adam for students, SGD + Nesterov for
-  the teacher), under igkd.training.amp's mixed precision (CUDA only), with igkd.training.allocator's
+  the teacher), at `--precision` (igkd.training.amp; default fp32), with igkd.training.allocator's
   setting as in fit().
 Times are medians over the timed steps after warm-up; on CUDA each part is synchronised.
 Inputs are random uint8 images (CIFAR-shaped) with random maps and logits: step time does
@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from _common import PeakMemory, format_table, machine_line, setup, sync
 
+from igkd.devices import PRECISIONS
 from igkd.models import at_block, build_student, build_teacher, n_params
 from igkd.training.allocator import reuse_freed_memory
 from igkd.training.amp import MixedPrecision
@@ -81,11 +82,12 @@ def student_case(method_name: str, drop: int, args, data, device: str, teacher, 
 
     def model_part(batch):
         x01, y, teacher_logits = batch
-        with amp.autocast():
-            _, losses = distiller(x01, y, teacher_logits)
-            loss = sum(losses.values())
-        optimizer.zero_grad(set_to_none=True)
-        amp.backward_step(loss, optimizer)
+        with amp.scope():
+            with amp.autocast():
+                _, losses = distiller(x01, y, teacher_logits)
+                loss = sum(losses.values())
+            optimizer.zero_grad(set_to_none=True)
+            amp.backward_step(loss, optimizer)
 
     label = f"student drop {drop} ({n_params(student):,} params), {method_name}"
     return label, args.student_batch, data_part, model_part
@@ -103,10 +105,11 @@ def teacher_case(args, data, device: str, amp):
 
     def model_part(batch):
         x, y = batch
-        with amp.autocast():
-            loss = F.cross_entropy(model(x), y)
-        optimizer.zero_grad(set_to_none=True)
-        amp.backward_step(loss, optimizer)
+        with amp.scope():
+            with amp.autocast():
+                loss = F.cross_entropy(model(x), y)
+            optimizer.zero_grad(set_to_none=True)
+            amp.backward_step(loss, optimizer)
 
     return f"teacher ({n_params(model):,} params), CE", args.teacher_batch, data_part, model_part
 
@@ -154,11 +157,14 @@ def main() -> None:
     parser.add_argument("--no-channels-last", dest="channels_last", action="store_false")
     parser.add_argument("--device", default="auto")
     parser.add_argument(
+        "--precision", default="fp32", choices=PRECISIONS, help="training precision (runtime.precision; default fp32)"
+    )
+    parser.add_argument(
         "--default-allocator", action="store_true", help="skip igkd.training.allocator (to measure its effect)"
     )
     args = parser.parse_args()
     device = setup(args.threads, args.device)
-    amp = MixedPrecision(device)
+    amp = MixedPrecision(device, args.precision)
     if not args.default_allocator:
         reuse_freed_memory()  # as igkd.training.loop.fit does
     rng = np.random.default_rng(0)
@@ -172,7 +178,7 @@ def main() -> None:
     print(machine_line(device, args.threads))
     print(
         f"{args.size}x{args.size} random images, {args.rows} rows in memory, channels_last {args.channels_last}, "
-        f"mixed precision {amp.name}, igkd.training.allocator {'off' if args.default_allocator else 'on'}; "
+        f"precision {amp.name}, igkd.training.allocator {'off' if args.default_allocator else 'on'}; "
         f"median of {args.steps} steps after {args.warmup} warm-up"
     )
     teacher = build_teacher(10, 1.0).use_channels_last(args.channels_last).to(device).eval()  # AT's frozen teacher

@@ -69,6 +69,26 @@ def test_defaults_are_filled(full):
     assert validate_config(full)["students"]["kd"] == {"alpha": 0.01, "temperature": 2.5}
 
 
+def test_precision_teacher_exclude_val_and_mixed_conditions_are_settings(full):
+    """Issue 24: runtime.precision (default fp32, the paper's), teacher.exclude_val (default
+    false, the paper's teacher saw every training row; the schema used to refuse the key the
+    teacher stage reads) and stats.allow_mixed_conditions (default false)."""
+    from igkd.identity import teacher_params
+
+    for section, key in (("runtime", "precision"), ("teacher", "exclude_val"), ("stats", "allow_mixed_conditions")):
+        full[section].pop(key, None)
+    cfg = validate_config(copy.deepcopy(full))
+    assert cfg["runtime"]["precision"] == "fp32" and cfg["teacher"]["exclude_val"] is False
+    assert cfg["stats"]["allow_mixed_conditions"] is False
+    full["teacher"]["exclude_val"] = True
+    full["runtime"]["precision"] = "auto"
+    cfg = validate_config(full)
+    assert cfg["teacher"]["exclude_val"] is True and teacher_params(cfg["teacher"])["exclude_val"] is True
+    full["runtime"]["precision"] = "tf32"
+    with pytest.raises(InputError, match=r"runtime.precision: 'tf32' is not one of \['fp32', 'bf16', 'fp16', 'auto'\]"):
+        validate_config(full)
+
+
 @pytest.mark.parametrize(
     "path, value, message",
     [

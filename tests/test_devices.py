@@ -295,11 +295,11 @@ def test_auto_falls_back_to_cpu_on_an_unsupported_gpu_and_cuda_fails_cleanly(tmp
         claim_device(DeviceRequest("cuda", lock_dir=str(tmp_path)))
 
 
-def test_bf16_only_where_the_gpu_has_it_natively(monkeypatch):
+def test_auto_precision_is_bf16_only_where_the_gpu_has_it_natively(monkeypatch):
     from igkd.training.amp import MixedPrecision
 
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: including_emulation)
-    amp = MixedPrecision("cuda")  # a T4: bf16 only by emulation
+    amp = MixedPrecision("cuda", "auto")  # a T4: bf16 only by emulation
     assert (amp.dtype, amp.name) == (torch.float16, "fp16")
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
-    assert MixedPrecision("cuda:1").name == "bf16"  # an A100 or newer
+    assert MixedPrecision("cuda:1", "auto").name == "bf16"  # an A100 or newer

@@ -227,6 +227,7 @@ def write_point(tmp_path, sweep, values, run, val_acc, **extra):
         "n_val": 10,
         "epochs": 3,
         "val_acc": val_acc,
+        "environment": {"device": "cpu", "device_type": "cpu", "precision": "fp32", "threads": 1},
         **values,
         **extra,
     }

@@ -285,13 +285,13 @@ def test_checkpoint_of_another_device_or_precision_is_not_continued(tmp_path):
     checkpoint = tmp_path / "checkpoint.pt"
     _tiny_fit(checkpoint, "t", 2, lambda m: None)
     state = torch.load(checkpoint, weights_only=True)
-    assert (state["device_type"], state["precision"], state["cuda_rng"]) == ("cpu", "off", None)
+    assert (state["device_type"], state["precision"], state["cuda_rng"]) == ("cpu", "fp32", None)
     save_torch(checkpoint, {**state, "device_type": "cuda", "precision": "bf16"})  # as a GPU run writes it
     messages = []
     history, _ = _tiny_fit(checkpoint, "t", 3, messages.append)
     assert (
         f"ignoring checkpoint {checkpoint}: written on cuda with precision bf16, this run is on cpu with "
-        "precision off; starting fresh"
+        "precision fp32; starting fresh"
     ) in messages
     assert history == fresh and not any("resumed" in m for m in messages)
 

@@ -33,6 +33,7 @@ import torch
 
 from igkd.io import InputError
 
+PRECISIONS = ("fp32", "bf16", "fp16", "auto")  # runtime.precision (igkd.training.amp says what each means)
 POLL_S = 1.0  # how often a waiting job tries the locks again
 WAIT_LOG_EVERY_S = 60.0  # how often a waiting job says so
 
@@ -103,6 +104,29 @@ def pick_device(requested: str = "auto", log: Callable[[str], None] | None = Non
         if problem is not None:
             raise InputError(f"runtime.device: {requested}: {problem}")
     return requested
+
+
+def resolve_precision(setting: str, device: str | torch.device) -> str:
+    """The precision a job on `device` trains in ('fp32', 'bf16' or 'fp16') for the
+    runtime.precision `setting`; an InputError where the device cannot honour it (here,
+    beside the device claim, so every job start resolves it without importing training code)."""
+    if setting not in PRECISIONS:
+        raise InputError(f"runtime.precision: {setting!r}; expected one of {list(PRECISIONS)}")
+    kind = torch.device(device).type
+    if setting == "fp32" or (setting == "auto" and kind != "cuda"):
+        return "fp32"
+    if kind != "cuda":
+        raise InputError(
+            f"runtime.precision: {setting} trains under CUDA autocast, but this job runs on {kind}; "
+            f"use fp32 (or auto: mixed precision on a GPU, fp32 elsewhere)"
+        )
+    if setting == "auto":
+        # native bf16 only (Ampere and newer): on older GPUs (T4, sm_75) bf16 is emulated and
+        # slow, and fp16 with a loss scaler is the fast path
+        return "bf16" if torch.cuda.is_bf16_supported(including_emulation=False) else "fp16"
+    if setting == "bf16" and not torch.cuda.is_bf16_supported(including_emulation=True):
+        raise InputError(f"runtime.precision: bf16: {torch.device(device)} cannot compute in bfloat16; use fp16, fp32")
+    return setting
 
 
 def unsupported_gpu(index: int = 0) -> str | None:

@@ -28,9 +28,10 @@ class Runtime:
     channels_last: bool = True
     log: Callable[[str], None] = _to_stderr
     claim: Any = None  # the job's DeviceClaim: holds its GPU slot for as long as the job runs
+    precision: str = "fp32"  # the training precision on this device: fp32 | bf16 | fp16 (igkd.training.amp)
 
 
-DEFAULT_RUNTIME = Runtime()  # CPU, one thread, log to stderr: for calls outside a workflow job
+DEFAULT_RUNTIME = Runtime()  # CPU, one thread, float32, log to stderr: for calls outside a workflow job
 
 
 def as_paths(entry) -> list[str]:
@@ -39,18 +40,23 @@ def as_paths(entry) -> list[str]:
     return [str(entry)] if isinstance(entry, (str, bytes)) else [str(path) for path in entry]
 
 
-def start_job(snakemake, *, whole_gpu: bool, stage: str = "training") -> Runtime:
-    """Log to the rule's log, claim the job's device (a GPU slot on CUDA, igkd.devices) and
-    set torch's threads: the first lines of every script that trains or runs a model."""
+def start_job(snakemake, *, whole_gpu: bool, stage: str = "training", precision: str = "fp32") -> Runtime:
+    """Log to the rule's log, claim the job's device (a GPU slot on CUDA, igkd.devices), set
+    torch's threads: the first lines of every script that trains or runs a model. A training
+    script passes `precision`, the runtime.precision its rule carries in its params (a
+    change retrains it), resolved here on the claimed device (an InputError where the
+    device cannot honour it); every other stage runs in float32."""
     import torch
 
-    from igkd.devices import DeviceRequest, claim_device
+    from igkd.devices import DeviceRequest, claim_device, resolve_precision
 
     log = log_to(snakemake.log[0])
-    claim = claim_device(DeviceRequest.from_runtime(snakemake.config["runtime"], whole_gpu=whole_gpu, stage=stage), log)
+    settings = snakemake.config["runtime"]
+    claim = claim_device(DeviceRequest.from_runtime(settings, whole_gpu=whole_gpu, stage=stage), log)
     torch.set_num_threads(snakemake.threads)
-    channels_last = bool(getattr(snakemake.params, "channels_last", snakemake.config["runtime"]["channels_last"]))
-    return Runtime(claim.device, snakemake.threads, channels_last, log, claim)
+    channels_last = bool(getattr(snakemake.params, "channels_last", settings["channels_last"]))
+    resolved = resolve_precision(precision, claim.device)
+    return Runtime(claim.device, snakemake.threads, channels_last, log, claim, resolved)
 
 
 def log_to(path: str | None):

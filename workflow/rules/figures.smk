@@ -135,6 +135,7 @@ rule fig_mc_hist:
         methods=experiment_methods(FIGURES["mc_hist"]["experiment"]),
         drop=FIGURES["mc_hist"]["drop"],
         bins=FIGURES["mc_hist"]["bins"],
+        allow_mixed_conditions=config["stats"]["allow_mixed_conditions"],
         code=code_fingerprint("fig_mc_hist"),
     script:
         "../scripts/fig_mc_hist.py"

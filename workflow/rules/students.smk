@@ -28,6 +28,7 @@ rule distill_student:
         run=lambda wc: student_run(wc).params(),
         teacher_width=config["teacher"]["width"],
         device=config["runtime"]["device"],
+        precision=config["runtime"]["precision"],
         code=code_fingerprint("distill_student"),
     script:
         "../scripts/distill_student.py"

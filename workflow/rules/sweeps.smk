@@ -34,6 +34,7 @@ rule train_sweep_point:
         sweeps=sweep_settings,
         teacher_width=config["teacher"]["width"],
         device=config["runtime"]["device"],
+        precision=config["runtime"]["precision"],
         code=code_fingerprint("train_sweep"),
     script:
         "../scripts/train_sweep.py"
@@ -104,6 +105,7 @@ rule collect_sweep:
     conda:
         "../../envs/analysis.yaml"
     params:
+        allow_mixed_conditions=config["stats"]["allow_mixed_conditions"],
         code=code_fingerprint("collect_sweep"),
     script:
         "../scripts/collect_sweep.py"

@@ -26,6 +26,7 @@ rule train_teacher:
     params:
         teacher=teacher_params(config["teacher"]),
         device=config["runtime"]["device"],
+        precision=config["runtime"]["precision"],
         code=code_fingerprint("train_teacher"),
     script:
         "../scripts/train_teacher.py"

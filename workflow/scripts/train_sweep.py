@@ -6,7 +6,8 @@ from igkd.runtime import as_paths, start_job
 from igkd.training.sweep import SweepJob, train_points
 from igkd.training.teacher import load_trained_teacher
 
-runtime = start_job(snakemake, whole_gpu=False)  # holds the job's GPU slot until it ends
+# holds the job's GPU slot until it ends; trains at runtime.precision (a rule param: a change retrains)
+runtime = start_job(snakemake, whole_gpu=False, precision=snakemake.params.precision)
 p = snakemake.params
 splits = read_data_h5(snakemake.input.data)
 teacher = load_trained_teacher(

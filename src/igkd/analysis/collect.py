@@ -1,5 +1,9 @@
 """Student metrics.json files -> one runs table and the mean accuracy per method and factor
-(tables/method_means.csv; the statistics with intervals are igkd.analysis.stats' stats/summary.csv)."""
+(tables/method_means.csv; the statistics with intervals are igkd.analysis.stats' stats/summary.csv).
+
+Each row records the conditions the run trained under (device type, precision, threads:
+igkd.analysis.conditions), so a table never hides that it holds CPU float32 and GPU bf16
+runs; the mean table keeps such runs in separate rows."""
 
 from __future__ import annotations
 
@@ -8,6 +12,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from igkd.analysis.conditions import COLUMNS as CONDITION_COLUMNS
+from igkd.analysis.conditions import POOLED, run_conditions
 from igkd.io import InputError, read_json
 
 RUN_COLUMNS = [
@@ -29,15 +35,17 @@ RUN_COLUMNS = [
 
 
 def runs_table(metric_paths: Iterable[str], teacher_acc: float) -> pd.DataFrame:
-    """One row per run, with accuracy relative to the teacher; sorted for stable output."""
+    """One row per run, with the conditions it trained under (device type, precision,
+    threads) and accuracy relative to the teacher; sorted for stable output (no clock time:
+    reruns on one machine write the same bytes)."""
     rows = []
     for path in metric_paths:
         metrics = read_json(path)
         missing = [c for c in RUN_COLUMNS if c not in metrics]
         if missing:
             raise InputError(f"{path}: missing keys {missing}")
-        rows.append({c: metrics[c] for c in RUN_COLUMNS})
-    frame = pd.DataFrame(rows, columns=RUN_COLUMNS)
+        rows.append({**{c: metrics[c] for c in RUN_COLUMNS}, **run_conditions(metrics, path)})
+    frame = pd.DataFrame(rows, columns=[*RUN_COLUMNS, *CONDITION_COLUMNS])
     frame["rel_acc"] = frame["test_acc"] / teacher_acc
     return frame.sort_values(["drop", "method", "run"], kind="stable").reset_index(drop=True)
 
@@ -80,9 +88,10 @@ def run_costs(runtime_paths: Iterable[str]) -> pd.DataFrame:
 
 
 def method_means(runs: pd.DataFrame, method_order: Sequence[str] | None = None) -> pd.DataFrame:
-    """Mean, sd and n of test accuracy per method and compression factor."""
-    grouped = runs.groupby(["method", "drop", "factor"], sort=False)["test_acc"]
+    """Mean, sd and n of test accuracy per method and compression factor, and per device
+    type and precision: runs trained under different ones are never averaged together."""
+    grouped = runs.groupby(["method", "drop", "factor", *POOLED], sort=False)["test_acc"]
     out = grouped.agg(mean="mean", sd="std", n="count").reset_index()
     order = {m: i for i, m in enumerate(method_order or sorted(out["method"].unique()))}
     out["_rank"] = out["method"].map(lambda m: order.get(m, len(order)))
-    return out.sort_values(["factor", "_rank", "method"]).drop(columns="_rank").reset_index(drop=True)
+    return out.sort_values(["factor", "_rank", "method", *POOLED]).drop(columns="_rank").reset_index(drop=True)

@@ -12,6 +12,8 @@ from collections.abc import Iterable, Mapping
 
 import pandas as pd
 
+from igkd.analysis.conditions import COLUMNS as CONDITION_COLUMNS
+from igkd.analysis.conditions import run_conditions
 from igkd.io import InputError, read_json
 
 # sweep name -> the students-config keys it varies (as (section, key) paths) and the
@@ -64,7 +66,8 @@ def lookup_point(sweeps_cfg: Mapping, sweep: str, name: str) -> dict:
 
 
 def sweep_table(metric_paths: Iterable[str]) -> pd.DataFrame:
-    """One row per (grid point, run) from the points' metrics.json files."""
+    """One row per (grid point, run) from the points' metrics.json files, with the conditions
+    each trained under (device type, precision, threads: igkd.analysis.conditions)."""
     rows = []
     for path in metric_paths:
         metrics = read_json(path)
@@ -77,20 +80,20 @@ def sweep_table(metric_paths: Iterable[str]) -> pd.DataFrame:
             raise InputError(f"{path}: missing keys {missing}")
         if metrics["val_acc"] is None:
             raise InputError(f"{path}: val_acc is null; sweeps need a validation split (dataset.val_fraction > 0)")
-        rows.append({c: metrics[c] for c in needed})
+        rows.append({**{c: metrics[c] for c in needed}, **run_conditions(metrics, path)})
     if not rows:
         raise InputError("sweep table: no metrics files given")
     sweeps = {r["sweep"] for r in rows}
     if len(sweeps) != 1:
         raise InputError(f"sweep table: metrics of several sweeps mixed: {sorted(sweeps)}")
     keys = list(SWEEP_KEYS[sweeps.pop()])
-    frame = pd.DataFrame(rows, columns=[*TABLE_COLUMNS[:3], *keys, *TABLE_COLUMNS[3:]])
+    frame = pd.DataFrame(rows, columns=[*TABLE_COLUMNS[:3], *keys, *TABLE_COLUMNS[3:], *CONDITION_COLUMNS])
     return frame.sort_values([*keys, "run"], kind="stable").reset_index(drop=True)
 
 
 def sweep_summary(table: pd.DataFrame) -> pd.DataFrame:
     """Mean, sd (ddof=1) and n of validation accuracy per grid point."""
-    keys = _keys(table)
+    keys = point_columns(table)
     out = table.groupby(keys, sort=True)["val_acc"].agg(mean="mean", sd=lambda x: x.std(ddof=1), n="count")
     return out.reset_index()
 
@@ -99,10 +102,11 @@ def best_point(table: pd.DataFrame) -> dict:
     """The grid point with the highest mean validation accuracy (the smallest values on ties)."""
     summary = sweep_summary(table)
     row = summary.loc[summary["mean"].idxmax()]
-    return {**{k: float(row[k]) for k in _keys(table)}, "val_acc": float(row["mean"]), "n": int(row["n"])}
+    return {**{k: float(row[k]) for k in point_columns(table)}, "val_acc": float(row["mean"]), "n": int(row["n"])}
 
 
-def _keys(table: pd.DataFrame) -> list[str]:
+def point_columns(table: pd.DataFrame) -> list[str]:
+    """The swept columns of a one-sweep table (alpha, temperature or p): its grid points."""
     sweeps = table["sweep"].unique() if "sweep" in table else []
     if len(sweeps) != 1 or sweeps[0] not in SWEEP_KEYS:
         raise InputError(

@@ -51,6 +51,7 @@ class Key:
     threads: int | None = None
     channels_last: bool | None = None
     classes: int | None = None
+    precision: str | None = None  # training steps: runtime.precision; evaluations: fp32 (igkd.training.amp)
 
     def __post_init__(self) -> None:
         if self.kind not in UNITS:

@@ -1,7 +1,7 @@
 """The calibration key of each number a job's cost depends on, built from the config.
 
 One place decides which settings a measured number depends on (model, width, image
-size, batch, threads, layout, classes), so the cost model, the disk estimate and the
+size, batch, threads, layout, classes, precision), so the cost model, the disk estimate and the
 calibration always ask for the same keys.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from igkd.plan.calibration import Key
-from igkd.plan.measure import EVAL_BATCH
+from igkd.plan.measure import EVAL_BATCH, EVAL_PRECISION
 
 # IG points per pass the calibration measures: the precompute's internal_batch_size when it
 # is a number, else (auto) what the job would choose, at most AUTO_MAX_POINTS (as
@@ -32,6 +32,7 @@ class ModelSettings:
     image_size: int
     classes: int
     channels_last: bool
+    precision: str = "fp32"  # runtime.precision: what a training step (and AT's teacher tap) runs in
 
     @classmethod
     def from_config(cls, config: dict, classes: int) -> ModelSettings:
@@ -43,6 +44,7 @@ class ModelSettings:
             image_size=int(config["dataset"]["image_size"]),
             classes=int(classes),
             channels_last=bool(config["runtime"]["channels_last"]),
+            precision=str(config["runtime"].get("precision", "fp32")),
         )
 
     def _common(self, threads: int | None) -> dict:
@@ -54,11 +56,22 @@ class ModelSettings:
         }
 
     def teacher_step(self, threads: int) -> Key:
-        return Key("teacher_step", width=self.teacher_width, batch=self.teacher_batch, **self._common(threads))
+        return Key(
+            "teacher_step",
+            width=self.teacher_width,
+            batch=self.teacher_batch,
+            precision=self.precision,
+            **self._common(threads),
+        )
 
     def student_step(self, drop: int, threads: int) -> Key:
         return Key(
-            "student_step", width=self.student_width, drop=drop, batch=self.student_batch, **self._common(threads)
+            "student_step",
+            width=self.student_width,
+            drop=drop,
+            batch=self.student_batch,
+            precision=self.precision,
+            **self._common(threads),
         )
 
     def teacher_tap(self, drop: int, threads: int) -> Key:
@@ -69,14 +82,28 @@ class ModelSettings:
             width=self.teacher_width,
             tap=at_block(drop),
             batch=self.student_batch,
+            precision=self.precision,
             **self._common(threads),
         )
 
     def teacher_eval(self, threads: int) -> Key:
-        return Key("teacher_eval", width=self.teacher_width, batch=EVAL_BATCH, **self._common(threads))
+        return Key(
+            "teacher_eval",
+            width=self.teacher_width,
+            batch=EVAL_BATCH,
+            precision=EVAL_PRECISION,
+            **self._common(threads),
+        )
 
     def student_eval(self, drop: int, threads: int) -> Key:
-        return Key("student_eval", width=self.student_width, drop=drop, batch=EVAL_BATCH, **self._common(threads))
+        return Key(
+            "student_eval",
+            width=self.student_width,
+            drop=drop,
+            batch=EVAL_BATCH,
+            precision=EVAL_PRECISION,
+            **self._common(threads),
+        )
 
     def ig(self, points: int, threads: int) -> Key:
         return Key("ig", width=self.teacher_width, batch=points, **self._common(threads))

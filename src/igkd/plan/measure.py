@@ -2,7 +2,8 @@
 
 Each builds the model the jobs build (igkd.models), on the device, with the thread count
 and memory layout the key names, and times what the jobs repeat: a training step with
-the augmentation and mixed precision the training loop uses, an inference batch, an IG
+the augmentation and the precision the training loop uses (the key's: runtime.precision for
+training steps, float32 for evaluation), an inference batch, an IG
 pass, a fresh Python's imports. Random data stands in for images: the cost of a step
 does not depend on the pixel values.
 """
@@ -27,6 +28,7 @@ MAX_TIMED_S = 20.0  # stop after this many seconds (a width-1.0 teacher on a lap
 # on a busy 2-core machine); on an idle machine the quartile is within a few % of the median.
 STEP_QUANTILE = 0.25
 EVAL_BATCH = 512  # images per inference batch, as igkd.training.loop.accuracy uses
+EVAL_PRECISION = "fp32"  # what igkd.training.loop.accuracy runs in (igkd.training.amp.EVAL_PRECISION)
 STARTUP_WARMUP = 1  # untimed spawns first: the first one reads the libraries from disk
 STARTUP_RUNS = 3  # timed spawns; the median is the start-up
 CROP_PADDING = 4  # the augmentation's padding in a timed step (the cost barely depends on it)
@@ -113,7 +115,7 @@ def quantile(values: list[float], q: float) -> float:
 def training_step(key: Key, device: str) -> tuple[float, int]:
     """Seconds of one training step: crop + flip of a uint8 batch, forward, cross-entropy,
     backward and the optimiser step (SGD + Nesterov for the teacher, Adam for students),
-    under the training loop's mixed precision."""
+    at the key's training precision, as the training loop runs it."""
     import torch
     import torch.nn.functional as F
 
@@ -126,16 +128,17 @@ def training_step(key: Key, device: str) -> tuple[float, int]:
     else:
         fused = torch.device(device).type == "cuda"
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=fused)
-    amp = MixedPrecision(device)
+    amp = MixedPrecision(device, key.precision or "fp32")
     images, labels = _images(key, key.batch, device), _labels(key, key.batch, device)
     generator = torch.Generator().manual_seed(0)
 
     def step() -> None:
         x = to_float(crop_flip(images, CROP_PADDING, True, generator))
-        with amp.autocast():
-            loss = F.cross_entropy(model(x), labels)
-        optimizer.zero_grad(set_to_none=True)
-        amp.backward_step(loss, optimizer)
+        with amp.scope():
+            with amp.autocast():
+                loss = F.cross_entropy(model(x), labels)
+            optimizer.zero_grad(set_to_none=True)
+            amp.backward_step(loss, optimizer)
 
     return timed(step, device)
 
@@ -148,28 +151,28 @@ def teacher_tap(key: Key, device: str) -> tuple[float, int]:
     from igkd.training.amp import MixedPrecision
 
     model = _on_device(key, device).eval().requires_grad_(False)
-    amp = MixedPrecision(device)
+    amp = MixedPrecision(device, key.precision or "fp32")
     x = torch.rand(key.batch, 3, key.image_size, key.image_size, device=device)
 
     def step() -> None:
-        with torch.no_grad(), amp.autocast():
+        with torch.no_grad(), amp.scope(), amp.autocast():
             model(x, tap=key.tap)
 
     return timed(step, device)
 
 
 def evaluation(key: Key, device: str) -> tuple[float, int]:
-    """Images per second of inference at EVAL_BATCH (key.batch), as the per-epoch test pass runs."""
+    """Images per second of inference at EVAL_BATCH (key.batch), as the per-epoch test pass
+    runs: in float32 (TF32 off on CUDA) whatever the training precision."""
     import torch
 
-    from igkd.training.amp import MixedPrecision
+    from igkd.training.amp import full_fp32
 
     model = _on_device(key, device).eval()
-    amp = MixedPrecision(device)
     x = torch.rand(key.batch, 3, key.image_size, key.image_size, device=device)
 
     def step() -> None:
-        with torch.inference_mode(), amp.autocast():
+        with torch.inference_mode(), full_fp32(device):
             model(x)
 
     seconds, samples = timed(step, device)

@@ -21,7 +21,7 @@ from torch import nn
 
 from igkd.io import InputError, file_size, load_torch, save_torch
 from igkd.training.allocator import reuse_freed_memory
-from igkd.training.amp import MixedPrecision
+from igkd.training.amp import EVAL_PRECISION, MixedPrecision, full_fp32
 
 EVAL_BATCH = 512
 
@@ -55,9 +55,11 @@ def seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def environment(device: str, threads: int, history: list[dict] | None = None) -> dict:
+def environment(device: str, threads: int, history: list[dict] | None = None, precision: str | None = None) -> dict:
     """Library versions and device, read from package metadata (importing captum costs ~1 s);
-    with a training `history`, also every device it ran on (`devices_used`)."""
+    with a training `history`, also every device it ran on (`devices_used`); with the
+    training `precision` (fp32 | bf16 | fp16), it and the evaluation's (`eval_precision`).
+    The device type, precision and threads go to runs.csv (igkd.analysis.conditions)."""
     from importlib.metadata import version
 
     env = {
@@ -67,10 +69,13 @@ def environment(device: str, threads: int, history: list[dict] | None = None) ->
         "captum": version("captum"),
         "numpy": np.__version__,
         "device": device,
+        "device_type": torch.device(device).type,
         "device_name": _device_name(device),
         "threads": threads,
-        "mixed_precision": MixedPrecision(device).name,
     }
+    if precision is not None:
+        env["precision"] = precision
+        env["eval_precision"] = EVAL_PRECISION
     if history is not None:
         env["devices_used"] = devices_used(history)
     return env
@@ -105,12 +110,14 @@ def _device_name(device: str) -> str:
 def accuracy(model: nn.Module, images_u8: torch.Tensor, labels: torch.Tensor, prepare: Callable) -> float:
     """Top-1 accuracy in percent; `prepare` maps a uint8 batch to the model's input.
 
-    Under the training's autocast on CUDA (the plain float32 pass elsewhere); the hits
-    stay on the device until the end: one host sync per evaluation, not per batch."""
+    In float32 whatever the training precision (TF32 off on CUDA: igkd.training.amp,
+    EVAL_PRECISION), so a reported accuracy measures the weights the same way on every
+    device; the hits stay on the device until the end: one host sync per evaluation, not
+    per batch."""
     was_training = model.training
     model.eval()
     correct = torch.zeros((), dtype=torch.int64, device=labels.device)
-    with MixedPrecision(labels.device).autocast():
+    with full_fp32(labels.device):
         for lo in range(0, len(labels), EVAL_BATCH):
             logits = model(prepare(images_u8[lo : lo + EVAL_BATCH]))
             correct += (logits.argmax(1) == labels[lo : lo + EVAL_BATCH]).sum()
@@ -125,6 +132,7 @@ class LoopConfig:
     eval_every: int = 1
     drop_last: bool = False
     what: str = "training set"  # names the rows in the error for a set too small to train on
+    precision: str = "fp32"  # runtime.precision (igkd.training.amp): fp32 | bf16 | fp16 | auto
 
     def batch_ends(self, n: int) -> list[int]:
         """End row of each step's slice of an epoch's order: the one definition of the steps
@@ -204,7 +212,7 @@ def fit(
     history: list[dict] = []
     start_epoch = 0
     device = data.labels.device
-    amp = MixedPrecision(device)  # autocast on CUDA; the plain step elsewhere
+    amp = MixedPrecision(device, loop.precision)  # autocast for bf16 / fp16 (CUDA only)
     # a checkpoint continues only on the same device type and precision as it was written
     identity = {"tag": checkpoint.tag if checkpoint else "", "device_type": device.type, "precision": amp.name}
     reuse_freed_memory()  # no page faults for each step's activations (see igkd.training.allocator)
@@ -228,19 +236,20 @@ def fit(
         hits: list[torch.Tensor] = []
         seen = 0
         order = torch.randperm(n, generator=generator).to(data.labels.device)
-        for start, end in zip(starts, ends):
-            rows = order[start:end]
-            with amp.autocast():
-                logits, labels, losses = step(rows)
-                loss = sum(losses.values())
-            optimizer.zero_grad(set_to_none=True)
-            amp.backward_step(loss, optimizer)
-            if scheduler is not None:
-                scheduler.step()
-            for name, value in losses.items():
-                step_losses.setdefault(name, []).append((value.detach().float(), len(rows)))
-            hits.append((logits.argmax(1) == labels).sum())
-            seen += len(rows)
+        with amp.scope():  # fp32 on CUDA: TF32 off for forward and backward
+            for start, end in zip(starts, ends):
+                rows = order[start:end]
+                with amp.autocast():
+                    logits, labels, losses = step(rows)
+                    loss = sum(losses.values())
+                optimizer.zero_grad(set_to_none=True)
+                amp.backward_step(loss, optimizer)
+                if scheduler is not None:
+                    scheduler.step()
+                for name, value in losses.items():
+                    step_losses.setdefault(name, []).append((value.detach().float(), len(rows)))
+                hits.append((logits.argmax(1) == labels).sum())
+                seen += len(rows)
         row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"]}
         row.update({f"loss_{k}": _weighted_sum(v) / seen for k, v in step_losses.items()})
         row["train_acc"] = 100.0 * int(torch.stack(hits).sum()) / seen

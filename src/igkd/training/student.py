@@ -118,6 +118,7 @@ def fit_student(
         recipe.batch_size,
         recipe.eval_every,
         what=f"students: {run}: the training subsample (fraction {run.fraction} of {len(pool)} rows)",
+        precision=runtime.precision,
     )
     task = TrainTask(
         distiller, lambda batch: distiller.step(data, batch, generator), _evaluation(model, splits, recipe, device)
@@ -182,7 +183,7 @@ def run_student(
         "paper_factor": paper_factor(params, len(splits.classes)),
         **result.teacher_rows,
         **provenance,
-        "environment": environment(runtime.device, runtime.threads, result.history),
+        "environment": environment(runtime.device, runtime.threads, result.history, runtime.precision),
     }
     save_subsample(out / "subsample.npz", result.rows, len(splits.train_labels))
     save_torch(out / "model.pt", result.model.cpu().state_dict())

@@ -82,7 +82,7 @@ def train_points(
             "epochs": student.recipe.epochs,
             "val_acc": result.history[-1]["val_acc"],
             **provenance,
-            "environment": environment(runtime.device, runtime.threads, result.history),
+            "environment": environment(runtime.device, runtime.threads, result.history, runtime.precision),
         }
         Path(metrics_path).parent.mkdir(parents=True, exist_ok=True)
         write_csv(history_path, history_frame(result.history))

@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -75,6 +76,14 @@ def teacher_input_norm(cfg: dict, data_attrs: dict) -> InputNorm:
     return InputNorm(tuple(float(v) for v in data_attrs["mean"]), tuple(float(v) for v in data_attrs["std"]))
 
 
+def teacher_rows(splits: Splits, exclude_val: bool) -> np.ndarray:
+    """The training rows the teacher trains on, in dataset order: all of them (the paper's
+    teacher saw the whole training set), or with teacher.exclude_val those outside the
+    validation split, so the sweeps, scored on that split, are not scored on images the
+    teacher trained on."""
+    return splits.train_index if exclude_val else np.arange(len(splits.train_labels))
+
+
 def fit_teacher(
     splits: Splits, cfg: dict, norm: InputNorm, runtime: Runtime, checkpoint: Checkpoint | None = None
 ) -> tuple[torch.nn.Module, list[dict]]:
@@ -83,7 +92,7 @@ def fit_teacher(
     device = runtime.device
     generator = seed_everything(cfg["seed"])
     model = build_teacher(len(splits.classes), cfg["width"]).use_channels_last(runtime.channels_last).to(device)
-    rows = splits.train_index if cfg.get("exclude_val", False) else slice(None)
+    rows = teacher_rows(splits, bool(cfg.get("exclude_val", False)))
     data = TrainSet(
         to_chw_tensor(splits.train_images[rows], device),
         torch.as_tensor(splits.train_labels[rows], device=device),
@@ -96,7 +105,12 @@ def fit_teacher(
         weight_decay=cfg["weight_decay"],
     )
     loop = LoopConfig(
-        cfg["epochs"], cfg["batch_size"], cfg.get("eval_every", 1), drop_last=True, what="teacher: the training set"
+        cfg["epochs"],
+        cfg["batch_size"],
+        cfg.get("eval_every", 1),
+        drop_last=True,
+        what="teacher: the training set",
+        precision=runtime.precision,
     )
     steps_per_epoch = loop.steps_per_epoch(len(data))  # the loop's own count: the schedule ends with training
     scheduler = warmup_cosine(optimizer, cfg["warmup_epochs"] * steps_per_epoch, loop.epochs * steps_per_epoch)
@@ -158,7 +172,8 @@ def run_teacher(
     began = time.time()
     device = runtime.device
     checkpoint = Path(outputs.model).with_name("checkpoint.pt")
-    if cfg["source"] == "import":
+    trained = cfg["source"] == "train"
+    if not trained:
         model = import_teacher(cfg["weights"], len(splits.classes), cfg["width"]).to(device)
         history = []
     else:
@@ -175,11 +190,14 @@ def run_teacher(
         "multiply_adds": multiply_adds(model, size),
         "width": cfg["width"],
         "source": cfg["source"],
-        "epochs": cfg["epochs"] if cfg["source"] == "train" else 0,
+        "epochs": cfg["epochs"] if trained else 0,
+        # the rows it trained on and the precision it trained in; unknown for imported weights
+        "exclude_val": bool(cfg.get("exclude_val", False)) if trained else None,
+        "n_train": len(teacher_rows(splits, bool(cfg.get("exclude_val", False)))) if trained else None,
         "normalize_mean": list(norm.mean),
         "normalize_std": list(norm.std),
         "data_checksum": data_checksum,
-        "environment": environment(device, runtime.threads, history),
+        "environment": environment(device, runtime.threads, history, runtime.precision if trained else None),
     }
     save_torch(outputs.model, model.state_dict())
     write_csv(outputs.history, history_frame(history))
