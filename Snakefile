@@ -22,6 +22,7 @@ include: "workflow/rules/external.smk"
 include: "workflow/rules/sweeps.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/controls.smk"
+include: "workflow/rules/paper.smk"
 
 
 rule all:

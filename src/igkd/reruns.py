@@ -34,6 +34,7 @@ TARGET_RULES = frozenset(
         "external",
         "power",
         "figures",
+        "paper",
     }
 )
 
@@ -126,7 +127,9 @@ outputs. `@name` is a group of rules (below), `-rule` takes one out of a group. 
 marked "(with ...)" acts only under that setting. Adding runs, drops, methods or
 experiments trains only the new students and reruns what summarises them. Rule names are
 as with `sweeps.grouping: sweep`; with `point`, read `train_sweep_point` for
-`train_sweep_kd` and `train_sweep_overlay_p`.
+`train_sweep_kd` and `train_sweep_overlay_p`. `compare_paper` compares only on CIFAR-10 at
+the paper's settings (`src/igkd/data/paper_numbers.yaml`, `settings`): there it also reruns
+when one of those settings changes; elsewhere it writes one line and reads nothing.
 """
 
 

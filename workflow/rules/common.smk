@@ -39,6 +39,7 @@ ALL_TARGETS = [
     "controls",
     "timing",
     "external",
+    "paper",
 ]
 CONTROLS = config["controls"]
 # The loader the reference code precomputed over: the students' crop + flip, shuffled.
@@ -199,6 +200,8 @@ def experiment_outputs(name):
         return timing_outputs()[:1]
     if name == "external":
         return external_outputs()
+    if name == "paper":
+        return paper_outputs()
     return []
 
 
@@ -358,3 +361,31 @@ def figure_report(name, fmt, category):
         category=category,
         labels={"figure": name, "format": fmt.upper()},
     )
+
+
+# ---- the paper's published numbers (workflow/rules/paper.smk)
+from igkd.analysis.paper_numbers import NUMBERS, comparability, load_numbers
+
+PAPER = comparability(config, load_numbers())
+
+
+def paper_inputs(wildcards):
+    """The numbers file; where the run is comparable with the paper, also the runs tables of
+    the enabled experiments, the teacher's metrics and a real ImageNet-subset evaluation.
+    """
+    inputs = {"numbers": str(NUMBERS)}
+    if PAPER.comparable:
+        inputs["runs"] = [
+            f"{RESULTS}/tables/{name}/runs.csv" for name in CAMPAIGN.enabled
+        ]
+        inputs["teacher_metrics"] = f"{RESULTS}/teacher/metrics.json"
+        if EXTERNAL["root"] and EXTERNAL["standin_rotation"] is None:
+            inputs["external"] = f"{RESULTS}/external/{EXTERNAL['name']}.csv"
+    return inputs
+
+
+def paper_outputs():
+    return [
+        f"{RESULTS}/paper/{name}"
+        for name in ("comparison.csv", "claims.csv", "comparison.md")
+    ] + [f"{RESULTS}/figures/paper_comparison.{fmt}" for fmt in ("pdf", "png")]

@@ -1,0 +1,448 @@
+"""igkd's runs held against the paper's published numbers: one row per number with igkd's
+value, its interval, the difference, the tests and a verdict (igkd.analysis.verdict has the
+rules), and the paper's headline claims re-tested on igkd's own runs.
+
+igkd's side of a number is every run at its cell (method, drop, training fraction), from
+whichever enabled experiments trained it: runs tables are pooled and a run trained for two
+experiments (run 0 at drop 5 serves the ablation and the compression sweep) counts once.
+Missing cells give 'not run'; maxima are 'not tested' (a maximum grows with the number of
+runs); the inference times are 'not comparable: timing method differs'. Written only where
+the comparison means something (igkd.analysis.paper_numbers.comparability); elsewhere
+`write_not_comparable` writes the one line saying why.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats as st
+
+from igkd.analysis.markdown import to_markdown
+from igkd.analysis.paper_numbers import MAX, MEAN, TIME, Claim, PaperNumber, PaperNumbers
+from igkd.analysis.stats import compare
+from igkd.analysis.verdict import INCONCLUSIVE, Evidence, Sample, holm, prediction, verdict, welch
+from igkd.io import InputError, atomic_path, write_csv
+
+NOT_RUN = "not run"
+NOT_TESTED = "not tested"
+TIMING = "not comparable: timing method differs"
+CELL_KEYS = ["method", "drop", "fraction", "run"]  # a run's identity within one campaign
+
+ROW_COLUMNS = [
+    "section",
+    "quantity",
+    "method",
+    "drop",
+    "factor",
+    "paper_value",
+    "paper_sd",
+    "paper_sd_approx",
+    "paper_n",
+    "igkd_value",
+    "igkd_sd",
+    "igkd_n",
+    "igkd_low",
+    "igkd_high",
+    "diff",
+    "diff_low",
+    "diff_high",
+    "test",
+    "df",
+    "p_diff",
+    "p_diff_holm",
+    "p_tost",
+    "p_tost_holm",
+    "verdict",
+    "note",
+]
+CLAIM_COLUMNS = [
+    "claim",
+    "section",
+    "method",
+    "baseline",
+    "drop",
+    "fraction",
+    "test",
+    "n_method",
+    "n_baseline",
+    "diff",
+    "diff_ci_low",
+    "diff_ci_high",
+    "p",
+    "p_holm",
+    "paper_p_below",
+    "direction",
+    "verdict",
+]
+# Where the runs behind each section come from, for the 'not run' note.
+SOURCE = {
+    "teacher": "train_teacher",
+    "ablation": "experiments.ablation (snakemake ablation)",
+    "montecarlo": "experiments.montecarlo (snakemake montecarlo)",
+    "compression": "experiments.compression (snakemake compression)",
+    "imagenet_subset": "external_eval on the ImageNet subset (external_eval.root, no stand-in)",
+}
+TITLES = {
+    "teacher": "Teacher",
+    "ablation": "Ablation",
+    "montecarlo": "Monte Carlo",
+    "compression": "Compression sweep",
+    "inference": "Inference time",
+    "imagenet_subset": "ImageNet subset",
+}
+
+
+@dataclass(frozen=True)
+class ReplicationSettings:
+    """config `replication`: the equivalence margin (percentage points) and the level α."""
+
+    margin: float
+    alpha: float
+
+    @classmethod
+    def from_config(cls, section: Mapping) -> ReplicationSettings:
+        return cls(float(section["margin"]), float(section["alpha"]))
+
+
+@dataclass(frozen=True)
+class IgkdResults:
+    """igkd's side: its pooled runs (`pool_runs`), its teacher's test accuracy and, where it
+    was evaluated on the ImageNet subset, the teacher's accuracy there."""
+
+    runs: pd.DataFrame
+    teacher_acc: float | None
+    imagenet_teacher_acc: float | None = None
+
+
+@dataclass(frozen=True)
+class Report:
+    rows: pd.DataFrame  # ROW_COLUMNS, one per published number
+    claims: pd.DataFrame  # CLAIM_COLUMNS, one per claim and cell
+    settings: ReplicationSettings
+    numbers: PaperNumbers
+
+
+# --------------------------------------------------------------------------- igkd's runs
+
+
+def pool_runs(tables: Iterable[pd.DataFrame]) -> pd.DataFrame:
+    """The runs tables of several experiments as one, each run once (by its CELL_KEYS)."""
+    frames = [t for t in tables if len(t)]
+    if not frames:
+        return pd.DataFrame(columns=[*CELL_KEYS, "test_acc"])
+    runs = pd.concat(frames, ignore_index=True)
+    missing = [c for c in [*CELL_KEYS, "test_acc"] if c not in runs.columns]
+    if missing:
+        raise InputError(f"runs tables: missing column(s) {missing}")
+    return runs.drop_duplicates(CELL_KEYS).reset_index(drop=True)
+
+
+def cell_values(runs: pd.DataFrame, method: str, drop: int, fraction: float) -> np.ndarray:
+    """test_acc of every igkd run at one cell."""
+    at = (runs["method"] == method) & (runs["drop"] == drop) & np.isclose(runs["fraction"].astype(float), fraction)
+    return runs.loc[at, "test_acc"].to_numpy(float)
+
+
+# --------------------------------------------------------------------------- one row per number
+
+
+def _base(number: PaperNumber) -> dict:
+    row = dict.fromkeys(ROW_COLUMNS, np.nan)
+    row.update(
+        section=number.section,
+        quantity=number.quantity,
+        method=number.method,
+        drop=number.drop,
+        factor=number.factor,
+        paper_value=number.value,
+        paper_sd=number.sd,
+        paper_sd_approx=number.sd_approx,
+        paper_n=number.n,
+        test="",
+        verdict=INCONCLUSIVE,
+        note="",
+    )
+    return row
+
+
+def _igkd_side(row: dict, values: np.ndarray, level: float) -> Sample:
+    sample = Sample.of(values)
+    row.update(igkd_value=sample.mean, igkd_sd=sample.sd, igkd_n=sample.n)
+    if sample.n >= 2:
+        half = st.t.ppf((1 + level) / 2, sample.n - 1) * sample.sd / math.sqrt(sample.n)
+        row.update(igkd_low=sample.mean - half, igkd_high=sample.mean + half)
+    return sample
+
+
+def _with_evidence(row: dict, evidence: Evidence | None, settings: ReplicationSettings) -> None:
+    if evidence is None:
+        return
+    low, high = evidence.interval(1 - settings.alpha)
+    row.update(
+        test=evidence.test,
+        diff=evidence.diff,
+        diff_low=low,
+        diff_high=high,
+        df=evidence.df,
+        p_diff=evidence.p_diff,
+        p_tost=evidence.p_tost(settings.margin),
+    )
+
+
+def _row(number: PaperNumber, results: IgkdResults, settings: ReplicationSettings) -> dict:
+    row = _base(number)
+    if number.quantity == TIME:
+        row.update(verdict=TIMING, note="")
+        return row
+    if number.drop is None:  # a teacher: one run here, one in the paper
+        acc = results.teacher_acc if number.section == "teacher" else results.imagenet_teacher_acc
+        if acc is None:
+            row.update(verdict=NOT_RUN, note=f"needs {SOURCE[number.section]}")
+        else:
+            row.update(igkd_value=acc, igkd_n=1, diff=acc - number.value, note="one teacher each: no spread to test")
+        return row
+    values = cell_values(results.runs, number.method, number.drop, number.fraction)
+    if not len(values):
+        row.update(verdict=NOT_RUN, note=f"no igkd runs at this cell: {SOURCE[number.section]}")
+        return row
+    sample = _igkd_side(row, values, 1 - settings.alpha)
+    if number.quantity == MAX:
+        row.update(
+            igkd_value=float(values.max()),
+            igkd_low=np.nan,
+            igkd_high=np.nan,
+            diff=float(values.max()) - number.value,
+            verdict=NOT_TESTED,
+            note=f"maximum of {sample.n} igkd runs, of {number.n} in the paper: not a test",
+        )
+        return row
+    if number.quantity == MEAN:
+        _with_evidence(row, welch(sample, Sample(number.value, number.sd, number.n)), settings)
+        notes = ["paper sd approximate ('about')"] if number.sd_approx else []
+    else:  # SINGLE: one paper run at a cell where igkd may have several
+        _with_evidence(row, prediction(sample, number.value), settings)
+        notes = ["paper: one run"]
+    if sample.n < 2:
+        row["diff"] = sample.mean - number.value
+        notes.append("one igkd run: no spread to test")
+    row["note"] = "; ".join(notes)
+    return row
+
+
+def compare_numbers(numbers: PaperNumbers, results: IgkdResults, settings: ReplicationSettings) -> pd.DataFrame:
+    """One row per published number; Holm over the tested rows, then the verdicts."""
+    rows = pd.DataFrame([_row(n, results, settings) for n in numbers.numbers], columns=ROW_COLUMNS)
+    rows = rows.astype({"drop": "Int64", "paper_n": "Int64", "igkd_n": "Int64", "paper_sd_approx": bool})
+    rows["p_diff_holm"] = holm(rows["p_diff"])
+    rows["p_tost_holm"] = holm(rows["p_tost"])
+    tested = rows["p_diff"].notna()
+    rows.loc[tested, "verdict"] = [
+        verdict(d, p, q, settings.alpha)
+        for d, p, q in rows.loc[tested, ["diff", "p_diff_holm", "p_tost_holm"]].itertuples(index=False)
+    ]
+    return rows
+
+
+# --------------------------------------------------------------------------- headline claims
+
+
+def _claim_text(claim: Claim) -> str:
+    bound = f", p < {claim.p_below:g}" if claim.p_below is not None else ""
+    return f"{claim.method} {claim.direction} than {claim.baseline}{bound}"
+
+
+def _claim_row(claim: Claim, section: str, numbers: PaperNumbers, runs: pd.DataFrame, alpha: float) -> dict:
+    drop, fraction = numbers.cell(section)
+    row = dict.fromkeys(CLAIM_COLUMNS, np.nan)
+    row.update(
+        claim=_claim_text(claim),
+        section=section,
+        method=claim.method,
+        baseline=claim.baseline,
+        drop=drop,
+        fraction=fraction,
+        test="",
+        paper_p_below=claim.p_below,
+        direction="",
+        verdict=NOT_RUN,
+    )
+    at = (runs["drop"] == drop) & np.isclose(runs["fraction"].astype(float), fraction)
+    cell = runs[at & runs["method"].isin([claim.method, claim.baseline])]
+    if set(cell["method"]) != {claim.method, claim.baseline}:
+        return row
+    if "factor" not in cell.columns:
+        cell = cell.assign(factor=np.nan)
+    tested = compare(cell, baselines=(claim.baseline,), alpha=alpha, method_order=[claim.baseline, claim.method])
+    found = tested[(tested["method"] == claim.method) & (tested["baseline"] == claim.baseline)].iloc[0]
+    for key in ("test", "n_method", "n_baseline", "diff", "diff_ci_low", "diff_ci_high", "p"):
+        row[key] = found[key]
+    row["direction"] = "higher" if found["diff"] > 0 else "lower"
+    row["verdict"] = INCONCLUSIVE if np.isnan(found["p"]) else ""
+    return row
+
+
+def claim_verdict(row: Mapping, claim_direction: str, alpha: float) -> str:
+    """'holds': the claimed direction, Holm p below α and below the paper's bound (if it
+    states one); 'weaker than claimed': significant at α but not below that bound;
+    'reversed': significant the other way; otherwise 'inconclusive at this n'."""
+    p = row["p_holm"]
+    if not p < alpha:
+        return INCONCLUSIVE
+    if row["direction"] != claim_direction:
+        return "reversed"
+    bound = row["paper_p_below"]
+    return "holds" if pd.isna(bound) or p < bound else "weaker than claimed"
+
+
+def retest_claims(numbers: PaperNumbers, runs: pd.DataFrame, settings: ReplicationSettings) -> pd.DataFrame:
+    """Each claim at each of its cells on igkd's runs (igkd.analysis.stats.compare: Welch, or
+    paired where the runs share seeds and subsamples), Holm over the table."""
+    pairs = [(claim, section) for claim in numbers.claims for section in claim.sections]
+    table = pd.DataFrame([_claim_row(c, s, numbers, runs, settings.alpha) for c, s in pairs], columns=CLAIM_COLUMNS)
+    table = table.astype({"drop": "Int64", "n_method": "Int64", "n_baseline": "Int64"})
+    table["p_holm"] = holm(table["p"])
+    for i, (claim, _) in enumerate(pairs):
+        if table.at[i, "verdict"] == "":
+            table.at[i, "verdict"] = claim_verdict(table.loc[i], claim.direction, settings.alpha)
+    return table
+
+
+def replicate(numbers: PaperNumbers, results: IgkdResults, settings: ReplicationSettings) -> Report:
+    return Report(
+        compare_numbers(numbers, results, settings), retest_claims(numbers, results.runs, settings), settings, numbers
+    )
+
+
+# --------------------------------------------------------------------------- Markdown
+
+
+def _num(value, fmt: str = "{:.2f}") -> str:
+    return "" if value is None or pd.isna(value) else fmt.format(value)
+
+
+def _interval(low, high) -> str:
+    return "" if pd.isna(low) else f"[{low:.2f}, {high:.2f}]"
+
+
+def _section_table(rows: pd.DataFrame, level: str) -> str:
+    paper = [
+        _num(v) + (f" ± {'~' if a else ''}{s:.2f}" if not pd.isna(s) else "")
+        for v, s, a in rows[["paper_value", "paper_sd", "paper_sd_approx"]].itertuples(index=False)
+    ]
+    igkd = [
+        _num(v) + (f" ± {s:.2f}" if not pd.isna(s) and q != MAX else "")
+        for v, s, q in rows[["igkd_value", "igkd_sd", "quantity"]].itertuples(index=False)
+    ]
+    cells = pd.DataFrame(
+        {
+            "method": rows["method"],
+            "what": rows["quantity"],
+            "factor": [_num(f) for f in rows["factor"]],
+            "paper": paper,
+            "paper n": rows["paper_n"],
+            "igkd": igkd,
+            "igkd n": rows["igkd_n"],
+            f"igkd {level} CI": [_interval(a, b) for a, b in rows[["igkd_low", "igkd_high"]].itertuples(index=False)],
+            "diff": [_num(d, "{:+.2f}") for d in rows["diff"]],
+            f"diff {level} CI": [_interval(a, b) for a, b in rows[["diff_low", "diff_high"]].itertuples(index=False)],
+            "p_diff_holm": rows["p_diff_holm"],
+            "p_tost_holm": rows["p_tost_holm"],
+            "verdict": rows["verdict"],
+            "note": rows["note"],
+        }
+    )
+    return to_markdown(cells)
+
+
+def _claims_table(claims: pd.DataFrame) -> str:
+    shown = claims[["claim", "section", "test", "n_method", "n_baseline", "diff", "p", "p_holm", "verdict"]].copy()
+    shown["diff"] = [_num(d, "{:+.2f}") for d in claims["diff"]]
+    shown["diff CI"] = [_interval(a, b) for a, b in claims[["diff_ci_low", "diff_ci_high"]].itertuples(index=False)]
+    return to_markdown(
+        shown[["claim", "section", "test", "n_method", "n_baseline", "diff", "diff CI", "p", "p_holm", "verdict"]]
+    )
+
+
+def markdown(report: Report) -> str:
+    """comparison.md: the verdict counts, the rules, one table per section, the claims."""
+    rows, s, numbers = report.rows, report.settings, report.numbers
+    level = f"{100 * (1 - s.alpha):g} %"
+    counts = rows["verdict"].value_counts()
+    n_tested = int(rows["p_diff"].notna().sum())
+    lines = [
+        "# Does igkd reproduce the paper?",
+        "",
+        f"The paper: {numbers.citation} <{numbers.url}>. Its numbers: `src/igkd/data/paper_numbers.yaml` "
+        f"(accuracy: {numbers.units.get('accuracy', '')}; time: {numbers.units.get('time', '')}). "
+        "igkd: this run's teacher and students, on CIFAR-10 at the paper's settings.",
+        "",
+        "**Verdicts:** " + ", ".join(f"{name} {count}" for name, count in counts.items()) + ".",
+        "",
+        "## How a verdict is reached",
+        "",
+        f"- diff = igkd − paper, in percentage points; equivalence margin ±{s.margin:g} pp "
+        f"(`replication.margin`), level α = {s.alpha:g} (`replication.alpha`); intervals are at {level}.",
+        "- Where the paper gives mean, sd and n: Welch's t-test from the summary statistics (test `welch`). "
+        "Where it gives one run: is that run where one new igkd run would fall? Prediction interval from "
+        "igkd's n >= 2 runs at the cell, se = s·√(1 + 1/n), df = n − 1 (test `prediction`).",
+        f"- **reproduced**: the equivalence test (TOST at ±{s.margin:g} pp) rejects: the difference is "
+        f"shown to lie within the margin. **lower** / **higher**: not reproduced, and the two-sided test "
+        "rejects diff = 0: igkd differs, in that direction. **inconclusive at this n**: neither; more runs "
+        "would decide.",
+        f"- Multiplicity: {n_tested} numbers are tested. p_diff_holm and p_tost_holm are Holm-adjusted over "
+        f"those {n_tested} (each kind its own family) and the verdicts use them, so the chance of any false "
+        "'lower'/'higher', or of any false 'reproduced', is at most α. The drawn intervals are not adjusted.",
+        "- One igkd run against the paper's one run (a teacher; a compression cell with one run) has no "
+        "spread to test against: inconclusive. A single paper run is rarely shown equivalent: its own "
+        "run-to-run noise stays in se. Maxima are not tested: a maximum grows with the number of runs. "
+        f"Inference times: {numbers.timing_not_comparable}.",
+        "",
+    ]
+    for section, title in TITLES.items():
+        part = rows[rows["section"] == section]
+        if len(part):
+            lines += [f"## {title}", "", _section_table(part, level), ""]
+    lines += [
+        "## The paper's headline claims, re-tested on igkd's runs",
+        "",
+        "igkd.analysis.stats.compare at each claim's cell (Welch, or paired where the runs share seeds "
+        "and subsamples); p_holm: Holm over this table. holds: the claimed direction with p_holm below α "
+        "and below the paper's stated bound; weaker than claimed: significant at α but not below that "
+        "bound; reversed: significant the other way.",
+        "",
+        _claims_table(report.claims) if len(report.claims) else "_No claims._",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- files
+
+
+@dataclass(frozen=True)
+class ReportPaths:
+    """compare_paper's files: the rows, the claims and the Markdown report."""
+
+    comparison: str | Path
+    claims: str | Path
+    markdown: str | Path
+
+
+def write_report(report: Report, paths: ReportPaths) -> None:
+    write_csv(paths.comparison, report.rows)
+    write_csv(paths.claims, report.claims)
+    with atomic_path(paths.markdown) as tmp:
+        tmp.write_text(markdown(report), encoding="utf-8")
+
+
+def write_not_comparable(reason: str, paths: ReportPaths) -> None:
+    """The one line saying why there is no comparison: comparison.md, and one-cell CSVs."""
+    for path in (paths.comparison, paths.claims):
+        write_csv(path, pd.DataFrame({"verdict": [reason]}))
+    with atomic_path(paths.markdown) as tmp:
+        tmp.write_text(reason + "\n", encoding="utf-8")
