@@ -329,7 +329,7 @@ def test_control_comparisons_family_and_labels(tmp_path):
     assert random_vs_student["diff"] == pytest.approx(
         runs[runs.method == "IG@random"].test_acc.mean() - runs[runs.method == "Student"].test_acc.mean()
     )
-    paths = {k: tmp_path / f"controls_{k}.csv" for k in ("runs", "summary", "comparisons")}
+    paths = {k: tmp_path / f"controls_{k}.csv" for k in ("runs", "summary", "comparisons", "levels")}
     paths["markdown"] = tmp_path / "controls.md"
     write_control_stats(runs, paths, controls=controls, compare_with=compare_with, drop=13)
     summary = pd.read_csv(paths["summary"])
@@ -369,10 +369,12 @@ def test_three_levels_table_and_their_tests(tmp_path):
     expected = {(c, b) for c in controls for b in compare_with} | set(level_pairs(controls))
     assert set(zip(comps["method"], comps["baseline"])) == expected and len(comps) == 14
     np.testing.assert_allclose(comps["p_holm"], multipletests(comps["p"], method="holm")[1])
-    paths = {k: tmp_path / f"controls_{k}.csv" for k in ("runs", "summary", "comparisons")}
+    paths = {k: tmp_path / f"controls_{k}.csv" for k in ("runs", "summary", "comparisons", "levels")}
     paths["markdown"] = tmp_path / "controls.md"
     out = write_control_stats(runs, paths, controls=controls, compare_with=compare_with, drop=13)
     levels = information_levels(out["summary"], out["comparisons"])
+    written = pd.read_csv(paths["levels"]).fillna({"vs": ""})  # the figure's input
+    pd.testing.assert_frame_equal(written, levels, check_dtype=False)
     kd = levels[levels["part"] == "KD"]
     assert list(kd["level"]) == ["aligned", "shuffled within class", "shuffled across classes"]
     assert list(kd["method"]) == ["KD", "shuffled_KD_in_class", "shuffled_KD"]
@@ -391,10 +393,12 @@ def test_three_levels_table_and_their_tests(tmp_path):
 
 def test_fig_controls_draws_the_three_levels(tmp_path, monkeypatch):
     import igkd.plots.controls as plot
-    from igkd.analysis.control_stats import control_summary
+    from igkd.analysis.control_stats import control_comparisons, control_summary, information_levels
 
     runs = fake_runs(4, LEVEL_MEANS)
     summary = control_summary(runs, list(LEVEL_MEANS))
+    controls = [m for m in LEVEL_MEANS if m.startswith("shuffled")]
+    levels = information_levels(summary, control_comparisons(runs, controls, ["KD", "IG", "Student"]))
     seen = {}
     real_save = plot.save_figure
 
@@ -408,7 +412,7 @@ def test_fig_controls_draws_the_three_levels(tmp_path, monkeypatch):
         real_save(fig, pdf, png)
 
     monkeypatch.setattr(plot, "save_figure", keep)
-    plot.fig_controls(summary, runs, 98.0, str(tmp_path / "c.pdf"), str(tmp_path / "c.png"))
+    plot.fig_controls(summary, runs, 98.0, str(tmp_path / "c.pdf"), str(tmp_path / "c.png"), levels)
     assert seen["ticks"] == ["aligned", "shuffled\nwithin class", "shuffled\nacross classes"]
     mean = runs.groupby("method")["test_acc"].mean()
     np.testing.assert_allclose(seen["lines"]["KD"], mean[["KD", "shuffled_KD_in_class", "shuffled_KD"]])

@@ -31,12 +31,10 @@ from igkd.analysis.replication import (
     TIMING,
     IgkdResults,
     ReplicationSettings,
-    ReportPaths,
-    markdown,
     pool_runs,
     replicate,
-    write_not_comparable,
 )
+from igkd.analysis.replication_report import ReportPaths, markdown, write_not_comparable
 from igkd.analysis.verdict import (
     HIGHER,
     INCONCLUSIVE,

@@ -40,6 +40,7 @@ rule compare_controls:
         runs=f"{RESULTS}/tables/controls_runs.csv",
         summary=f"{RESULTS}/stats/controls_summary.csv",
         comparisons=f"{RESULTS}/stats/controls_comparisons.csv",
+        levels=f"{RESULTS}/stats/controls_levels.csv",
         markdown=f"{RESULTS}/stats/controls.md",
     log:
         f"{LOGS}/compare_controls.log",
@@ -59,6 +60,7 @@ rule fig_controls:
     input:
         runs=rules.compare_controls.output.runs,
         summary=rules.compare_controls.output.summary,
+        levels=rules.compare_controls.output.levels,
         teacher_metrics=rules.train_teacher.output.metrics,
     output:
         pdf=f"{RESULTS}/figures/controls.pdf",

@@ -9,12 +9,10 @@ from igkd.analysis.paper_numbers import COMPARABLE, load_numbers
 from igkd.analysis.replication import (
     IgkdResults,
     ReplicationSettings,
-    ReportPaths,
     pool_runs,
     replicate,
-    write_not_comparable,
-    write_report,
 )
+from igkd.analysis.replication_report import ReportPaths, write_not_comparable, write_report
 from igkd.io import read_json
 from igkd.plots.paper_comparison import fig_not_comparable, fig_paper_comparison
 from igkd.runtime import log_to

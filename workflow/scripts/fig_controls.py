@@ -9,5 +9,6 @@ from igkd.runtime import log_to
 log_to(snakemake.log[0])
 summary = pd.read_csv(snakemake.input.summary)
 runs = pd.read_csv(snakemake.input.runs)
+levels = pd.read_csv(snakemake.input.levels)
 teacher = read_json(snakemake.input.teacher_metrics)
-fig_controls(summary, runs, teacher["test_acc"], snakemake.output.pdf, snakemake.output.png)
+fig_controls(summary, runs, teacher["test_acc"], snakemake.output.pdf, snakemake.output.png, levels)

@@ -95,6 +95,7 @@ def information_levels(summary: pd.DataFrame, comps: pd.DataFrame) -> pd.DataFra
             s = summary[summary["method"] == method].iloc[0]
             row = {
                 "part": part,
+                "rank": LEVEL_NAMES.index(level),
                 "level": level,
                 "method": method,
                 **{k: s[k] for k in ("n", "mean", "ci_low", "ci_high")},
@@ -103,7 +104,7 @@ def information_levels(summary: pd.DataFrame, comps: pd.DataFrame) -> pd.DataFra
             row.update(vs=previous or "", diff=diff, p_holm=p_holm)
             rows.append(row)
             previous = method
-    columns = ["part", "level", "method", "n", "mean", "ci_low", "ci_high", "vs", "diff", "p_holm"]
+    columns = ["part", "rank", "level", "method", "n", "mean", "ci_low", "ci_high", "vs", "diff", "p_holm"]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -136,7 +137,7 @@ def write_control_stats(
     plan: PowerPlan | None = None,
     costs: pd.DataFrame | None = None,
 ) -> dict[str, pd.DataFrame]:
-    """Write paths['runs'|'summary'|'comparisons'] (CSV) and paths['markdown'] atomically;
+    """Write paths['runs'|'summary'|'comparisons'|'levels'] (CSV) and paths['markdown'] atomically;
     the Markdown ends with the controls' power section (`plan`, hours from `costs`)."""
     plan = plan or PowerPlan()
     alpha = plan.alpha
@@ -147,6 +148,7 @@ def write_control_stats(
     levels = information_levels(summary, comps)
     write_csv(paths["runs"], runs)
     write_csv(paths["summary"], summary)
+    write_csv(paths["levels"], levels)
     write_csv(paths["comparisons"], comps)
     level = level_label(1 - alpha)
     factor = float(runs["factor"].iloc[0]) if "factor" in runs else float("nan")
@@ -176,7 +178,9 @@ def write_control_stats(
             "",
             LEVELS_TEXT,
             "",
-            to_markdown(levels) if len(levels) else "_No part has two of its levels among these runs._",
+            to_markdown(levels.drop(columns="rank"))
+            if len(levels)
+            else "_No part has two of its levels among these runs._",
             "",
             "## Each control vs each comparison method, and each within-class shuffle vs its across-class one",
             "",
@@ -191,4 +195,4 @@ def write_control_stats(
     )
     with atomic_path(paths["markdown"]) as tmp:
         Path(tmp).write_text(md, encoding="utf-8")
-    return {"runs": runs, "summary": summary, "comparisons": comps}
+    return {"runs": runs, "summary": summary, "comparisons": comps, "levels": levels}

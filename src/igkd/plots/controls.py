@@ -18,7 +18,6 @@ from matplotlib.patches import Patch
 
 from igkd.analysis.stats import level_label
 from igkd.plots import save_figure
-from igkd.training.methods import INFORMATION_LEVELS, LEVEL_NAMES
 
 METHOD_STYLE = {"color": "tab:blue", "marker": "o", "mfc": "tab:blue"}
 CONTROL_STYLE = {"color": "tab:red", "marker": "s", "mfc": "white"}
@@ -28,11 +27,18 @@ LEVEL_COLORS = {"KD": "tab:purple", "IG": "tab:green"}
 LEVEL_OFFSET = 0.06  # horizontal offset between the parts' series, in levels
 
 
-def fig_controls(summary: pd.DataFrame, runs: pd.DataFrame, teacher_acc: float | None, pdf: str, png: str) -> None:
-    """One row per method (summary order, top down): runs as dots, mean with its CI (summary's ci_level)."""
+def fig_controls(
+    summary: pd.DataFrame,
+    runs: pd.DataFrame,
+    teacher_acc: float | None,
+    pdf: str,
+    png: str,
+    levels: pd.DataFrame | None = None,
+) -> None:
+    """One row per method (summary order, top down): runs as dots, mean with its CI (summary's
+    ci_level); beside it the information levels (control_stats.information_levels), if any."""
     n = len(summary)
-    levels = level_series(summary)
-    if levels:
+    if levels is not None and len(levels):
         fig, (ax, ax_levels) = plt.subplots(
             1, 2, figsize=(10.4, 1.2 + 0.45 * max(n, 5)), gridspec_kw={"width_ratios": [1.6, 1]}
         )
@@ -79,22 +85,13 @@ def fig_controls(summary: pd.DataFrame, runs: pd.DataFrame, teacher_acc: float |
     save_figure(fig, pdf, png)
 
 
-def level_series(summary: pd.DataFrame) -> dict[str, list[tuple[int, pd.Series]]]:
-    """Per part (KD, IG), its levels present in `summary` as (level index, summary row);
-    parts with fewer than two levels present are left out."""
-    present = {m: row for m, row in zip(summary["method"], (r for _, r in summary.iterrows()))}
-    series = {}
-    for part, methods in INFORMATION_LEVELS.items():
-        here = [(i, present[m]) for i, m in enumerate(methods) if m in present]
-        if len(here) >= 2:
-            series[part] = here
-    return series
-
-
-def draw_levels(ax, levels: dict, summary: pd.DataFrame) -> None:
-    """The three-level panel: mean and interval per level, one line per part."""
-    for k, (part, points) in enumerate(levels.items()):
-        x = np.array([i for i, _ in points]) + (k - (len(levels) - 1) / 2) * LEVEL_OFFSET
+def draw_levels(ax, levels: pd.DataFrame, summary: pd.DataFrame) -> None:
+    """The three-level panel: mean and interval per level (x = its rank), one line per part."""
+    parts = list(dict.fromkeys(levels["part"]))
+    for k, part in enumerate(parts):
+        rows = levels[levels["part"] == part].sort_values("rank")
+        points = list(zip(rows["rank"], (r for _, r in rows.iterrows())))
+        x = np.array([i for i, _ in points], dtype=float) + (k - (len(parts) - 1) / 2) * LEVEL_OFFSET
         means = np.array([float(s["mean"]) for _, s in points])
         err = np.nan_to_num(
             [[float(s["mean"] - s["ci_low"]) for _, s in points], [float(s["ci_high"] - s["mean"]) for _, s in points]]
@@ -103,10 +100,10 @@ def draw_levels(ax, levels: dict, summary: pd.DataFrame) -> None:
     student = summary[summary["method"] == "Student"]
     if len(student):
         ax.axhline(float(student["mean"].iloc[0]), color="0.4", lw=0.8, ls=":", label="Student (no teacher)")
-    ax.set_xticks(
-        range(len(LEVEL_NAMES)), [name.replace("shuffled ", "shuffled\n") for name in LEVEL_NAMES], fontsize=8
-    )
-    ax.set_xlim(-0.4, len(LEVEL_NAMES) - 0.6)
+    names = levels.drop_duplicates("rank").sort_values("rank")
+    ticks = [name.replace("shuffled ", "shuffled\n") for name in names["level"]]
+    ax.set_xticks(list(names["rank"]), ticks, fontsize=8)
+    ax.set_xlim(-0.4, int(levels["rank"].max()) + 0.4)
     ax.set_ylabel("test accuracy (%)")
     level = level_label(summary["ci_level"].iloc[0])
     ax.set_title(f"Teacher information: image, class, none (mean, {level} CI)", fontsize=9)
