@@ -145,6 +145,15 @@ def test_paired_when_seed_and_subsample_match_and_aligns_runs():
     assert row.p == pytest.approx(ref.pvalue)
 
 
+def test_two_pairs_have_a_test_but_no_effect_size():
+    """At 2 pairs (df 1) Hedges' J is 0, so g would print 0.00 ("no effect") for any
+    difference: it is left empty, while the t-test itself is defined."""
+    frame = runs_frame({"IG": [10.0, 12.5], "Student": [9.0, 10.0]})
+    row = compare(frame, baselines=("Student",)).iloc[0]
+    assert row.test == "paired" and row.df == 1 and 0 < row.p < 1
+    assert math.isnan(row.hedges_g)
+
+
 def test_welch_when_subsample_differs():
     frame = runs_frame({"IG": [10.0, 12.0, 11.0, 13.0], "Student": [9.0, 10.0, 10.0, 11.0]})
     ig = frame.method == "IG"

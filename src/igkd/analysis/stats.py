@@ -155,8 +155,16 @@ def summarize(
 # --------------------------------------------------------------------------- compare
 
 
+MIN_G_DF = 2  # below this J(df) is 0 (exactly as in the approximation): no unbiased g exists
+
+
 def _hedges_j(df: float) -> float:
-    """Small-sample bias correction J = 1 - 3/(4·df - 1) (Hedges 1981, approximation)."""
+    """Small-sample bias correction J = 1 - 3/(4·df - 1) (Hedges 1981, approximation).
+
+    NaN for df < MIN_G_DF: at df = 1 (two pairs) both the exact J and this one are 0, which
+    would print every effect as g = 0.00, a number that reads as "no effect"."""
+    if df < MIN_G_DF:
+        return math.nan
     return 1.0 - 3.0 / (4.0 * df - 1.0)
 
 
