@@ -376,7 +376,7 @@ def test_the_script_compares_synthetic_cifar_runs(repo, tmp_path):
         runs[np.isclose(runs["fraction"], fraction)].to_csv(path, index=False)
         tables.append(str(path))
     (tmp_path / "teacher.json").write_text('{"test_acc": 93.7}')
-    inputs = {"numbers": str(NUMBERS), "runs": tables, "teacher_metrics": str(tmp_path / "teacher.json")}
+    inputs = {"runs": tables, "teacher_metrics": str(tmp_path / "teacher.json")}
     params = {"comparable": COMPARABLE, "replication": {"margin": 0.5, "alpha": 0.05}, "code": ""}
     paths, _ = run_script(repo, tmp_path, params, inputs)
     rows = pd.read_csv(paths.comparison)

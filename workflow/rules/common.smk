@@ -365,15 +365,19 @@ def figure_report(name, fmt, category):
 
 # ---- the paper's published numbers (workflow/rules/paper.smk)
 from igkd.analysis.paper_numbers import NUMBERS, comparability, load_numbers
+from igkd.io import sha256_file
 
 PAPER = comparability(config, load_numbers())
+# The numbers file is package data, read where igkd is installed: its checksum, not its
+# path, is compare_paper's param (a path would rerun the rule when the package moves).
+PAPER_NUMBERS = sha256_file(NUMBERS) if PAPER.comparable else None
 
 
 def paper_inputs(wildcards):
-    """The numbers file; where the run is comparable with the paper, also the runs tables of
-    the enabled experiments, the teacher's metrics and a real ImageNet-subset evaluation.
+    """Where the run is comparable with the paper: the runs tables of the enabled
+    experiments, the teacher's metrics and a real ImageNet-subset evaluation; else nothing.
     """
-    inputs = {"numbers": str(NUMBERS)}
+    inputs = {}
     if PAPER.comparable:
         inputs["runs"] = [
             f"{RESULTS}/tables/{name}/runs.csv" for name in CAMPAIGN.enabled

@@ -20,6 +20,7 @@ rule compare_paper:
         "../../envs/analysis.yaml"
     params:
         comparable=PAPER.param(),
+        numbers=PAPER_NUMBERS,
         replication=config["replication"] if PAPER.comparable else None,
         code=code_fingerprint("compare_paper"),
     script:
