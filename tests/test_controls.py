@@ -25,6 +25,7 @@ from igkd.runtime import Runtime
 from igkd.training.augment import InputNorm, normalize
 from igkd.training.methods import ATTRIBUTION_NAMES, METHODS, Method, all_method_names, get_method, precompute_stem
 from igkd.training.teacher import TrainedTeacher
+from test_workflow import CONTROLS as WORKFLOW_CONTROLS
 from test_workflow import TINY as WORKFLOW_TINY
 
 MEAN, STD = [0.3, 0.3, 0.3], [0.3, 0.3, 0.3]
@@ -71,14 +72,7 @@ def test_schema_accepts_exactly_the_method_names(repo):
 
 def test_controls_config_is_checked(repo):
     full = yaml.safe_load((repo / "config.yaml").read_text())
-    assert validate_config(full)["controls"]["methods"] == [
-        "shuffled_KD_in_class",
-        "shuffled_KD",
-        "shuffled_IG_in_class",
-        "shuffled_IG",
-        "reference_defect",
-        "IG@random",
-    ]
+    assert validate_config(full)["controls"]["methods"] == WORKFLOW_CONTROLS
     full["controls"]["compare_with"] = ["KD_IG", "shuffled_IG"]
     with pytest.raises(InputError, match=r"controls.methods: \['shuffled_IG'\] also in controls.compare_with"):
         validate_config(full)

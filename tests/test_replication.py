@@ -6,7 +6,6 @@ that cannot be compared with the paper gets (the demo's digits)."""
 import math
 import re
 import runpy
-import shutil
 from types import SimpleNamespace
 
 import numpy as np
@@ -48,6 +47,7 @@ from igkd.analysis.verdict import (
 from igkd.config import load_config
 from igkd.io import InputError
 from test_workflow import job_counts, snakemake
+from test_workflow_timing_external import workdir  # noqa: F401 - the fixture (with profiles/)
 
 SETTINGS = ReplicationSettings(margin=0.5, alpha=0.05)
 DIGITS = "not comparable: digits (the paper's numbers are CIFAR-10 at its settings)"
@@ -384,15 +384,6 @@ def test_the_script_compares_synthetic_cifar_runs(repo, tmp_path):
     assert len(rows) == 63 and set(reproduced["section"]) == {"ablation", "montecarlo"} and len(reproduced) == 11
     assert "# Does igkd reproduce the paper?" in (tmp_path / "out/comparison.md").read_text()
     assert len(pd.read_csv(paths.claims)) == 4
-
-
-@pytest.fixture
-def workdir(repo, tmp_path):
-    for name in ("Snakefile", "config.yaml"):
-        shutil.copy(repo / name, tmp_path / name)
-    for folder in ("workflow", "envs", "profiles"):
-        shutil.copytree(repo / folder, tmp_path / folder)
-    return tmp_path
 
 
 def test_the_paper_target_on_the_demo_is_one_job_reading_nothing_it_must_wait_for(workdir):

@@ -192,20 +192,27 @@ def _runs_section(r: _Reader, doc: Mapping, name: str, with_max: bool) -> list[P
     return out
 
 
+def _entries(r: _Reader, section: Mapping, key: str, what: str):
+    """(`key[i].`, entry) for each mapping of the non-empty list at `key` (dotted; its last
+    part is read from `section`); a one-line error naming the key otherwise."""
+    entries = section.get(key.rsplit(".", 1)[-1])
+    if not isinstance(entries, list) or not entries:
+        raise r.fail(key, what, entries)
+    for i, entry in enumerate(entries):
+        at = f"{key}[{i}]."
+        if not isinstance(entry, Mapping):
+            raise r.fail(at[:-1], "a mapping", entry)
+        yield at, entry
+
+
 def _compression(r: _Reader, doc: Mapping) -> list[PaperNumber]:
     section = r.mapping(doc, "compression", "")
     methods = section.get("methods")
     if not isinstance(methods, list) or not methods or not all(isinstance(m, str) for m in methods):
         raise r.fail("compression.methods", "a list of method names", methods)
     fraction = r.number(section, "fraction", "compression.", positive=True)
-    factors = section.get("factors")
-    if not isinstance(factors, list) or not factors:
-        raise r.fail("compression.factors", "a list of {drop, factor, accuracy}", factors)
     out = []
-    for i, entry in enumerate(factors):
-        at = f"compression.factors[{i}]."
-        if not isinstance(entry, Mapping):
-            raise r.fail(at[:-1], "a mapping", entry)
+    for at, entry in _entries(r, section, "compression.factors", "a list of {drop, factor, accuracy}"):
         drop, factor = r.count(entry, "drop", at), r.number(entry, "factor", at, positive=True)
         accuracy = entry.get("accuracy")
         if not isinstance(accuracy, list) or len(accuracy) != len(methods):
@@ -217,14 +224,9 @@ def _compression(r: _Reader, doc: Mapping) -> list[PaperNumber]:
 
 
 def _inference(r: _Reader, doc: Mapping) -> list[PaperNumber]:
-    times = r.mapping(doc, "inference", "").get("times")
-    if not isinstance(times, list) or not times:
-        raise r.fail("inference.times", "a list of {model, drop, factor, ms}", times)
     out = []
-    for i, entry in enumerate(times):
-        at = f"inference.times[{i}]."
-        if not isinstance(entry, Mapping):
-            raise r.fail(at[:-1], "a mapping", entry)
+    section = r.mapping(doc, "inference", "")
+    for at, entry in _entries(r, section, "inference.times", "a list of {model, drop, factor, ms}"):
         drop = entry.get("drop")
         if drop is not None and (not isinstance(drop, int) or isinstance(drop, bool)):
             raise r.fail(f"{at}drop", "a whole number or null (the teacher)", drop)
