@@ -289,7 +289,7 @@ class Campaign:
         controls = None
         section = config.get("controls") or {}
         if section.get("methods"):
-            paired = Experiment.from_config(section["experiment"], config["experiments"][section["experiment"]])
+            paired = experiments[section["experiment"]]
             drop = section.get("drop")
             controls = Controls(
                 tuple(section["methods"]),
@@ -326,12 +326,23 @@ class Campaign:
     def run(self, method: str, drop, fraction, run) -> StudentRun:
         return StudentRun(method, int(drop), float(fraction), int(run), self.recipe)
 
+    def owner_index(self, also: Iterable[str] = ()) -> dict[tuple, list[str]]:
+        """run key -> the experiments that ask for that student (the enabled ones, then the
+        disabled ones named in `also`, in config order) and `controls`; built in one pass."""
+        asked = [*self.enabled, *(n for n in self.experiments if n in also and n not in self.enabled)]
+        index: dict[tuple, list[str]] = {}
+        for name in asked:
+            for run in self.runs(name):
+                index.setdefault(run.key, []).append(name)
+        for run in self.control_runs():
+            owners = index.setdefault(run.key, [])
+            if "controls" not in owners:
+                owners.append("controls")
+        return index
+
     def owners(self, run: StudentRun) -> list[str]:
         """The experiments (and `controls`) that ask for `run`."""
-        names = [name for name in self.enabled if run.key in {r.key for r in self.runs(name)}]
-        if run.key in {r.key for r in self.control_runs()}:
-            names.append("controls")
-        return names
+        return self.owner_index().get(run.key, [])
 
     def drops(self) -> list[int]:
         """Every drop an enabled experiment or the controls train, sorted."""

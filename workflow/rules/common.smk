@@ -212,17 +212,18 @@ def precompute_outputs():
     ]
 
 
+def target_outputs():
+    """What the targets in ALL_TARGETS build, with the power table and the IG-convergence
+    figure (their figures are what `figures` builds beyond the shared ones)."""
+    outputs = [o for name in ALL_TARGETS for o in experiment_outputs(name)]
+    return list(dict.fromkeys(outputs + power_outputs() + convergence_outputs()))
+
+
 def final_outputs():
     """Every enabled experiment of the paper, the figures of the stages they share, and
     the precomputed attributions."""
-    outputs = [o for name in ALL_TARGETS for o in experiment_outputs(name)]
-    outputs += [
-        *figure_pdfs(),
-        *power_outputs(),
-        *timing_outputs(),
-        *precompute_outputs(),
-    ]
-    return list(dict.fromkeys(outputs))
+    outputs = [*target_outputs(), *shared_figure_pdfs(), *timing_outputs()]
+    return list(dict.fromkeys(outputs + precompute_outputs()))
 
 
 # ---- sweeps (workflow/rules/sweeps.smk) and figures (workflow/rules/figures.smk)
@@ -302,14 +303,15 @@ def attention_students():
 SHARED_FIGURES = ["ig_overlay", "ig_power", "attention", "attributions"]
 
 
+def shared_figure_pdfs():
+    return [f"{RESULTS}/figures/{name}.pdf" for name in SHARED_FIGURES]
+
+
 def figure_pdfs():
     """Every figure PDF of this config: the shared ones, each enabled experiment's, and
     the IG-convergence figure where the maps are refined."""
-    outputs = [o for name in ALL_TARGETS for o in experiment_outputs(name)]
-    outputs += power_outputs() + convergence_outputs()
-    figures = [p for p in outputs if p.startswith(f"{RESULTS}/figures/")]
-    shared = [f"{RESULTS}/figures/{name}.pdf" for name in SHARED_FIGURES]
-    return list(dict.fromkeys(shared + figures))
+    figures = [p for p in target_outputs() if p.startswith(f"{RESULTS}/figures/")]
+    return list(dict.fromkeys(shared_figure_pdfs() + figures))
 
 
 def convergence_outputs():

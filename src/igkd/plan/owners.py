@@ -43,22 +43,12 @@ LATER_ROWS = ("kd_grid", "overlay_p", CONTROLS, "timing", "external", SHARED, RE
 def student_owners(config: dict, targets: tuple[str, ...] = ()) -> Callable[[dict], list[str]]:
     """wildcards of a distill_student job -> the experiments asking for that student.
 
-    The one place that knows how students map to experiments (igkd.experiments.Campaign,
-    indexed once: Campaign.owners per job would be quadratic in the ~4,000 students of the
-    grid). A disabled experiment owns students only when the run names it as a target.
+    Campaign.owner_index, built once (Campaign.owners per job would rebuild it for every
+    job). A disabled experiment owns students only when the run names it as a target.
     """
     from igkd.experiments import Campaign, fraction_text
 
-    campaign = Campaign.from_config(config)
-    index: dict[tuple, list[str]] = {}
-    asked = [*campaign.enabled, *(n for n in campaign.experiments if n in targets and n not in campaign.enabled)]
-    for name in asked:
-        for run in campaign.runs(name):
-            index.setdefault(run.key, []).append(name)
-    for run in campaign.control_runs():
-        owners = index.setdefault(run.key, [])
-        if CONTROLS not in owners:
-            owners.append(CONTROLS)
+    index = Campaign.from_config(config).owner_index(also=targets)
 
     def owners(wildcards: dict) -> list[str]:
         fraction = fraction_text(float(wildcards["fraction"]))
