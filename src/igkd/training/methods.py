@@ -83,8 +83,9 @@ CONTROL_NOTES = {
     "shuffled_KD_in_class": "KD with every image's soft targets taken from another image of the same class "
     "(fixed derangement within each class): do soft targets help because they describe this image, "
     "beyond what the teacher says about its class?",
-    "reference_defect": "KD_IG fed as the reference code fed it: logits and maps computed over a shuffled, "
-    "crop+flip-augmented loader, then looked up by dataset index (row i belongs to another, augmented image)",
+    "reference_defect": "KD_IG fed as the reference code fed it: logits and maps computed in two separately "
+    "shuffled, crop+flip-augmented passes, then looked up by dataset index (row i's soft targets and map belong "
+    "to two other, augmented images)",
     "random": "the overlay blends in uniform noise maps instead of attributions: does any blend regularise?",
 }
 
