@@ -31,7 +31,7 @@ rule all:
         final_outputs(),
 
 
-# The paper's experiments by name (README "Experiments"): snakemake --cores N ablation
+# The paper's experiments by name (docs/experiments.md): snakemake --cores N ablation
 rule ablation:
     input:
         experiment_outputs("ablation"),

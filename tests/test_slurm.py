@@ -232,7 +232,7 @@ def test_slurm_profile_runs_the_dag_like_a_local_run(repo, tmp_path, slurm_clust
         assert len(spans) == GROUP, (jid, spans)
         ordered = sorted(spans.values())
         assert all(later[0] >= earlier[1] for earlier, later in zip(ordered, ordered[1:])), (
-            f"students of SLURM job {jid} overlapped {spans}: groups now run side by side; update README "
+            f"students of SLURM job {jid} overlapped {spans}: groups now run side by side; update docs/slurm.md "
             "'Grouping' and the grouped runtimes in profiles/slurm"
         )
     if slurm_cluster["accounting"]:

@@ -1,7 +1,6 @@
 """Training sets smaller than a batch, classes of one image, tiny validation splits:
 they train (or fail with one clean InputError naming the sizes), and every normal size
-keeps exactly the batches and rows it had before (README "Interruptions, bad input,
-repeatability")."""
+keeps exactly the batches and rows it had before (docs/reliability.md)."""
 
 import copy
 import json

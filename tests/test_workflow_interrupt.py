@@ -1,6 +1,6 @@
 """A whole workflow killed with SIGKILL (a lost node, kill -9 of Snakemake itself): the
 rerun is refused until `snakemake --unlock`, then the same command resumes the student
-from its checkpoint (README "Interruptions, bad input, repeatability")."""
+from its checkpoint (docs/reliability.md)."""
 
 import copy
 import os

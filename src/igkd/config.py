@@ -51,7 +51,7 @@ def validate_config(config: dict, schema_path: str | os.PathLike = SCHEMA) -> di
         keys = ", ".join(f"students.{k}" for k in moved)
         raise InputError(
             f"invalid config:\n  {keys}: moved to experiments.<name>.{{methods, drops, runs, fraction}} "
-            '(ablation, montecarlo, compression, grid; README "The paper\'s experiments")'
+            "(ablation, montecarlo, compression, grid; docs/experiments.md)"
         )
     errors = sorted(DefaultingValidator(load_schema(schema_path)).iter_errors(config), key=lambda e: list(e.path))
     if errors:

@@ -13,7 +13,7 @@ CUDA_VISIBLE_DEVICES entry SLURM or the user set, else the device's UUID), so
   claims among those.
 
 Jobs spread over the GPUs (the one with the most free slots first). When every slot is
-taken the job waits, logging why; `snakemake --resources gpu=N` (README "GPUs") keeps
+taken the job waits, logging why; `snakemake --resources gpu=N` (docs/gpus.md) keeps
 Snakemake from starting more GPU jobs than there are slots, so waiting is the exception.
 """
 

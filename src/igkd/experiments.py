@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from igkd.training.methods import get_method
 
-# Experiments whose students are distill_student jobs, in the order the README lists them.
+# Experiments whose students are distill_student jobs, in the order docs/experiments.md lists them.
 STUDENT_EXPERIMENTS = ("ablation", "montecarlo", "compression", "grid")
 # Every experiment of the paper: each is a Snakemake target (`snakemake --cores N ablation`).
 ALL_EXPERIMENTS = (*STUDENT_EXPERIMENTS[:3], "kd_grid", "overlay_p", "controls", "timing", "external")

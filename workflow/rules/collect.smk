@@ -60,7 +60,7 @@ rule run_stats:
         "../scripts/run_stats.py"
 
 
-# README "How many runs settle it?": snakemake --cores 2 power
+# docs/power.md: snakemake --cores 2 power
 rule power_table:
     input:
         unpack(power_inputs),

@@ -30,7 +30,7 @@ STUDENTS = config["students"]
 # determines it (igkd.experiments.StudentRun): its folder, params and row derive from it.
 CAMPAIGN = Campaign.from_config(config)
 EXPERIMENTS = CAMPAIGN.experiments  # every student experiment: a target by name
-# Every experiment of the paper is a target (README "The paper's experiments"); `all` builds the
+# Every experiment of the paper is a target (docs/experiments.md); `all` builds the
 # enabled ones (experiments.grid is off by default: `snakemake grid` runs it anyway).
 ALL_TARGETS = [
     *CAMPAIGN.enabled,
@@ -49,7 +49,7 @@ REFERENCE_LOADER = {
     "flip": STUDENTS["flip"],
 }
 THREADS = config["runtime"]["threads"]
-# Resource `gpu` counts GPU slots (README "GPUs"): runtime.students_per_gpu per GPU; a
+# Resource `gpu` counts GPU slots (docs/gpus.md): runtime.students_per_gpu per GPU; a
 # student takes one, a teacher, precompute or timing job a whole GPU. Run with
 # `--resources gpu=<GPUs x students_per_gpu>`. No GPU slots when the device is cpu/mps.
 ON_GPU = config["runtime"]["device"] not in ("cpu", "mps")
@@ -178,7 +178,7 @@ def control_outputs():
 
 
 def experiment_outputs(name):
-    """What one experiment target builds (README "The paper's experiments")."""
+    """What one experiment target builds (docs/experiments.md)."""
     if name in EXPERIMENTS:
         outputs = table_outputs(name) + stats_outputs(name)
         if name == "compression":

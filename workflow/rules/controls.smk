@@ -1,4 +1,4 @@
-# Scientific controls (README "Is it the knowledge?"): snakemake --cores N controls
+# Scientific controls (docs/controls.md): snakemake --cores N controls
 # The control students themselves are ordinary distill_student jobs (same recipe as every
 # method, so they compare like for like); these rules add the reference code's misaligned
 # precompute, the controls' statistics and their figure.

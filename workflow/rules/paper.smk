@@ -1,4 +1,4 @@
-# igkd against the paper's published numbers (README "Does it reproduce the paper?"):
+# igkd against the paper's published numbers (docs/experiments.md):
 # snakemake --cores 2 paper. Only CIFAR-10 at the paper's settings is compared; any other
 # run gets the one line saying why (igkd.analysis.paper_numbers.comparability).
 

@@ -41,7 +41,7 @@ class TimeAssumptions:
     # error is small; the mean points per image is known only after the run. Without a
     # finished precompute file to read it from (attr steps_mean), assume this multiple of
     # precompute.ig.steps, capped at max_steps: the demo measured 44.8 mean points from 9
-    # starting points (README "What the demo shows"), a factor of 5.0.
+    # starting points (docs/demo.md), a factor of 5.0.
     refined_steps_factor: float = 5.0
     # Attribution points per image for attributions without steps/samples settings
     # (saliency: one gradient; random: noise maps, no gradient at all).

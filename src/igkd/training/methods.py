@@ -72,7 +72,7 @@ INFORMATION_LEVELS = {
 }
 LEVEL_NAMES = ("aligned", "shuffled within class", "shuffled across classes")
 
-# What each control tests; used in the controls report and the README.
+# What each control tests; used in the controls report (docs/controls.md describes them too).
 CONTROL_NOTES = {
     "shuffled_IG": "IG with every image's overlay map taken from another image, of any class (fixed derangement): "
     "does the overlay help because the map belongs to the image or at least to its class?",
