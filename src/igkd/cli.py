@@ -100,8 +100,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _info_settings(args) -> tuple[float, float, list[int], int]:
-    """(teacher width, student width, drops, image size): config (or schema defaults), then
-    flags. The drops are every one an enabled experiment (or the controls) trains."""
+    """(teacher width, student width, drops, image size): --config files, else ./config.yaml,
+    else the schema defaults; then flags. The drops are every one an enabled experiment (or
+    the controls) trains."""
     from igkd.experiments import Campaign
     from igkd.models import N_FEATURE_BLOCKS
 
@@ -115,11 +116,18 @@ def _info_settings(args) -> tuple[float, float, list[int], int]:
     return teacher_width, student_width, sorted(drops), args.image_size or size
 
 
+# What `snakemake` run in the current folder reads (the Snakefile's `configfile:`).
+WORKFLOW_CONFIG = Path("config.yaml")
+
+
 def _load_config(paths: list[Path]) -> dict:
-    """The merged, validated config files; without any, the schema's defaults."""
+    """The merged, validated config files; without any, ./config.yaml as `snakemake` run here
+    would read it, so the table follows the user's edits, else the schema's defaults."""
     from igkd.config import load_config, validate_config
     from igkd.io import InputError
 
+    if not paths and WORKFLOW_CONFIG.is_file():
+        paths = [WORKFLOW_CONFIG]
     if not paths:
         minimal = {"dataset": {"name": "cifar10"}, **{key: {} for key in MINIMAL_SECTIONS}}
         return validate_config(minimal)
