@@ -25,6 +25,7 @@ TOP_LEVEL = {
     "experiments",
     "identity",
     "reruns",
+    "status",
 }
 FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef)
 

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from igkd import __version__
+from igkd.status import add_parser as add_status_command  # light: the command's work imports lazily
 
 DEFAULT_CLASSES = 10
 DEFAULT_IMAGE_SIZE = 32
@@ -93,6 +94,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     check.set_defaults(run=_check_data)
     _add_plan_commands(commands)
+    add_status_command(commands)
     return parser
 
 

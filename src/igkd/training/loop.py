@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from time import monotonic
 
 import numpy as np
 import pandas as pd
@@ -22,6 +23,7 @@ from torch import nn
 from igkd.io import InputError, file_size, load_torch, save_torch
 from igkd.training.allocator import reuse_freed_memory
 from igkd.training.amp import EVAL_PRECISION, MixedPrecision, full_fp32
+from igkd.training.progress import epoch_line, resume_line
 
 EVAL_BATCH = 512
 
@@ -133,6 +135,7 @@ class LoopConfig:
     drop_last: bool = False
     what: str = "training set"  # names the rows in the error for a set too small to train on
     precision: str = "fp32"  # runtime.precision (igkd.training.amp): fp32 | bf16 | fp16 | auto
+    later_epochs: int = 0  # epochs the job trains after this training (a sweep job's later points): in the time left
 
     def batch_ends(self, n: int) -> list[int]:
         """End row of each step's slice of an epoch's order: the one definition of the steps
@@ -201,7 +204,9 @@ def fit(
     `settings_tag`): model, optimiser, scheduler, both RNG states and the history are
     restored, so the resumed run ends with the same numbers. A checkpoint of other
     settings (the config changed after an interrupted run) or an unreadable one is logged
-    and ignored: training starts fresh rather than continue a stale run.
+    and ignored: training starts fresh rather than continue a stale run. Each epoch logs
+    one line: `epoch k/N`, the history row's fields and the job's time left
+    (igkd.training.progress.epoch_line).
     """
     log = log or (lambda m: print(m, file=sys.stderr, flush=True))
     model, step, evaluate = task.model, task.step, task.evaluate
@@ -227,7 +232,10 @@ def fit(
         history, start_epoch = state["history"], state["epoch"]
         amp.load_state_dict(state.get("amp"))
         log(f"resumed from {checkpoint.path} after epoch {start_epoch}")
+        log(resume_line(start_epoch, loop.epochs, [r["seconds"] for r in history if "seconds" in r], loop.later_epochs))
     label = device_label(device)  # recorded in every history row
+    timed: list[float] = []  # wall time of each epoch trained here, evaluation and checkpoint included
+    lap = monotonic()
     for epoch in range(start_epoch, loop.epochs):
         model.train()
         began = time.time()
@@ -258,7 +266,10 @@ def fit(
         if (epoch + 1) % loop.eval_every == 0 or epoch + 1 == loop.epochs:
             row.update(evaluate())
         history.append(row)
-        log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+        now = monotonic()
+        timed.append(now - lap)  # from the previous line: the previous checkpoint's save counts too
+        lap = now
+        log(epoch_line(row, loop.epochs, timed, loop.later_epochs))
         if checkpoint is not None:
             save_torch(
                 checkpoint.path,

@@ -95,9 +95,11 @@ def fit_student(
     precomputed: Precomputed | None,
     runtime: Runtime,
     checkpoint: Checkpoint | None = None,
+    later_epochs: int = 0,
 ) -> StudentResult:
     """Train one student. `teacher` is needed by AT methods only, `precomputed` by KD and
-    IG methods only (either may be None otherwise)."""
+    IG methods only (either may be None otherwise). `later_epochs`: what the job trains
+    after this student, counted in its log's time left."""
     torch.set_num_threads(runtime.threads)
     device = runtime.device
     recipe = run.recipe
@@ -119,6 +121,7 @@ def fit_student(
         recipe.eval_every,
         what=f"students: {run}: the training subsample (fraction {run.fraction} of {len(pool)} rows)",
         precision=runtime.precision,
+        later_epochs=later_epochs,
     )
     task = TrainTask(
         distiller, lambda batch: distiller.step(data, batch, generator), _evaluation(model, splits, recipe, device)

@@ -64,12 +64,14 @@ def train_points(
     drop = sweeps_cfg["drop"]
     provenance = teacher.provenance(splits)  # the whole data set's, before the test rows go
     splits = without_test(splits)
+    runs = [point_run(students, sweeps_cfg, job.sweep, _values(p), int(p["run"])) for p in job.points]
     written = []
-    for point, metrics_path, history_path in zip(job.points, job.metric_paths, job.history_paths):
-        values = {k: v for k, v in point.items() if k != "run"}
-        run = int(point["run"])
-        student = point_run(students, sweeps_cfg, job.sweep, values, run)
-        result = fit_student(splits, student, teacher, precomputed, runtime)
+    for i, (point, student, metrics_path, history_path) in enumerate(
+        zip(job.points, runs, job.metric_paths, job.history_paths)
+    ):
+        values, run = _values(point), student.run
+        later = sum(r.recipe.epochs for r in runs[i + 1 :])  # the job's time left counts its later points
+        result = fit_student(splits, student, teacher, precomputed, runtime, later_epochs=later)
         metrics = {
             "sweep": job.sweep,
             "method": method,
@@ -90,3 +92,8 @@ def train_points(
         runtime.log(f"{job.sweep} {values} run {run}: validation accuracy {metrics['val_acc']:.2f} %")
         written.append(metrics)
     return written
+
+
+def _values(point: Mapping) -> dict:
+    """A point's swept values (without its run)."""
+    return {k: v for k, v in point.items() if k != "run"}
