@@ -72,6 +72,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     info.add_argument("--all", action="store_true", help="every drop 1..18, not only the config's")
     info.set_defaults(run=_info)
+    _add_export_command(commands)
 
     check = commands.add_parser("check-data", help="read a dataset as the workflow would and summarise it")
     check.add_argument(
@@ -296,6 +297,25 @@ def _print_summary(path: Path, kind: str, splits) -> None:
     rows = [(i, name, f"{train[i]:,}", f"{test[i]:,}") for i, name in enumerate(splits.classes)]
     print(f"{n_classes} classes:")
     _print_table(header, rows)
+
+
+# --------------------------------------------------------------------------- export
+
+EXPORT_FORMATS = ("torchscript", "onnx", "state_dict")  # igkd.training.export.FORMATS (torch-free here)
+
+
+def _add_export_command(commands) -> None:
+    export = commands.add_parser("export", help="write a trained student as a file that loads without igkd")
+    export.add_argument("run_dir", type=Path, help="a student run folder: results/<dataset>/students/.../run<r>/")
+    export.add_argument("--format", required=True, choices=EXPORT_FORMATS, help="see docs/use-a-student.md")
+    export.add_argument("out", type=Path, help="the file to write")
+    export.set_defaults(run=_export)
+
+
+def _export(args) -> None:
+    from igkd.training.export import export_command
+
+    export_command(args)
 
 
 # --------------------------------------------------------------------------- plan, calibrate

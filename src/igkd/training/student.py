@@ -27,6 +27,7 @@ from igkd.provenance import fingerprint
 from igkd.runtime import Runtime
 from igkd.training.augment import InputNorm
 from igkd.training.distiller import Distiller, Recipe
+from igkd.training.loaded import StudentSpec
 from igkd.training.loop import (
     Checkpoint,
     LoopConfig,
@@ -152,6 +153,12 @@ def _evaluation(model, splits: Splits, recipe, device: str):
     return evaluate
 
 
+def _spec(run: StudentRun, splits: Splits) -> StudentSpec:
+    """What igkd.load_student needs to rebuild and feed the run's model.pt."""
+    size = splits.train_images.shape[1]
+    return StudentSpec.of(run.drop, run.recipe.width, splits.classes, size, run.recipe.normalize)
+
+
 def run_student(
     splits: Splits,
     run: StudentRun,
@@ -161,7 +168,8 @@ def run_student(
     out_dir: str,
 ) -> dict:
     """Train one student and write model.pt, metrics.json, history.csv and subsample.npz
-    (wall-clock time goes to runtime.json beside metrics.json, which stays reproducible).
+    (wall-clock time goes to runtime.json beside metrics.json, which stays reproducible);
+    metrics.json's `model` entry describes the network for igkd.load_student.
 
     An interrupted run resumes from out_dir/checkpoint.pt when its settings tag matches:
     what determines the run (StudentRun.params), the teacher's normalisation, the data and
@@ -186,6 +194,7 @@ def run_student(
         "paper_factor": paper_factor(params, len(splits.classes)),
         **result.teacher_rows,
         **provenance,
+        "model": _spec(run, splits).record(),
         "environment": environment(runtime.device, runtime.threads, result.history, runtime.precision),
     }
     save_subsample(out / "subsample.npz", result.rows, len(splits.train_labels))
