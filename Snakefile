@@ -69,4 +69,4 @@ rule timing:
 
 rule external:
     input:
-        experiment_outputs("external"),
+        external_root_required,

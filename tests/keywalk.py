@@ -67,6 +67,7 @@ WALK = {
 # {dotted key: value} pairs, several where keys only change together. None: the key cannot
 # change on the walk's config; its declaration must then not apply here (x-when).
 CHANGES = {
+    "dataset.tag": {"dataset.tag": "walk_tag"},
     "dataset.cifar10.path": {"dataset.cifar10.path": "elsewhere/cifar-10-python.tar.gz"},
     "dataset.cifar10.data_dir": {"dataset.cifar10.data_dir": "resources/elsewhere"},
     "dataset.imagefolder.root": {"dataset.imagefolder.root": "elsewhere"},

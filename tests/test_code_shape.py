@@ -16,6 +16,7 @@ TOP_LEVEL = {
     "__init__",
     "io",
     "config",
+    "folders",
     "provenance",
     "runtime",
     "devices",

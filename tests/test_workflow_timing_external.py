@@ -60,6 +60,18 @@ def test_no_external_rules_without_a_root_and_no_stand_in_for_a_real_folder(work
     assert counts["evaluate_external"] == 1 and counts["fig_imagenet"] == 1 and "export_standin" not in counts
 
 
+@pytest.mark.parametrize("target", ["fig_imagenet", "external", "evaluate_external"])
+def test_an_external_target_without_a_root_stops_with_one_line_naming_the_key(workdir, target):
+    (workdir / "off.yaml").write_text(yaml.safe_dump({"external_eval": {"root": None, "standin_rotation": None}}))
+    code, out = snakemake(workdir, target, "-n", *DEMO, "off.yaml")
+    assert code != 0
+    assert "No rule to produce" not in out
+    named = [line.strip() for line in out.splitlines() if "external_eval.root" in line]
+    assert len(named) == 1, out[-3000:]
+    assert named[0].startswith("InputError: external_eval.root: not set;")
+    assert "add 'external_eval: {root: /path/to/folder}' to a config file" in named[0]
+
+
 def test_ig_convergence_figure_only_where_the_maps_are_refined(workdir):
     """The demo refines its IG maps to a tolerance and draws fig_ig_convergence; with
     tolerance: null (the paper's fixed steps, config.yaml's default) it is not a target."""

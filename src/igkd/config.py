@@ -10,6 +10,7 @@ from pathlib import Path
 import yaml
 from jsonschema import Draft202012Validator, validators
 
+from igkd.folders import tag_problem
 from igkd.io import InputError
 from igkd.training.methods import get_method
 
@@ -82,6 +83,8 @@ def _message(error) -> str:
 def _check_cross_keys(config: dict) -> None:
     data, teacher, students = config["dataset"], config["teacher"], config["students"]
     problems = []
+    if (bad_tag := tag_problem(data.get("tag"))) is not None:
+        problems.append(bad_tag)
     if data["name"] == "cifar10" and data["cifar10"]["source"] == "path" and not data["cifar10"]["path"]:
         problems.append("dataset.cifar10.path: required when dataset.cifar10.source is 'path'")
     if data["name"] == "imagefolder" and not data["imagefolder"]["root"]:

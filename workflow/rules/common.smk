@@ -5,6 +5,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from igkd.config import validate_config
+from igkd.folders import logs_dir, results_dir
+from igkd.io import InputError
 from igkd.identity import precompute_params, prepare_params, teacher_params
 from igkd.experiments import Campaign
 from igkd.training.methods import get_method, precompute_stem
@@ -21,9 +23,9 @@ def code_fingerprint(script):
     return fingerprint(SCRIPTS / f"{script}.py")
 
 
-DS = config["dataset"]["name"]
-RESULTS = f"results/{DS}"
-LOGS = f"logs/{DS}"
+DS = config["dataset"]["name"]  # what is read (digits, cifar10, imagefolder)
+RESULTS = results_dir(config)  # where it goes: results/<dataset.tag, default the name>
+LOGS = logs_dir(config)
 BENCH = f"{RESULTS}/benchmarks"
 STUDENTS = config["students"]
 # Every student of every enabled experiment (and the controls), each identified by what
@@ -345,6 +347,22 @@ def external_outputs():
     return [f"{RESULTS}/external/{name}.csv", f"{RESULTS}/figures/{name}.pdf"]
 
 
+# `snakemake external` (or fig_imagenet, evaluate_external) with external_eval.root null.
+EXTERNAL_ROOT_UNSET = (
+    "external_eval.root: not set; the external evaluation (external, evaluate_external, "
+    "fig_imagenet) needs an image folder root/<wnid or class>/*.png: add "
+    "'external_eval: {root: /path/to/folder}' to a config file"
+)
+
+
+def external_root_required(wildcards):
+    """Input of the external targets: their files, or, with external_eval.root null, the
+    one line naming the key (raised only when one of them is asked for)."""
+    if not EXTERNAL["root"]:
+        raise InputError(EXTERNAL_ROOT_UNSET)
+    return external_outputs()
+
+
 def external_class_map():
     """external_eval.class_map: a path, or the name of a map shipped in src/igkd/data."""
     name = EXTERNAL["class_map"]
@@ -355,8 +373,10 @@ def external_class_map():
 
 
 def figure_report(name, fmt, category):
-    """Figure file results/{ds}/figures/<name>.<fmt> as an HTML-report item, with the
-    caption workflow/report/<name>.rst."""
+    """Figure file results/{tag}/figures/<name>.<fmt> as an HTML-report item, with the
+    caption workflow/report/<name>.rst. Not category Statistics or Workflow: Snakemake
+    links its own panels by those names, and a second link of one name is a docutils
+    warning printed on every page of the report (tests/test_report_text.py)."""
     return report(
         f"{RESULTS}/figures/{name}.{fmt}",
         caption=f"../report/{name}.rst",
@@ -395,3 +415,16 @@ def paper_outputs():
         f"{RESULTS}/paper/{name}"
         for name in ("comparison.csv", "claims.csv", "comparison.md")
     ] + [f"{RESULTS}/figures/paper_comparison.{fmt}" for fmt in ("pdf", "png")]
+
+
+# ---- the HTML report's front page (workflow/report/workflow.rst)
+# Snakemake renders the front page with the config only, so the facts about this run it
+# states are derived here and put under a key the schema does not have (after validation).
+config["front_page"] = {
+    "results": RESULTS,
+    "students": len(CAMPAIGN.all_runs()),
+    "experiments": CAMPAIGN.enabled,
+    "controls": bool(CONTROLS["methods"]),
+    "power": bool(power_outputs()),
+    "paper": PAPER.param(),
+}

@@ -63,8 +63,8 @@ rule fig_controls:
         levels=rules.compare_controls.output.levels,
         teacher_metrics=rules.train_teacher.output.metrics,
     output:
-        pdf=f"{RESULTS}/figures/controls.pdf",
-        png=f"{RESULTS}/figures/controls.png",
+        pdf=figure_report("controls", "pdf", "Controls"),
+        png=figure_report("controls", "png", "Controls"),
     log:
         f"{LOGS}/fig_controls.log",
     benchmark:

@@ -204,8 +204,8 @@ rule fig_power:
         power=rules.power_table.output.power,
         runs=power_figure_runs(),
     output:
-        pdf=figure_report("power", "pdf", "Statistics"),
-        png=figure_report("power", "png", "Statistics"),
+        pdf=figure_report("power", "pdf", "Power"),
+        png=figure_report("power", "png", "Power"),
     log:
         f"{LOGS}/fig_power.log",
     benchmark:

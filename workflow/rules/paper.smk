@@ -10,8 +10,8 @@ rule compare_paper:
         comparison=f"{RESULTS}/paper/comparison.csv",
         claims=f"{RESULTS}/paper/claims.csv",
         markdown=f"{RESULTS}/paper/comparison.md",
-        pdf=f"{RESULTS}/figures/paper_comparison.pdf",
-        png=f"{RESULTS}/figures/paper_comparison.png",
+        pdf=figure_report("paper_comparison", "pdf", "Paper comparison"),
+        png=figure_report("paper_comparison", "png", "Paper comparison"),
     log:
         f"{LOGS}/compare_paper.log",
     benchmark:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from igkd import folders
 from igkd.io import InputError
 from igkd.plan.cache import DeviceCache, open_cache
 from igkd.plan.calibration import Calibration, EnsureOptions, Measure, Recorder, ensure
@@ -59,7 +60,7 @@ class Plan:
 
 
 def results_dir(run: ResolvedRun) -> Path:
-    return run.path(f"results/{run.config['dataset']['name']}")
+    return run.path(folders.results_dir(run.config))
 
 
 def cost_context(run: ResolvedRun, jobs: list[Job], kind: str) -> CostContext:
