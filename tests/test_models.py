@@ -65,3 +65,49 @@ def test_at_block_outside_table_is_inside_student():
 def test_bad_drop_rejected():
     with pytest.raises(ValueError, match="drop must lie in 1..18"):
         build_student(19)
+
+
+def _torchvision_reference(drop: int | None, width: float, seed: int) -> tuple[torch.nn.Module, torch.Tensor]:
+    """The teacher (drop None) or student as igkd built it from torchvision's MobileNetV2
+    before igkd.models held a copy of its layers, and the next draw of the seeded generator."""
+    from torchvision.models.mobilenetv2 import MobileNetV2
+
+    from igkd.models import CIFAR_BLOCK_TABLE, N_FEATURE_BLOCKS, TEACHER_DROPOUT
+
+    torch.manual_seed(seed)
+    net = MobileNetV2(
+        num_classes=10, width_mult=width, inverted_residual_setting=CIFAR_BLOCK_TABLE, dropout=TEACHER_DROPOUT
+    )
+    net.features[0][0].stride = (1, 1)
+    if drop is None:
+        model = torch.nn.Sequential()
+        model.features, model.classifier = net.features, net.classifier
+    else:
+        features = net.features[: N_FEATURE_BLOCKS - drop]
+        channels = [m for m in features[-1].modules() if isinstance(m, torch.nn.Conv2d)][-1].out_channels
+        model = torch.nn.Sequential()
+        model.features, model.classifier = features, torch.nn.Linear(channels, 10)
+    return model, torch.rand(4)
+
+
+@pytest.mark.parametrize(("drop", "width"), [(None, 1.0), (None, 0.5), (13, 0.5), (7, 0.5), (5, 1.0), (17, 0.25)])
+def test_models_are_torchvisions_layer_for_layer_and_weight_for_weight(drop, width):
+    """igkd.models copies torchvision's layers so a job need not import torchvision: the
+    same seed must give the same module tree, parameter names, weights, buffers, generator
+    state afterwards and outputs, so checkpoints and seeded runs stay exactly as they were."""
+    reference, next_draw = _torchvision_reference(drop, width, seed=7)
+    torch.manual_seed(7)
+    model = build_teacher(10, width) if drop is None else build_student(drop, 10, width)
+    assert torch.equal(torch.rand(4), next_draw)
+    ours, theirs = model.state_dict(), reference.state_dict()
+    assert list(ours) == list(theirs)
+    for key in theirs:
+        assert torch.equal(ours[key], theirs[key]), key
+    assert repr(model.features) == repr(reference.features)
+    assert repr(model.classifier) == repr(reference.classifier)
+    x = torch.randn(2, 3, 32, 32)
+    model.eval()
+    reference.eval()
+    with torch.no_grad():
+        pooled = torch.flatten(torch.nn.functional.adaptive_avg_pool2d(reference.features(x), 1), 1)
+        assert torch.equal(model(x), reference.classifier(pooled))

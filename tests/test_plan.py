@@ -317,6 +317,15 @@ def test_student_seconds_are_steps_times_step_time_plus_evaluations(config):
     assert half.seconds == pytest.approx(START + IO + 4 * (8 * 0.01 + CKPT) + 2 * 360 / 1000)
 
 
+def test_a_student_in_a_warm_worker_pays_no_python_start_up(config):
+    """runtime.warm_workers (CPU): the worker has imported torch already (igkd.training.worker)."""
+    cold = estimate(student_job(), context(config), FakeCalibration()).seconds
+    warm_config = {**config, "runtime": {**config["runtime"], "warm_workers": True}}
+    assert cold - estimate(student_job(), context(warm_config), FakeCalibration()).seconds == pytest.approx(2.0)
+    on_gpu = {**warm_config, "runtime": {**warm_config["runtime"], "device": "cuda"}}
+    assert estimate(student_job(), context(on_gpu), FakeCalibration()).seconds == pytest.approx(cold)
+
+
 def test_exclude_val_trains_on_fewer_rows_and_also_scores_them(config):
     config["students"]["exclude_val"] = True
     ctx = context(config)

@@ -1,19 +1,28 @@
 """The CIFAR MobileNetV2 teacher and its truncated students.
 
-Built from torchvision's MobileNetV2 blocks (no re-implementation): the CIFAR variant
-only changes the stem stride and the second stage's stride to 1, so a 32x32 image ends
-at 4x4. A student keeps the first 19 - L feature blocks of the same architecture and
-adds global pooling and one linear layer, so student and teacher feature maps at a
-shared block index have the same spatial size (needed for attention transfer).
+Built from torchvision's MobileNetV2 blocks: the CIFAR variant only changes the stem
+stride and the second stage's stride to 1, so a 32x32 image ends at 4x4. A student keeps
+the first 19 - L feature blocks of the same architecture and adds global pooling and one
+linear layer, so student and teacher feature maps at a shared block index have the same
+spatial size (needed for attention transfer).
+
+The blocks are a copy of torchvision 0.29's (`Conv2dNormActivation`, `InvertedResidual`,
+`MobileNetV2` below), so that a job need not import torchvision: any `torchvision.*`
+import runs `torchvision/__init__`, which imports all of torchvision, and
+`torchvision.ops.roi_align` imports `torch._dynamo`; 2.5-3 s of start-up in every job
+that builds a model, for three small layer classes (docs/performance.md "Start-up cost
+of a job"). Classes, construction order and weight initialisation are torchvision's line
+for line (module names and attributes included), so a seed gives the same weights and
+saved state dicts load either way; tests/test_models.py checks that against torchvision.
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 
 import torch
-from torch import nn
-from torchvision.models.mobilenetv2 import MobileNetV2
+from torch import Tensor, nn
 
 N_FEATURE_BLOCKS = 19
 # t (expansion), c (channels), n (repeats), s (stride): torchvision's table with the
@@ -30,6 +39,110 @@ CIFAR_BLOCK_TABLE = [
 TEACHER_DROPOUT = 0.2
 # Attention-transfer tap (feature block index) per number of removed blocks (docs/method.md).
 AT_BLOCK_BY_DROP = {3: 9, 5: 9, 7: 9, 9: 4, 11: 4, 13: 4, 15: 2, 17: 0}
+# torchvision's MobileNetV2 stem and head widths and channel rounding
+STEM_CHANNELS = 32
+LAST_CHANNELS = 1280
+ROUND_NEAREST = 8
+
+
+def make_divisible(v: float, divisor: int, min_value: int | None = None) -> int:
+    """torchvision's `_make_divisible`: the nearest multiple of `divisor`, at most 10 % below v."""
+    if min_value is None:
+        min_value = divisor
+    new_v = max(min_value, int(v + divisor / 2) // divisor * divisor)
+    if new_v < 0.9 * v:
+        new_v += divisor
+    return new_v
+
+
+class Conv2dNormActivation(nn.Sequential):
+    """Conv2d (no bias, "same" padding) + BatchNorm2d + activation (torchvision.ops.misc)."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 3,
+        stride: int = 1,
+        groups: int = 1,
+        norm_layer: Callable[..., nn.Module] = nn.BatchNorm2d,
+        activation_layer: Callable[..., nn.Module] = nn.ReLU6,
+    ) -> None:
+        padding = (kernel_size - 1) // 2
+        conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, dilation=1, groups=groups, bias=False)
+        super().__init__(conv, norm_layer(out_channels), activation_layer(inplace=True))
+        self.out_channels = out_channels
+
+
+class InvertedResidual(nn.Module):
+    """Expand (1x1) -> depthwise 3x3 -> project (1x1), with a skip when shapes allow."""
+
+    def __init__(
+        self, inp: int, oup: int, stride: int, expand_ratio: int, norm_layer: Callable[..., nn.Module] | None = None
+    ) -> None:
+        super().__init__()
+        self.stride = stride
+        if stride not in [1, 2]:
+            raise ValueError(f"stride should be 1 or 2 instead of {stride}")
+        if norm_layer is None:
+            norm_layer = nn.BatchNorm2d
+        hidden_dim = int(round(inp * expand_ratio))
+        self.use_res_connect = self.stride == 1 and inp == oup
+        layers: list[nn.Module] = []
+        if expand_ratio != 1:
+            layers.append(Conv2dNormActivation(inp, hidden_dim, kernel_size=1, norm_layer=norm_layer))
+        layers.extend(
+            [
+                Conv2dNormActivation(hidden_dim, hidden_dim, stride=stride, groups=hidden_dim, norm_layer=norm_layer),
+                nn.Conv2d(hidden_dim, oup, 1, 1, 0, bias=False),
+                norm_layer(oup),
+            ]
+        )
+        self.conv = nn.Sequential(*layers)
+        self.out_channels = oup
+        self._is_cn = stride > 1
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.use_res_connect:
+            return x + self.conv(x)
+        return self.conv(x)
+
+
+class MobileNetV2(nn.Module):
+    """torchvision's MobileNetV2 (`features`, `classifier`); FeatureNet runs the blocks."""
+
+    def __init__(
+        self,
+        num_classes: int,
+        width_mult: float,
+        inverted_residual_setting: list[list[int]],
+        dropout: float,
+    ) -> None:
+        super().__init__()
+        input_channel = make_divisible(STEM_CHANNELS * width_mult, ROUND_NEAREST)
+        self.last_channel = make_divisible(LAST_CHANNELS * max(1.0, width_mult), ROUND_NEAREST)
+        features: list[nn.Module] = [Conv2dNormActivation(3, input_channel, stride=2)]
+        for t, c, n, s in inverted_residual_setting:
+            output_channel = make_divisible(c * width_mult, ROUND_NEAREST)
+            for i in range(n):
+                stride = s if i == 0 else 1
+                features.append(InvertedResidual(input_channel, output_channel, stride, expand_ratio=t))
+                input_channel = output_channel
+        features.append(Conv2dNormActivation(input_channel, self.last_channel, kernel_size=1))
+        self.features = nn.Sequential(*features)
+        self.classifier = nn.Sequential(nn.Dropout(p=dropout), nn.Linear(self.last_channel, num_classes))
+        # torchvision's weight initialisation, in module order
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out")
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, 0, 0.01)
+                nn.init.zeros_(m.bias)
 
 
 class FeatureNet(nn.Module):

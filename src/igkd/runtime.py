@@ -72,8 +72,14 @@ def log_to(path: str | None):
     def log(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
-    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    # force: a warm worker (igkd.training.worker) logs each job to that job's file
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", force=True)
     return log
+
+
+def clean_error_line(error: BaseException) -> str:
+    """The one line a CLEAN_ERRORS error ends a job with."""
+    return f"error: {error.strerror if isinstance(error, WriteError) else error}"
 
 
 def report_clean_errors(kind, error, traceback) -> None:
@@ -85,7 +91,7 @@ def report_clean_errors(kind, error, traceback) -> None:
     if not issubclass(kind, CLEAN_ERRORS):
         sys.__excepthook__(kind, error, traceback)
         return
-    line = f"error: {error.strerror if isinstance(error, WriteError) else error}"
+    line = clean_error_line(error)
     streams = [sys.stderr] if sys.stderr is sys.__stderr__ else [sys.stderr, sys.__stderr__]
     for stream in streams:
         if stream is not None:

@@ -14,7 +14,6 @@ import h5py
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.model_selection import train_test_split
 
 from igkd.io import InputError, atomic_path, sha256_arrays
 
@@ -88,6 +87,9 @@ def stratified_pick(labels: np.ndarray, fraction: float, seed: int, *, side: str
     side than classes). Then `per_class_pick`, which picks at least one row of every class
     and, for the test side, leaves every class at least one row on the other side.
     """
+    # scikit-learn costs 1.5 s of start-up: only jobs that subsample import it
+    from sklearn.model_selection import train_test_split
+
     positions = np.arange(len(labels))
     try:
         train, test = train_test_split(positions, **{f"{side}_size": fraction}, stratify=labels, random_state=seed)

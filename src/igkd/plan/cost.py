@@ -18,6 +18,7 @@ from igkd.plan.assumptions import ASSUMPTIONS, Assumptions, TimeAssumptions
 from igkd.plan.dataset import DataSize, kept
 from igkd.plan.jobs import Job
 from igkd.plan.keys import ModelSettings, ig_points_per_pass, startup
+from igkd.training.student_job import uses_warm_workers
 
 DROP_IN_PATH = re.compile(r"/drop(\d+)/")
 SWEEP_SECTION = {"kd": "kd", "overlay_p": "overlay"}  # igkd.analysis.sweeps.SECTION (no pandas import here)
@@ -65,7 +66,11 @@ def estimate(job: Job, ctx: CostContext, cal) -> JobCost:
 
 
 def start_seconds(job: Job, ctx: CostContext, cal) -> float:
-    """A fresh Python importing what the rule's script imports, plus Snakemake's part."""
+    """A fresh Python importing what the rule's script imports, plus Snakemake's part; a
+    student handed to a warm worker (igkd.training.worker) only Snakemake's part (the first
+    job of each worker waits for its start-up: a few seconds per plan, left out)."""
+    if job.rule == "distill_student" and uses_warm_workers(ctx.config["runtime"]):
+        return ctx.assumptions.time.job_overhead_s
     return cal.value(startup(job.rule in ctx.assumptions.time.torch_rules)) + ctx.assumptions.time.job_overhead_s
 
 

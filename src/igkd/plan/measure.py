@@ -32,9 +32,11 @@ EVAL_PRECISION = "fp32"  # what igkd.training.loop.accuracy runs in (igkd.traini
 STARTUP_WARMUP = 1  # untimed spawns first: the first one reads the libraries from disk
 STARTUP_RUNS = 3  # timed spawns; the median is the start-up
 CROP_PADDING = 4  # the augmentation's padding in a timed step (the cost barely depends on it)
-# What a job's Python imports before its work starts (the scripts' heaviest imports).
+# What a job's Python imports before its work starts (the scripts' heaviest imports). A
+# training job's first optimizer step also imports torch._dynamo (torch.optim does, about 1.5 s),
+# so it counts as start-up too (docs/performance.md "Start-up cost of a job").
 IMPORTS = {
-    "startup_training": "import igkd.training.student, igkd.attribution.precompute",
+    "startup_training": "import igkd.training.student, igkd.attribution.precompute, torch._dynamo",
     "startup_analysis": "import igkd.analysis.stats, matplotlib.pyplot",
 }
 
