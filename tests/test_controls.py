@@ -414,6 +414,32 @@ def test_fig_controls_draws_the_three_levels(tmp_path, monkeypatch):
     assert np.allclose(seen["lines"]["Student (no teacher)"], mean["Student"])
 
 
+def test_fig_controls_levels_panel_cuts_intervals_at_100(tmp_path, monkeypatch):
+    """Two runs give t-intervals far past 100 %; the levels panel cuts its axis at the possible
+    range and says so, as the left panel does (the demo's panel ran to 160 % before)."""
+    import igkd.plots.controls as plot
+    from igkd.analysis.control_stats import control_comparisons, control_summary, information_levels
+
+    runs = fake_runs(2, LEVEL_MEANS)
+    runs.loc[runs["run"] == 1, "test_acc"] -= 3.0  # a spread of ~3 pp between two runs: t(1) intervals of ~±20 pp
+    summary = control_summary(runs, list(LEVEL_MEANS))
+    controls = [m for m in LEVEL_MEANS if m.startswith("shuffled")]
+    levels = information_levels(summary, control_comparisons(runs, controls, ["KD", "IG", "Student"]))
+    assert levels["ci_high"].max() > 100  # the case under test
+    seen = {}
+    real_save = plot.save_figure
+
+    def keep(fig, pdf, png):
+        seen["ylim"], seen["ylabel"] = fig.axes[1].get_ylim(), fig.axes[1].get_ylabel()
+        real_save(fig, pdf, png)
+
+    monkeypatch.setattr(plot, "save_figure", keep)
+    plot.fig_controls(summary, runs, 98.0, str(tmp_path / "c.pdf"), str(tmp_path / "c.png"), levels)
+    low, high = seen["ylim"]
+    assert high <= 100 + 0.05 * 100 + 0.1 and low >= -0.1 - 0.05 * 100
+    assert "axis cut at 0-100 %" in seen["ylabel"]
+
+
 def test_fig_controls_marks_controls(tmp_path, monkeypatch):
     import igkd.plots.controls as plot
     from igkd.analysis.control_stats import control_summary

@@ -66,11 +66,10 @@ def fig_controls(
     drop = int(first["drop"]) if "drop" in summary else None
     factor = float(first["factor"]) if "factor" in summary else float("nan")
     low, high = float(np.nanmin([summary["ci_low"].min(), runs["test_acc"].min()])), float(summary["ci_high"].max())
-    clipped = low < 0 or high > 100  # a t-interval of few runs can pass the possible range
-    if clipped:
-        margin = 0.05 * (min(high, 100) - max(low, 0)) + 0.1
-        ax.set_xlim(max(low, 0) - margin, min(high, 100) + margin)
-    ax.set_xlabel("test accuracy (%)" + (" (axis cut at 0-100 %; CI bars may run past it)" if clipped else ""))
+    limits = percent_axis(low, high)
+    if limits:
+        ax.set_xlim(*limits)
+    ax.set_xlabel("test accuracy (%)" + (CUT_NOTE if limits else ""))
     level = level_label(first["ci_level"])
     ax.set_title(f"Controls at drop {drop} ({factor:.2f}x the teacher): mean, {level} CI, dots = runs", fontsize=9)
     handles = [
@@ -83,6 +82,18 @@ def fig_controls(
     ax.grid(alpha=0.3, axis="x")
     ax.set_ylim(-0.6, n - 0.4)
     save_figure(fig, pdf, png)
+
+
+CUT_NOTE = " (axis cut at 0-100 %; CI bars may run past it)"
+
+
+def percent_axis(low: float, high: float) -> tuple[float, float] | None:
+    """Axis limits cut at the possible 0-100 % (with a small margin) where an interval
+    passes them, as a t-interval of few runs can; None where nothing needs cutting."""
+    if not (low < 0 or high > 100):
+        return None
+    margin = 0.05 * (min(high, 100) - max(low, 0)) + 0.1
+    return max(low, 0) - margin, min(high, 100) + margin
 
 
 def draw_levels(ax, levels: pd.DataFrame, summary: pd.DataFrame) -> None:
@@ -104,7 +115,10 @@ def draw_levels(ax, levels: pd.DataFrame, summary: pd.DataFrame) -> None:
     ticks = [name.replace("shuffled ", "shuffled\n") for name in names["level"]]
     ax.set_xticks(list(names["rank"]), ticks, fontsize=8)
     ax.set_xlim(-0.4, int(levels["rank"].max()) + 0.4)
-    ax.set_ylabel("test accuracy (%)")
+    limits = percent_axis(float(levels["ci_low"].min()), float(levels["ci_high"].max()))
+    if limits:
+        ax.set_ylim(*limits)
+    ax.set_ylabel("test accuracy (%)" + (CUT_NOTE if limits else ""))
     level = level_label(summary["ci_level"].iloc[0])
     ax.set_title(f"Teacher information: image, class, none (mean, {level} CI)", fontsize=9)
     ax.legend(fontsize=7, loc="best")
