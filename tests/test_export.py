@@ -16,6 +16,7 @@ import re
 import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -87,6 +88,12 @@ def test_load_student_gives_the_pipelines_logits(trained):
     # one (H, W, 3) image: a batch of one may take other kernels (float32 rounding only)
     torch.testing.assert_close(student(splits.test_images[3]), logits[3:4])
     assert student.predict(splits.test_images[:5]) == [splits.classes[k] for k in logits[:5].argmax(1)]
+    # a read-only array (np.asarray of a PIL image is one) is taken without torch's warning
+    read_only = splits.test_images.copy()
+    read_only.flags.writeable = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert torch.equal(student(read_only), logits)
 
 
 def test_an_older_run_without_its_model_entry_still_loads(trained, tmp_path):

@@ -215,3 +215,16 @@ def test_default_folder_comes_from_the_config_and_a_missing_config_is_one_line(t
     assert capsys.readouterr().err.strip() == "error: --jobs: expected 1 or more, got 0"
     assert main(["status"]) == 0
     assert capsys.readouterr().out.startswith("results/digits: no such folder; ")
+
+
+def test_the_precompute_row_counts_every_file_a_student_reads(tmp_path, config_files):
+    """The controls read their own precompute files (shuffled rows, the reference code's
+    defect, random maps): the demo makes 3 precompute jobs, and the row counts 3."""
+    controls = tmp_path / "controls.yaml"
+    controls.write_text(yaml.safe_dump({"controls": {"methods": ["reference_defect", "IG@random", "shuffled_IG"]}}))
+    config = load_config(*config_files, controls)
+    results = tmp_path / "results" / "digits"
+    (results / "precompute").mkdir(parents=True)
+    (results / "precompute/ig.h5").write_bytes(b"h5")
+    row = by_name(status(config, results, jobs=1))["precompute"]
+    assert (row.runs, row.done, row.to_do) == (3, 1, 2)

@@ -121,7 +121,7 @@ def campaign_rows(config: Mapping, results: Path) -> dict[str, tuple[str, list[U
     campaign = Campaign.from_config(config)
     rows: dict[str, tuple[str, list[Unit]]] = {
         "teacher": ("teacher", [_teacher(where)]),
-        "precompute": ("precompute", [_precompute(where, name) for name in config["precompute"]["attributions"]]),
+        "precompute": ("precompute", [_precompute(where, name) for name in precompute_files(config, campaign)]),
     }
     for name in campaign.enabled:
         rows[name] = (STUDENTS, [_student(where, run) for run in campaign.runs(name)])
@@ -130,6 +130,18 @@ def campaign_rows(config: Mapping, results: Path) -> dict[str, tuple[str, list[U
     for row, sweep in (("kd_grid", "kd"), ("overlay_p", "overlay_p")):
         rows[row] = (SWEEPS, _sweep(where, config["sweeps"], sweep))
     return rows
+
+
+def precompute_files(config: Mapping, campaign) -> list[str]:
+    """Stems of the precompute files the run makes: precompute.attributions, and those the
+    students read (the controls' shuffled, reference-defect and random files), as the
+    workflow's student_precompute names them."""
+    from igkd.training.methods import precompute_stem
+
+    runs = [run for name in campaign.enabled for run in campaign.runs(name)] + list(campaign.control_runs())
+    default = config["students"]["ig"]["attribution"]
+    stems = [precompute_stem(run.method, default) for run in runs]
+    return list(dict.fromkeys([*config["precompute"]["attributions"], *(s for s in stems if s)]))
 
 
 def _teacher(where: Layout) -> Unit:

@@ -20,7 +20,16 @@ import torch
 from torch import nn
 
 from igkd.io import InputError, load_torch, read_h5, read_json
-from igkd.models import CIFAR_BLOCK_TABLE, N_FEATURE_BLOCKS, FeatureNet, build_student, load_weights
+from igkd.models import (
+    CIFAR_BLOCK_TABLE,
+    N_FEATURE_BLOCKS,
+    ROUND_NEAREST,
+    STEM_CHANNELS,
+    FeatureNet,
+    build_student,
+    load_weights,
+    make_divisible,
+)
 from igkd.training.amp import full_fp32
 from igkd.training.loop import EVAL_BATCH
 
@@ -31,7 +40,6 @@ DATA_FROM_RUN = 4  # run_dir.parents[4] is results/<dataset>/, where data.h5 lie
 # that gives the weights' channel counts builds exactly the trained architecture.
 WIDTH_STEPS = (0.25, 0.05, 0.01, 0.001)
 MAX_WIDTH = 4.0
-ROUND_NEAREST = 8  # torchvision MobileNetV2's channel rounding
 
 
 @dataclass(frozen=True)
@@ -129,11 +137,9 @@ class Standardize(nn.Module):
 
 def block_channels(width: float, blocks: int) -> list[int]:
     """Output channels of the first `blocks` feature blocks at `width` (torchvision's rounding)."""
-    from torchvision.models._utils import _make_divisible
-
-    channels = [_make_divisible(32 * width, ROUND_NEAREST)]
+    channels = [make_divisible(STEM_CHANNELS * width, ROUND_NEAREST)]
     for _, c, n, _ in CIFAR_BLOCK_TABLE:
-        channels += [_make_divisible(c * width, ROUND_NEAREST)] * n
+        channels += [make_divisible(c * width, ROUND_NEAREST)] * n
     return channels[:blocks]
 
 
@@ -186,7 +192,8 @@ class LoadedStudent:
 def to_float01(images, image_size: int | None, where: str) -> torch.Tensor:
     """uint8 (H,W,3)/(N,H,W,3) or float [0,1] (N,3,H,W) -> float32 (N,3,H,W) in [0,1]; any
     other shape, dtype or value range is an InputError naming `where` and what was expected."""
-    x = torch.from_numpy(np.ascontiguousarray(images)) if isinstance(images, np.ndarray) else images
+    # np.require copies an array torch cannot share (read-only, as np.asarray(PIL image) is)
+    x = torch.from_numpy(np.require(images, requirements=("C", "W"))) if isinstance(images, np.ndarray) else images
     if not isinstance(x, torch.Tensor):
         raise InputError(f"{where}: images must be a numpy array or torch tensor, got {type(images).__name__}")
     shape = tuple(x.shape)
