@@ -1,4 +1,5 @@
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -13,6 +14,17 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 @pytest.fixture(scope="session")
 def repo() -> Path:
     return REPO
+
+
+@pytest.fixture
+def workdir(repo, tmp_path):
+    """A copy of the workflow (Snakefile, config.yaml, workflow/, envs/, profiles/) to run
+    Snakemake in without touching the checkout."""
+    for name in ("Snakefile", "config.yaml"):
+        shutil.copy(repo / name, tmp_path / name)
+    for folder in ("workflow", "envs", "profiles"):
+        shutil.copytree(repo / folder, tmp_path / folder)
+    return tmp_path
 
 
 @pytest.fixture

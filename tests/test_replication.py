@@ -47,7 +47,6 @@ from igkd.analysis.verdict import (
 from igkd.config import load_config
 from igkd.io import InputError
 from test_workflow import job_counts, snakemake
-from test_workflow_timing_external import workdir  # noqa: F401 - the fixture (with profiles/)
 
 SETTINGS = ReplicationSettings(margin=0.5, alpha=0.05)
 DIGITS = "not comparable: digits (the paper's numbers are CIFAR-10 at its settings)"

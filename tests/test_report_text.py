@@ -4,7 +4,6 @@ box on any page), and the front page says what ran and where the verdicts and th
 table are."""
 
 import json
-import shutil
 import subprocess
 import sys
 
@@ -18,15 +17,6 @@ from test_workflow import TINY
 
 DEMO = ["config.yaml", "profiles/demo/demo.yaml"]
 CONFIGS = {"demo": DEMO, "full": ["config.yaml"]}  # the demo and the full protocol
-
-
-@pytest.fixture
-def workdir(repo, tmp_path):
-    for name in ("Snakefile", "config.yaml"):
-        shutil.copy(repo / name, tmp_path / name)
-    for folder in ("workflow", "envs", "profiles"):
-        shutil.copytree(repo / folder, tmp_path / folder)
-    return tmp_path
 
 
 def helper(workdir, configfiles, *args):

@@ -3,7 +3,6 @@ dataset's name by default; a tag that is not a safe folder name is one line nami
 what runs (the dataset read, the comparison with the paper) stays keyed on dataset.name."""
 
 import re
-import shutil
 from pathlib import Path
 
 import pytest
@@ -56,15 +55,6 @@ def test_the_paper_comparison_follows_the_dataset_name_not_the_tag():
     demo, tagged = demo_config(), demo_config(tag="cifar10")
     assert comparability(tagged, numbers) == comparability(demo, numbers)
     assert not comparability(tagged, numbers).comparable
-
-
-@pytest.fixture
-def workdir(repo, tmp_path):
-    for name in ("Snakefile", "config.yaml"):
-        shutil.copy(repo / name, tmp_path / name)
-    for folder in ("workflow", "envs", "profiles"):
-        shutil.copytree(repo / folder, tmp_path / folder)
-    return tmp_path
 
 
 def folders(out: str, root: str) -> set[str]:

@@ -31,7 +31,7 @@ from igkd.training.student import fit_student, subsample
 from igkd.training.sweep import SweepJob, train_points
 from igkd.training.sweep_points import point_settings
 from igkd.training.teacher import TrainedTeacher, fit_teacher
-from test_workflow import TINY, snakemake, workdir  # noqa: F401 - the fixture
+from test_workflow import TINY, snakemake
 
 TEACHER = {**configs.TEACHER, "epochs": 2, "batch_size": 256}  # larger than the tiny sets
 STUDENT = configs.STUDENT

@@ -22,7 +22,6 @@ from configs import STUDENT
 from igkd.training.student_job import StudentJob
 from igkd.training.worker import submit
 from student_jobs import make_job, write_inputs
-from test_workflow import workdir  # noqa: F401 - the fixture
 
 WAIT_S = 120  # a fresh Python importing torch on a busy 2-core machine
 

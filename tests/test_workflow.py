@@ -59,15 +59,6 @@ def job_counts(output: str) -> dict[str, int]:
     return {name: int(n) for name, n in re.findall(r"^(\w+)\s+(\d+)$", table, flags=re.M) if name != "total"}
 
 
-@pytest.fixture
-def workdir(repo, tmp_path):
-    for name in ("Snakefile", "config.yaml"):
-        shutil.copy(repo / name, tmp_path / name)
-    for folder in ("workflow", "envs"):
-        shutil.copytree(repo / folder, tmp_path / folder)
-    return tmp_path
-
-
 def student_folders(output: str) -> set[tuple[str, int, float, int]]:
     """(method, drop, fraction, run) of every distill_student job a dry run lists."""
     found = re.findall(r"students/([\w@]+)/drop(\d+)/f([\d.]+)/run(\d+)/metrics\.json", output)

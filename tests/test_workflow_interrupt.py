@@ -12,7 +12,7 @@ import time
 import pandas as pd
 import yaml
 
-from test_workflow import TINY, workdir  # noqa: F401 - the fixture
+from test_workflow import TINY
 
 TARGET = "results/digits/students/Student/drop13/f0.8/run0/metrics.json"
 EPOCHS = 12

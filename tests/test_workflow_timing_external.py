@@ -1,21 +1,9 @@
 """The timing and external-evaluation rules in the DAG (dry runs of the demo configuration)."""
 
-import shutil
-
 import pytest
 import yaml
 
 from test_workflow import job_counts, snakemake
-
-
-@pytest.fixture
-def workdir(repo, tmp_path):
-    for name in ("Snakefile", "config.yaml"):
-        shutil.copy(repo / name, tmp_path / name)
-    for folder in ("workflow", "envs", "profiles"):
-        shutil.copytree(repo / folder, tmp_path / folder)
-    return tmp_path
-
 
 DEMO = ["--configfile", "config.yaml", "profiles/demo/demo.yaml"]
 

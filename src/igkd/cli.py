@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from igkd import __version__
+from igkd.plan.runspec import add_run_arguments
 from igkd.status import add_parser as add_status_command  # light: the command's work imports lazily
 
 DEFAULT_CLASSES = 10
@@ -352,9 +353,7 @@ def _add_plan_commands(commands) -> None:
 def _run_arguments(sub: argparse.ArgumentParser, gpus: bool) -> None:
     """The arguments a `snakemake` run takes, and the device and cache options."""
     sub.add_argument("targets", nargs="*", help="Snakemake targets (default: the workflow's default target)")
-    sub.add_argument("--configfile", nargs="+", type=Path, metavar="F", help="config files, as for snakemake")
-    sub.add_argument("--profile", type=Path, metavar="DIR", help="Snakemake profile folder (configfile, cores)")
-    sub.add_argument("--directory", type=Path, metavar="DIR", help="working directory, as for snakemake")
+    add_run_arguments(sub)
     sub.add_argument("--cores", help="cores of the run, a number or all (default: the profile's, else this machine's)")
     if gpus:
         sub.add_argument("--gpus", type=int, help="GPUs of the run: GPUs x runtime.students_per_gpu GPU slots")

@@ -392,6 +392,8 @@ def _table(header: tuple, rows: list[tuple]) -> list[str]:
 
 def add_parser(commands) -> None:
     """The `igkd status` sub-command (igkd.cli adds it)."""
+    from igkd.plan.runspec import add_run_arguments
+
     sub = commands.add_parser(
         "status",
         help="runs done / running / to do per experiment, and the time left",
@@ -401,11 +403,7 @@ def add_parser(commands) -> None:
     sub.add_argument(
         "results", nargs="?", type=Path, metavar="RESULTS_DIR", help="default: results/<dataset> of the config"
     )
-    sub.add_argument(
-        "--configfile", "--config", nargs="+", type=Path, metavar="F", help="config files, as for snakemake / igkd plan"
-    )
-    sub.add_argument("--profile", type=Path, metavar="DIR", help="Snakemake profile folder (its configfile)")
-    sub.add_argument("--directory", type=Path, metavar="DIR", help="working directory, as for snakemake")
+    add_run_arguments(sub)
     sub.add_argument("--jobs", type=int, default=1, help="jobs running side by side, to divide the time by (default 1)")
     sub.add_argument(
         "--active-minutes",
@@ -424,11 +422,6 @@ def status_command(args) -> None:
 
     if args.jobs < 1:
         raise InputError(f"--jobs: expected 1 or more, got {args.jobs}")
-    spec = RunSpec(
-        configfiles=tuple(str(p) for p in args.configfile or ()),
-        profile=str(args.profile) if args.profile else None,
-        directory=str(args.directory) if args.directory else None,
-    )
-    run = resolve(spec)
+    run = resolve(RunSpec.from_args(args))
     results = args.results or results_dir(run)
     print(format_status(status(run.config, results, jobs=args.jobs, active_minutes=args.active_minutes)))

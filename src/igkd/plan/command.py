@@ -8,27 +8,14 @@ from __future__ import annotations
 
 import json
 
-
-def run_spec(args):
-    """The RunSpec of parsed `plan`/`calibrate` arguments."""
-    from igkd.plan.runspec import RunSpec
-
-    return RunSpec(
-        configfiles=tuple(str(p) for p in args.configfile or ()),
-        profile=str(args.profile) if args.profile else None,
-        directory=str(args.directory) if args.directory else None,
-        cores=args.cores,
-        gpus=getattr(args, "gpus", None),
-        device=args.device,
-        targets=tuple(args.targets or ()),
-    )
+from igkd.plan.runspec import RunSpec
 
 
 def plan_command(args) -> None:
     from igkd.plan.build import Options, make_plan
     from igkd.plan.report import as_json, text
 
-    plan = make_plan(run_spec(args), Options(recalibrate=args.recalibrate))
+    plan = make_plan(RunSpec.from_args(args), Options(recalibrate=args.recalibrate))
     if args.json:
         data = as_json(plan)
         if args.slurm_runtimes or args.write_slurm_profile:
@@ -66,7 +53,7 @@ def calibrate_command(args) -> None:
     from igkd.plan.build import Options, run_calibration
     from igkd.plan.calibration import provenance
 
-    cache, calibration = run_calibration(run_spec(args), Options(recalibrate=args.recalibrate))
+    cache, calibration = run_calibration(RunSpec.from_args(args), Options(recalibrate=args.recalibrate))
     for entry in calibration.entries.values():
         print(f"{entry.value:>14.6g} {entry.key.unit:<9} {entry.key.label()}")
     print(f"calibration {cache.store.path}:")

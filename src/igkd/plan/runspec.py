@@ -32,6 +32,27 @@ class RunSpec:
     device: str | None = None  # overrides the config's runtime.device
     targets: tuple[str, ...] = ()
 
+    @classmethod
+    def from_args(cls, args) -> RunSpec:
+        """From parsed arguments of `add_run_arguments` (and those a command adds)."""
+        return cls(
+            configfiles=tuple(str(p) for p in args.configfile or ()),
+            profile=str(args.profile) if args.profile else None,
+            directory=str(args.directory) if args.directory else None,
+            cores=getattr(args, "cores", None),
+            gpus=getattr(args, "gpus", None),
+            device=getattr(args, "device", None),
+            targets=tuple(getattr(args, "targets", None) or ()),
+        )
+
+
+def add_run_arguments(parser) -> None:
+    """Which run a command looks at: its config files, profile and working directory, as
+    `snakemake` takes them (igkd plan, calibrate, status)."""
+    parser.add_argument("--configfile", nargs="+", type=Path, metavar="F", help="config files, as for snakemake")
+    parser.add_argument("--profile", type=Path, metavar="DIR", help="Snakemake profile folder (configfile, cores)")
+    parser.add_argument("--directory", type=Path, metavar="DIR", help="working directory, as for snakemake")
+
 
 @dataclass(frozen=True)
 class ResolvedRun:
