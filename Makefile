@@ -17,7 +17,7 @@ $(INSTALLED): requirements.txt pyproject.toml
 	$(VENV)/bin/python -c "import igkd, torch; print('igkd', igkd.__version__, 'torch', torch.__version__)"
 	touch $@
 
-demo: $(INSTALLED)  ## every experiment, small, on the digits demo (about 7 minutes on 2 CPU cores)
+demo: $(INSTALLED)  ## every experiment, small, on the digits demo (about 5 minutes on 2 CPU cores)
 	$(VENV)/bin/snakemake --profile $(PROFILE)
 
 test: $(INSTALLED)  ## the default test suite (about 10 minutes on 2 CPU cores)
