@@ -41,6 +41,7 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     os.close(fd)
     tmp = Path(tmp)
     try:
+        os.chmod(tmp, created_mode(FILE_MODE))  # mkstemp's 0600 would hide results from the group
         yield tmp
         commit(tmp, path)
     except OSError as err:
@@ -49,6 +50,27 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+FILE_MODE, FOLDER_MODE = 0o666, 0o777  # what open() and mkdir() ask for, before the umask
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it (os.umask can only be read by setting
+    it, which races with other threads creating files); /proc where there is one."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def created_mode(mode: int) -> int:
+    """The permission bits a plain open() (FILE_MODE) or mkdir() (FOLDER_MODE) would give:
+    outputs of a shared results folder are readable by whoever the umask lets read them."""
+    return mode & ~current_umask()
 
 
 _WRITE_ERRNOS = {errno.ENOSPC, errno.EACCES, errno.EROFS, errno.EDQUOT}

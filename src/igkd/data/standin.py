@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from igkd.io import InputError
+from igkd.io import FOLDER_MODE, InputError, created_mode
 
 RESAMPLE = Image.Resampling.BILINEAR
 DESCRIPTION_FILE = "DESCRIPTION.txt"
@@ -53,6 +53,7 @@ def export_class_folder(
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp.{root.name}.", dir=root.parent))
     try:
+        tmp.chmod(created_mode(FOLDER_MODE))  # mkdtemp's 0700 would hide the folder from the group
         width = len(str(max(len(images) - 1, 0)))
         for row, (image, label) in enumerate(zip(images, labels)):
             folder = tmp / str(classes[label])
