@@ -39,6 +39,7 @@ REPO = Path(__file__).resolve().parents[1]
 SHELL_LANGS = ("bash", "sh", "shell", "console")
 CONFIG_LANGS = ("yaml", "yml")
 OUTPUT_ROOTS = ("results", "logs", "resources", ".venv", ".snakemake", ".igkd", ".git", ".pytest_cache")
+WRITTEN_CONFIG = re.compile(r"(?:^#\s*|>\s*)([\w.-]+\.ya?ml)\b", re.MULTILINE)
 EXTRA_ROOTS = ("config",)  # not in the repository, but a path there would be one a reader expects
 PLACEHOLDER = re.compile(r"[*?<>{}$\[\]]|\.\.\.")
 FILE_SUFFIXES = frozenset(  # `stats.md`, `timing.csv`: files, not keys of the stats or timing section
@@ -201,10 +202,11 @@ def problems(page: Path, repo: Repo) -> list[str]:
     name = _display(page, repo)
     blocks, prose = blocks_and_prose(page.read_text())
     found: list[str] = []
+    written = reader_files(page.read_text())
     for block in blocks:
         if block.lang in SHELL_LANGS:
             for command in commands(block, name):
-                found += [f"{command.where}: {p}" for p in check_command(command.argv, repo)]
+                found += [f"{command.where}: {p}" for p in check_command(command.argv, repo, written)]
         elif block.lang in CONFIG_LANGS:
             found += [f"{name}:{block.start}: {p}" for p in check_config_block(block, repo)]
     text = _prose_text(prose)  # fenced blocks blanked: a code span may wrap onto the next line
@@ -220,6 +222,12 @@ def problems(page: Path, repo: Repo) -> list[str]:
     return found
 
 
+def reader_files(text: str) -> frozenset[str]:
+    """Config files a page has the reader write: `my*.yaml`, and the names it writes with
+    `> name.yaml` or heads a yaml block with (`# name.yaml`)."""
+    return frozenset(WRITTEN_CONFIG.findall(text))
+
+
 def _prose_text(prose: list[tuple[int, str]]) -> str:
     """The page with its fenced lines empty, so offsets give line numbers."""
     lines = [""] * (prose[-1][0] if prose else 0)
@@ -228,11 +236,12 @@ def _prose_text(prose: list[tuple[int, str]]) -> str:
     return "\n".join(lines)
 
 
-def check_command(argv: tuple[str, ...], repo: Repo) -> list[str]:
+def check_command(argv: tuple[str, ...], repo: Repo, written: frozenset[str] = frozenset()) -> list[str]:
+    """`written`: config files the page has the reader write (reader_files)."""
     program = Path(argv[0]).name
     found = [p for token in argv[1:] for p in check_path_token(token, repo)]
     if program == "snakemake":
-        found += check_snakemake(argv[1:], repo)
+        found += check_snakemake(argv[1:], repo, written)
     elif program == "igkd":
         found += check_igkd(argv[1:])
     elif re.fullmatch(r"python[\d.]*", program):
@@ -259,7 +268,7 @@ def check_path_token(token: str, repo: Repo) -> list[str]:
     return [] if (repo.root / value).exists() else [f"path {value} does not exist"]
 
 
-def check_snakemake(args: tuple[str, ...], repo: Repo) -> list[str]:
+def check_snakemake(args: tuple[str, ...], repo: Repo, written: frozenset[str] = frozenset()) -> list[str]:
     parsed, error = _parse(_snakemake_parser(), args)
     if error:
         return [f"snakemake cannot parse {' '.join(args)!r}: {error}"]
@@ -281,7 +290,16 @@ def check_snakemake(args: tuple[str, ...], repo: Repo) -> list[str]:
             found.append(
                 f"snakemake --configfile took {str(configfile)!r}: a target after --configfile is read as a file"
             )
+        elif not (repo.root / configfile).is_file() and not is_readers_file(str(configfile), written):
+            found.append(
+                f"snakemake --configfile {configfile}: not in the repository, and the page does not have the reader "
+                "write it (`# name.yaml` heading a yaml block, `> name.yaml`, or a `my*.yaml`)"
+            )
     return found
+
+
+def is_readers_file(name: str, written: frozenset[str]) -> bool:
+    return Path(name).name.startswith("my") or name in written
 
 
 def snakemake_targets(args: tuple[str, ...]) -> list[str]:

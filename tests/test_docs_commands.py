@@ -150,3 +150,37 @@ def test_readme_demo_commands_dry_run():
         timeout=DRY_RUN_TIMEOUT_S,
     )
     assert dry.returncode == 0, dry.stderr[-3000:]
+
+
+def test_a_config_file_a_command_names_is_shipped_or_written_by_the_page(tmp_path, repo):
+    """The README once named `two_per_gpu.yaml`, a file nobody shipped or showed how to write."""
+    page = _write(
+        tmp_path,
+        "```yaml\n# cifar10_64px.yaml\ndataset: {image_size: 64}\n```\n\n```bash\n"
+        "printf 'runtime: {threads: 2}\\n' > threads.yaml\n"  # line 7
+        ".venv/bin/snakemake --cores 2 --configfile config.yaml cifar10_64px.yaml threads.yaml my_run.yaml\n"
+        ".venv/bin/snakemake --cores 2 --configfile config.yaml profiles/workstation/two-per-gpu.yaml\n"
+        ".venv/bin/snakemake --cores 2 --configfile config.yaml two_per_gpu.yaml\n"  # 10: neither
+        "```\n",
+    )
+    found = problems(page, repo)
+    assert (
+        len(found) == 1
+        and found[0].startswith("page.md:10:")
+        and "two_per_gpu.yaml: not in the repository" in (found[0])
+    ), found
+
+
+@pytest.mark.parametrize("snippet", sorted(p for p in (REPO / "profiles").glob("*/*.yaml") if p.name != "config.yaml"))
+def test_shipped_config_snippets_validate_over_config_yaml(snippet):
+    from igkd.config import load_config
+
+    load_config(REPO / "config.yaml", snippet)  # raises on an unknown key or a bad value
+
+
+@pytest.mark.parametrize("profile", sorted((REPO / "profiles").glob("*/config.yaml")), ids=lambda p: p.parent.name)
+def test_every_profile_reads_config_files_that_exist(profile):
+    import yaml
+
+    for name in yaml.safe_load(profile.read_text()).get("configfile") or []:
+        assert (REPO / name).is_file(), f"{profile}: configfile {name} does not exist"
