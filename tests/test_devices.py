@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import types
 
 import pytest
 import torch
@@ -107,13 +108,20 @@ def fake_gpus(monkeypatch):
 
     capability, arch = [(9, 0)], [["sm_75", "sm_80", "sm_86", "sm_90", "sm_100", "sm_120"]]  # the pinned wheel's
 
-    def install(n, device_capability=(9, 0), arch_list=None):
+    def install(n, device_capability=(9, 0), arch_list=None, uuids=None):
+        """`uuids`: what each visible index's properties say (None: the driver gives none)."""
         capability[0] = device_capability
         arch[0] = arch_list or arch[0]
         monkeypatch.setattr(torch.cuda, "is_available", lambda: n > 0)
         monkeypatch.setattr(torch.cuda, "device_count", lambda: n)
         monkeypatch.setattr(torch.cuda, "set_device", lambda index: None)
-        monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: (_ for _ in ()).throw(RuntimeError()))
+
+        def properties(index):
+            if uuids is None:
+                raise RuntimeError("no properties")
+            return types.SimpleNamespace(uuid=uuids[index])
+
+        monkeypatch.setattr(torch.cuda, "get_device_properties", properties)
         monkeypatch.setattr(torch.cuda, "get_device_name", lambda d=None: f"Fake GPU {torch.device(d).index}")
         monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
         monkeypatch.setattr(torch.cuda, "get_device_capability", lambda index=None: capability[0])
@@ -123,21 +131,67 @@ def fake_gpus(monkeypatch):
 
 
 def test_auto_claims_the_visible_gpus_that_slurm_assigned(tmp_path, monkeypatch, fake_gpus):
-    fake_gpus(2)
+    fake_gpus(2, uuids=[UUID_A, UUID_B])
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "5,7")  # as SLURM sets it for a 2-GPU allocation
     request = DeviceRequest("auto", slots_per_gpu=1, lock_dir=str(tmp_path))
     logged = []
     first = claim_device(request, logged.append)
     second = claim_device(request, logged.append)
-    assert (first.device, first.gpu_id) == ("cuda:0", "5")  # local index 0 is physical GPU 5
-    assert (second.device, second.gpu_id) == ("cuda:1", "7")
-    assert (tmp_path / "gpu-5.slot0.lock").exists() and (tmp_path / "gpu-7.slot0.lock").exists()
-    assert logged[0].startswith("device: cuda:0 (GPU 5, slot 0 of 1; 2 GPU(s) visible)")
+    assert (first.device, first.gpu_id) == ("cuda:0", f"GPU-{UUID_A}")  # local index 0, physical GPU A
+    assert (second.device, second.gpu_id) == ("cuda:1", f"GPU-{UUID_B}")
+    assert (tmp_path / f"gpu-GPU-{UUID_A}.slot0.lock").exists() and (tmp_path / f"gpu-GPU-{UUID_B}.slot0.lock").exists()
+    assert logged[0].startswith(f"device: cuda:0 (GPU GPU-{UUID_A}, slot 0 of 1; 2 GPU(s) visible)")
     first.release()
     third = claim_device(request, logged.append)  # a released slot is claimed again
     assert third.device == "cuda:0"
     second.release()
     third.release()
+
+
+UUID_A, UUID_B = "6f1c2b7e-0c1d-4a55-9e0b-3b1f5a9d2c11", "a0b1c2d3-e4f5-4678-9abc-def012345678"
+
+
+def test_slots_are_keyed_by_uuid_not_by_a_renumbered_index(tmp_path, monkeypatch, fake_gpus):
+    """SLURM's cgroups show each job its own GPU as `0`: two jobs on different GPUs must not
+    lock the same slot; two on the same GPU share it by slots as before."""
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    whole = DeviceRequest("cuda", slots_per_gpu=1, whole_gpu=True, lock_dir=str(tmp_path))
+    fake_gpus(1, uuids=[UUID_A])
+    first = claim_device(whole)  # job 1: its "GPU 0" is physical GPU A
+    fake_gpus(1, uuids=[UUID_B])
+    second = claim_device(whole)  # job 2: its "GPU 0" is GPU B: it runs at once
+    assert (first.gpu_id, second.gpu_id) == (f"GPU-{UUID_A}", f"GPU-{UUID_B}")
+    assert sorted(p.name for p in tmp_path.glob("gpu-*")) == [
+        f"gpu-GPU-{UUID_A}.slot0.lock",
+        f"gpu-GPU-{UUID_B}.slot0.lock",
+    ]
+    fake_gpus(1, uuids=[UUID_A])
+    with pytest.raises(TimeoutError):  # a third job on GPU A waits for job 1's slot
+        _claim_with_deadline(devices.visible_gpu_ids(1), 1, tmp_path)
+    first.release()
+    assert claim_device(whole).gpu_id == f"GPU-{UUID_A}"  # and gets it once job 1 ends
+    second.release()
+
+
+@pytest.mark.parametrize(
+    ("visible", "slurm_job", "expected"),
+    [
+        (None, None, ["0", "1"]),  # no CUDA_VISIBLE_DEVICES: the indices are physical
+        ("2,3", None, ["2", "3"]),  # set by hand on a workstation: physical indices
+        ("0,1", "4711", ["slurm-job4711-0", "slurm-job4711-1"]),  # SLURM may renumber: tied to the job
+        (f"GPU-{UUID_A},GPU-{UUID_B}", "4711", [f"GPU-{UUID_A}", f"GPU-{UUID_B}"]),  # UUID entries
+    ],
+)
+def test_without_a_uuid_from_the_driver_the_key_is_still_node_wide(
+    monkeypatch, fake_gpus, visible, slurm_job, expected
+):
+    fake_gpus(2)  # properties without a UUID
+    for name, value in (("CUDA_VISIBLE_DEVICES", visible), ("SLURM_JOB_ID", slurm_job)):
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, value)
+    assert devices.visible_gpu_ids(2) == expected
 
 
 def test_whole_gpu_request_takes_every_slot(tmp_path, fake_gpus):

@@ -4,8 +4,8 @@ On a multi-GPU node `snakemake --cores 32` starts many GPU jobs at once; without
 every one of them would pick `cuda:0`. Each visible GPU is divided into
 `runtime.students_per_gpu` slots. A student (or sweep point, or external evaluation)
 holds one slot, a teacher, precompute or timing job all slots of one GPU. A slot is an
-`flock`ed file in a node-local folder, keyed by the GPU's physical identity (the
-CUDA_VISIBLE_DEVICES entry SLURM or the user set, else the device's UUID), so
+`flock`ed file in a node-local folder, keyed by the GPU's UUID (never by an index: SLURM's
+cgroups show every job its GPU as `0`), so
 
 - two jobs never hold the same slot, also across separate Snakemake runs on the node;
 - a killed job's slot is free again at once: the kernel drops the lock with the process;
@@ -211,22 +211,40 @@ def cuda_determinism(deterministic: bool) -> None:
 
 
 def visible_gpu_ids(count: int) -> list[str]:
-    """A node-wide identity for each of the `count` visible GPUs, in torch's index order.
+    """A node-wide identity for each of the `count` visible GPUs, in torch's index order:
+    its UUID (`GPU-...`, as nvidia-smi prints it).
 
-    The CUDA_VISIBLE_DEVICES entries (physical indices or UUIDs, as SLURM or the user set
-    them) name the same GPU for every process on the node, whatever its local index; if
-    the variable is unset the local indices are the physical ones.
+    Not the CUDA_VISIBLE_DEVICES entry or the index: with SLURM's cgroup device constraint
+    every job on a node may see its own GPU as `0`, so two jobs on different GPUs would lock
+    the same slot. Only where the driver gives no UUID does the entry stand in: a UUID entry
+    as it is; an index inside a SLURM job tied to the job (its allocation's GPUs are its
+    own, so only its own steps share them); elsewhere the index, which is then physical.
     """
     visible = [entry.strip() for entry in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if entry.strip()]
-    if len(visible) >= count:
-        return visible[:count]
+    slurm_job = os.environ.get("SLURM_JOB_ID")
     ids = []
     for index in range(count):
-        try:
-            ids.append(str(torch.cuda.get_device_properties(index).uuid))
-        except (AttributeError, RuntimeError, AssertionError):
-            ids.append(str(index))
+        uuid = gpu_uuid(index)
+        entry = visible[index] if index < len(visible) else str(index)
+        if uuid is not None:
+            ids.append(uuid)
+        elif entry.isdigit() and visible and slurm_job:
+            ids.append(f"slurm-job{slurm_job}-{entry}")
+        else:
+            ids.append(entry)
     return ids
+
+
+def gpu_uuid(index: int) -> str | None:
+    """GPU `index`'s UUID as nvidia-smi prints it (GPU-xxxxxxxx-...), or None if torch
+    cannot say (an old driver or build)."""
+    try:
+        uuid = str(torch.cuda.get_device_properties(index).uuid)
+    except (AttributeError, RuntimeError, AssertionError):
+        return None
+    if not uuid or set(uuid) <= {"0", "-"}:
+        return None
+    return uuid if uuid.startswith(("GPU-", "MIG-")) else f"GPU-{uuid}"
 
 
 def lock_folder(lock_dir: str | os.PathLike | None) -> Path:
