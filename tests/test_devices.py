@@ -2,6 +2,7 @@
 files, real concurrent processes, a SIGKILLed holder."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -226,7 +227,7 @@ def test_cpu_mps_and_explicit_gpus_claim_no_slot(tmp_path, fake_gpus):
     assert not list(tmp_path.iterdir())
 
 
-def test_cuda_without_a_visible_gpu_is_a_clean_error(tmp_path, monkeypatch, fake_gpus):
+def test_cuda_without_a_visible_gpu_is_a_clean_error(tmp_path, monkeypatch, fake_gpus, node):
     fake_gpus(0)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     assert claim_device(DeviceRequest("auto", lock_dir=str(tmp_path))).device in ("cpu", "mps")
@@ -339,14 +340,87 @@ def test_gpus_the_wheel_cannot_drive_are_detected(fake_gpus, capability, arch, u
         assert f"sm_{capability[0]}{capability[1]}" in problem
 
 
-def test_auto_falls_back_to_cpu_on_an_unsupported_gpu_and_cuda_fails_cleanly(tmp_path, fake_gpus):
+DRIVER_470 = "NVRM version: NVIDIA UNIX x86_64 Kernel Module  470.57.02  Tue Jul 13 16:14:05 UTC 2021\n"
+DRIVER_OPEN_550 = "NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  550.54.14  Release Build\n"
+
+
+@pytest.fixture
+def node(tmp_path, monkeypatch):
+    """The node's NVIDIA driver file and SLURM's GPU variables, as a test sets them (none by default)."""
+    driver = tmp_path / "nvidia-version"
+    monkeypatch.setattr(devices, "NVIDIA_DRIVER_FILE", driver)
+    for name in (*devices.SLURM_GPU_VARIABLES, "CUDA_VISIBLE_DEVICES"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    return types.SimpleNamespace(driver=driver)
+
+
+def test_auto_falls_back_to_cpu_on_an_unsupported_gpu_only_when_allowed(tmp_path, fake_gpus, node):
     fake_gpus(1, (7, 0))
+    node.driver.write_text(DRIVER_470)  # a V100 node: the driver is there, the wheel has no sm_70
+    with pytest.raises(InputError, match=r"auto found no usable GPU although an NVIDIA driver \(470.57.02\).*7\.0"):
+        claim_device(DeviceRequest("auto", lock_dir=str(tmp_path)))
     logged = []
-    claim = claim_device(DeviceRequest("auto", lock_dir=str(tmp_path)), logged.append)
-    assert claim.device in ("cpu", "mps")
-    assert len(logged) == 1 and logged[0].startswith("warning: GPU 0 (Fake GPU 0) has compute capability 7.0")
+    claim = claim_device(DeviceRequest("auto", lock_dir=str(tmp_path), allow_cpu_fallback=True), logged.append)
+    assert claim.device == "cpu"
+    assert (
+        len(logged) == 1
+        and "device: cpu (runtime.device auto: GPU 0 (Fake GPU 0) has compute capability 7.0" in (logged[0])
+    )
     with pytest.raises(InputError, match=r"runtime.device: cuda: GPU 0 .* install a torch wheel"):
         claim_device(DeviceRequest("cuda", lock_dir=str(tmp_path)))
+
+
+@pytest.mark.parametrize(
+    ("state", "reason", "stops"),
+    [
+        ("no CUDA in the build", r"this torch build \(.*\) has no CUDA", False),
+        ("CUDA_VISIBLE_DEVICES empty", r"no GPU visible \(CUDA_VISIBLE_DEVICES=''\)", False),
+        ("a CPU node", r"no NVIDIA driver on this node", False),
+        ("driver too old", r"CUDA .* cannot start with the NVIDIA driver 470.57.02: the driver is too old", True),
+        ("SLURM gave a GPU, none usable", r"SLURM gave this job GPUs \(SLURM_JOB_GPUS=3\)", True),
+    ],
+)
+def test_auto_says_which_device_it_got_and_why_and_stops_on_a_gpu_node(
+    tmp_path, monkeypatch, fake_gpus, node, state, reason, stops
+):
+    fake_gpus(0)  # torch.cuda.is_available() is False in every state below
+    if state == "no CUDA in the build":
+        monkeypatch.setattr(torch.version, "cuda", None)
+    elif state == "CUDA_VISIBLE_DEVICES empty":
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    elif state == "driver too old":
+        node.driver.write_text(DRIVER_470)
+    elif state == "SLURM gave a GPU, none usable":
+        monkeypatch.setenv("SLURM_JOB_GPUS", "3")
+    if state != "no CUDA in the build":
+        monkeypatch.setattr(torch.version, "cuda", "13.0")
+    logged = []
+    request = DeviceRequest("auto", lock_dir=str(tmp_path))
+    if stops:
+        with pytest.raises(
+            InputError, match=r"^runtime.device: auto found no usable GPU although .*" + reason.split(":")[0]
+        ):
+            claim_device(request, logged.append)
+        assert "runtime.allow_cpu_fallback: true" in str(pytest.raises(InputError, claim_device, request).value)
+        request = DeviceRequest("auto", lock_dir=str(tmp_path), allow_cpu_fallback=True)
+    assert claim_device(request, logged.append).device == "cpu"
+    assert len(logged) == 1 and logged[0].startswith("======== device: cpu (runtime.device auto: "), logged
+    assert re.search(reason, logged[0]), logged
+
+
+def test_the_driver_version_is_read_from_both_kernel_modules(node):
+    assert devices.nvidia_driver() is None
+    for text, version in ((DRIVER_470, "470.57.02"), (DRIVER_OPEN_550, "550.54.14"), ("garbled", "unknown")):
+        node.driver.write_text(text)
+        assert devices.nvidia_driver() == version
+
+
+def test_an_explicit_device_is_logged_as_chosen(tmp_path, fake_gpus, node):
+    fake_gpus(0)
+    logged = []
+    assert claim_device(DeviceRequest("cpu", lock_dir=str(tmp_path)), logged.append).device == "cpu"
+    assert logged == ["device: cpu (runtime.device: cpu)"]
 
 
 def test_auto_precision_is_bf16_only_where_the_gpu_has_it_natively(monkeypatch):

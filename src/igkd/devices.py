@@ -47,6 +47,7 @@ class DeviceRequest:
     whole_gpu: bool = False  # True: every slot of one GPU (teacher, precompute, timing)
     lock_dir: str | None = None  # runtime.gpu_lock_dir; None: a node-local temp folder
     deterministic: bool = False  # deterministic CUDA kernels (runtime.deterministic)
+    allow_cpu_fallback: bool = False  # runtime.allow_cpu_fallback: auto may train on the CPU of a GPU node
 
     @classmethod
     def from_runtime(cls, runtime: dict, *, whole_gpu: bool, stage: str = "training") -> DeviceRequest:
@@ -59,6 +60,7 @@ class DeviceRequest:
             whole_gpu=whole_gpu,
             lock_dir=runtime.get("gpu_lock_dir"),
             deterministic=mode == "all" or mode == stage,
+            allow_cpu_fallback=bool(runtime.get("allow_cpu_fallback", False)),
         )
 
 
@@ -91,19 +93,78 @@ def pick_device(requested: str = "auto", log: Callable[[str], None] | None = Non
     `cuda` on such a GPU is an error that says what to install.
     """
     if requested == "auto":
-        if torch.cuda.is_available():
-            problem = unsupported_gpu()
-            if problem is None:
-                return "cuda"
-            (log or _warn)(f"warning: {problem}; running on the CPU instead")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return "mps"
-        return "cpu"
+        choice = auto_device()
+        if choice.device == "cpu" and choice.reason.startswith("GPU "):
+            (log or _warn)(f"warning: {choice.reason}; running on the CPU instead")
+        return choice.device
     if torch.device(requested).type == "cuda" and torch.cuda.is_available():
         problem = unsupported_gpu(torch.device(requested).index or 0)
         if problem is not None:
             raise InputError(f"runtime.device: {requested}: {problem}")
     return requested
+
+
+@dataclass(frozen=True)
+class DeviceChoice:
+    """What `runtime.device: auto` resolves to here, and why (the first line of every job)."""
+
+    device: str  # cuda | mps | cpu
+    reason: str
+
+
+NVIDIA_DRIVER_FILE = Path("/proc/driver/nvidia/version")  # there when the NVIDIA kernel driver is loaded
+SLURM_GPU_VARIABLES = ("SLURM_JOB_GPUS", "SLURM_STEP_GPUS")  # set by SLURM for a job given GPUs
+
+
+def auto_device() -> DeviceChoice:
+    """`auto`: a GPU the installed torch can drive, else Apple's MPS, else the CPU, with why."""
+    if torch.cuda.is_available():
+        problem = unsupported_gpu()
+        if problem is None:
+            return DeviceChoice("cuda", f"{torch.cuda.device_count()} CUDA GPU(s) visible")
+        reason = problem
+    else:
+        reason = no_cuda_reason()
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return DeviceChoice("mps", f"Apple MPS ({reason})")
+    return DeviceChoice("cpu", reason)
+
+
+def no_cuda_reason() -> str:
+    """Why torch sees no CUDA GPU here: no CUDA in the build, none visible, no driver, or
+    a driver CUDA cannot start with (too old, or the job was given no GPU device)."""
+    if torch.version.cuda is None:
+        return f"this torch build ({torch.__version__}) has no CUDA"
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None and visible.strip() in ("", "-1", "NoDevFiles"):
+        return f"no GPU visible (CUDA_VISIBLE_DEVICES={visible!r})"
+    driver = nvidia_driver()
+    if driver is None:
+        return f"no NVIDIA driver on this node ({NVIDIA_DRIVER_FILE} is absent)"
+    return (
+        f"CUDA {torch.version.cuda} of this torch build cannot start with the NVIDIA driver {driver}: the driver "
+        "is too old for it, or this job was given no GPU device"
+    )
+
+
+def nvidia_driver() -> str | None:
+    """The loaded NVIDIA kernel driver's version ('unknown' if unreadable), None without one."""
+    try:
+        text = NVIDIA_DRIVER_FILE.read_text()
+    except OSError:
+        return None
+    match = re.search(r"Kernel Module\b.*?(\d+\.\d+(?:\.\d+)?)", text)
+    return match.group(1) if match else "unknown"
+
+
+def gpu_node_evidence() -> str | None:
+    """Why this node or job should have a GPU (a loaded NVIDIA driver, GPUs SLURM gave the
+    job), or None: a CPU fallback there is a mistake worth stopping for."""
+    driver = nvidia_driver()
+    if driver is not None:
+        return f"an NVIDIA driver ({driver}) is loaded"
+    given = [f"{name}={os.environ[name]}" for name in SLURM_GPU_VARIABLES if os.environ.get(name)]
+    return f"SLURM gave this job GPUs ({', '.join(given)})" if given else None
 
 
 def resolve_precision(setting: str, device: str | torch.device) -> str:
@@ -164,7 +225,17 @@ def claim_device(request: DeviceRequest, log: Callable[[str], None] | None = Non
     An explicit `cuda:<k>` is used as given (the user chose the GPU), without a lock.
     """
     log = log or (lambda message: None)
-    device = pick_device(request.requested, log)
+    if request.requested == "auto":
+        choice = auto_device()
+        device = choice.device
+        if device == "cpu":
+            check_cpu_fallback(choice, request.allow_cpu_fallback, log)
+        elif device == "mps":
+            log(f"device: mps (runtime.device auto: {choice.reason})")
+    else:
+        device = pick_device(request.requested, log)
+        if device != "cuda":
+            log(f"device: {device} (runtime.device: {request.requested})")
     if device != "cuda":
         return DeviceClaim(device)
     count = torch.cuda.device_count() if torch.cuda.is_available() else 0
@@ -188,6 +259,22 @@ def claim_device(request: DeviceRequest, log: Callable[[str], None] | None = Non
         f"{', '.join(map(str, slots))} of {request.slots_per_gpu}; {count} GPU(s) visible)"
     )
     return claim
+
+
+def check_cpu_fallback(choice: DeviceChoice, allowed: bool, log: Callable[[str], None]) -> None:
+    """Log auto's CPU fallback prominently; on a node that should have a GPU stop, unless
+    runtime.allow_cpu_fallback: a protocol run on the CPU is ~100x slower and would
+    otherwise show only as `device=cpu` in its epoch lines."""
+    evidence = gpu_node_evidence()
+    if evidence is not None and not allowed:
+        raise InputError(
+            f"runtime.device: auto found no usable GPU although {evidence}: {choice.reason}; "
+            "fix the node or its torch build, or set runtime.allow_cpu_fallback: true (or runtime.device: cpu) "
+            "to train on the CPU"
+        )
+    banner = "=" * 8
+    note = f"; {evidence}, runtime.allow_cpu_fallback: true" if evidence else ""
+    log(f"{banner} device: cpu (runtime.device auto: {choice.reason}{note}) {banner}")
 
 
 def cuda_determinism(deterministic: bool) -> None:
