@@ -2,6 +2,7 @@
 cache, SLURM runtimes and the CLI end to end (on profiles/demo, with a fake calibration:
 nothing is measured unless a test is marked slow)."""
 
+import dataclasses
 import json
 import math
 import os
@@ -28,10 +29,11 @@ from igkd.plan.disk import job_bytes
 from igkd.plan.dryrun import error_summary
 from igkd.plan.jobs import Job, ancestors, dependencies
 from igkd.plan.keys import ModelSettings
+from igkd.plan.memory import job_memory
 from igkd.plan.owners import job_owners, student_owners
 from igkd.plan.parse import parse_dry_run
 from igkd.plan.schedule import Task, makespan, schedule
-from igkd.plan.slurm import RuleRuntime, group_sizes, minutes_for, write_profile
+from igkd.plan.slurm import RuleRuntime, group_sizes, mem_mb_for, minutes_for, write_profile
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -248,6 +250,9 @@ FAKE = {  # one number per kind: known inputs, so every estimate below is hand-c
     "ig": 200.0,
     "teacher_bytes": 3_000_000.0,
     "student_bytes": 100_000.0,
+    "teacher_step_rss": 2_000_000_000.0,
+    "student_step_rss": 900_000_000.0,
+    "ig_rss": 5_000_000_000.0,
 }
 
 
@@ -324,6 +329,25 @@ def test_a_student_in_a_warm_worker_pays_no_python_start_up(config):
     assert cold - estimate(student_job(), context(warm_config), FakeCalibration()).seconds == pytest.approx(2.0)
     on_gpu = {**warm_config, "runtime": {**warm_config["runtime"], "device": "cuda"}}
     assert estimate(student_job(), context(on_gpu), FakeCalibration()).seconds == pytest.approx(cold)
+
+
+def test_job_memory_is_the_measured_peak_plus_the_data_the_job_holds(config):
+    """igkd.plan.memory: uint8 images of every split (1,797 x 16 x 16 x 3), a precompute
+    file's float32 maps and logits (1,437 x (256 + 10) x 4), the teacher's weights in a student."""
+    ctx, cal = context(config), FakeCalibration()
+    images, maps = 1797 * 16 * 16 * 3, 1437 * (16 * 16 + 10) * 4
+    reads_maps = dataclasses.replace(student_job(), inputs=("results/digits/precompute/ig.h5", "t/model.pt"))
+    assert job_memory(reads_maps, ctx, cal) == 900_000_000 + images + 3_000_000 + maps
+    assert job_memory(student_job("Student"), ctx, cal) == 900_000_000 + images + 3_000_000  # reads no precompute
+    teacher = Job("train_teacher", 2, 0, (), ("results/digits/teacher/model.pt",), threads=2)
+    assert job_memory(teacher, ctx, cal) == 2_000_000_000 + images
+    ig = Job("precompute_attributions", 3, 0, (), ("results/digits/precompute/ig.h5",), {"attribution": "ig"}, 2)
+    assert job_memory(ig, ctx, cal) == 5_000_000_000 + images + maps
+    noise = Job("precompute_attributions", 4, 0, (), ("p/random.h5",), {"attribution": "random"}, 2)
+    assert job_memory(noise, ctx, cal) == 2_000_000_000 + images + maps  # logits only: the teacher's pass
+    assert job_memory(Job("fig_power", 7, 0, (), ("f.pdf",)), ctx, cal) is None  # the profile's default
+    # mem_mb: x 1.5 + 1,000 MB, rounded up to 500 MB
+    assert mem_mb_for(job_memory(ig, ctx, cal)) == 9000  # 5,002.9 MB -> 8,504.4 -> 9,000
 
 
 def test_exclude_val_trains_on_fewer_rows_and_also_scores_them(config):
@@ -655,29 +679,47 @@ group-components:
 """
 
 
-def test_write_profile_changes_runtimes_and_keeps_the_rest(tmp_path):
+def test_write_profile_changes_runtimes_and_memory_and_keeps_the_rest(tmp_path):
     path = tmp_path / "config.yaml"
     path.write_text(SLURM_PROFILE)
     before = path.read_text().splitlines()
+    student_mem, teacher_mem = mem_mb_for(2.0e9), mem_mb_for(9.1e9)
     items = [
-        RuleRuntime("distill_student", 10, 3000.0, 110, group=4),
-        RuleRuntime("train_teacher", 1, 20000.0, 680),  # in set-resources, without a runtime yet
-        RuleRuntime("fig_power", 1, 10.0, 15),  # not listed, and 15 min < its current 60: left out
+        # grouped, measured: a runtime for 4 jobs, mem_mb per job (Snakemake sums a group's)
+        RuleRuntime("distill_student", 10, 3000.0, 110, group=4, memory_bytes=int(2.0e9), mem_mb=student_mem),
+        # in set-resources with a mem_mb and without a runtime yet
+        RuleRuntime("train_teacher", 1, 20000.0, 680, memory_bytes=int(9.1e9), mem_mb=teacher_mem),
+        RuleRuntime("fig_power", 1, 10.0, 15),  # not listed, 15 min < its current 60, no estimate: left out
         RuleRuntime("time_models_new", 1, 9000.0, 310),  # not listed, over its current 60: added
+        # not listed, its runtime enough, its memory over what it gets now: mem_mb added alone
+        RuleRuntime("evaluate_external", 1, 60.0, 15, memory_bytes=int(5e9), mem_mb=mem_mb_for(5e9)),
     ]
-    changes = write_profile(path, items, {"fig_power": 60, "time_models_new": 60})
-    assert len(changes) == 3
+    current = {
+        "fig_power": {"runtime": 60, "mem_mb": 4000},
+        "time_models_new": {"runtime": 60},
+        "evaluate_external": {"runtime": 60, "mem_mb": 4000},
+    }
+    changes = write_profile(path, items, current)
+    assert len(changes) == 6, changes
     loaded = yaml.safe_load(path.read_text())
     resources = loaded["set-resources"]
+    assert (student_mem, teacher_mem) == (4000, 15_000)  # 2,000 MB x 1.5 + 1,000; 9,100 x 1.5 + 1,000 up to 500s
     assert resources["distill_student"]["runtime"] == 440  # 4 jobs one after another
-    assert resources["train_teacher"]["runtime"] == 680 and resources["train_teacher"]["gres"] == "gpu:1"
-    assert resources["time_models_new"]["runtime"] == 310 and "fig_power" not in resources
+    assert resources["distill_student"]["mem_mb"] == student_mem
+    assert resources["train_teacher"] == {
+        "slurm_partition": "gpu",
+        "gres": "gpu:1",
+        "mem_mb": teacher_mem,
+        "runtime": 680,
+    }
+    assert resources["time_models_new"] == {"runtime": 310} and "fig_power" not in resources
+    assert resources["evaluate_external"] == {"mem_mb": mem_mb_for(5e9)}
     assert resources["train_sweep_point"]["runtime"] == 1440  # untouched
     assert loaded["groups"] == {"distill_student": "students", "train_sweep_point": "sweeps"}
     after = path.read_text().splitlines()
     comments = [line for line in before if line.lstrip().startswith("#")]
     assert all(line in after for line in comments)  # every comment line kept
-    assert len(after) == len(before) + 3  # one runtime line and a two-line rule block added
+    assert len(after) == len(before) + 6  # 2 lines into existing blocks, 2 two-line rule blocks added
 
 
 # ------------------------------------------------------------------ the command line
@@ -725,6 +767,11 @@ def test_plan_end_to_end_on_the_demo_profile_with_a_cached_calibration(workflow_
     assert total["trainings"] == plan["rules"]["distill_student"]["jobs"] + 1 + 7  # + teacher + sweep points
     assert 0 < total["wall_seconds"] <= total["compute_hours"] * 3600
     assert plan["slurm"]["runtimes"]["distill_student"]["minutes"] >= ASSUMPTIONS.slurm.margin_min
+    # mem_mb from the memory probes `igkd calibrate` cached (refuse_to_measure: nothing measured now)
+    slurm = ASSUMPTIONS.slurm
+    least = FAKE["student_step_rss"] / 1e6 * slurm.mem_safety_factor + slurm.mem_margin_mb
+    assert plan["slurm"]["runtimes"]["distill_student"]["mem_mb"] >= least
+    assert plan["slurm"]["runtimes"]["fig_power"]["mem_mb"] is None  # no model: the profile's default
     distill = plan["rules"]["distill_student"]
     assert distill["longest_seconds"] > FAKE["startup_training"]
 
@@ -768,3 +815,24 @@ def test_real_calibration_measures_every_kind(tmp_path):
         assert value > 0 and samples >= 1, key.label()
     steps = {k.kind: measure(k, "cpu")[0] for k in keys[:2]}
     assert steps["student_step"] < steps["teacher_step"] * 2  # a truncated student is not much slower
+
+
+def test_the_memory_probe_measures_a_fresh_process_running_the_step():
+    """peak_rss_bytes spawns a Python that runs the step once and reports its peak RSS:
+    more than torch alone needs, and more for a batch 16 x larger of the same model."""
+    from igkd.plan.measure import peak_rss_bytes
+
+    small = Key(
+        "student_step",
+        width=0.25,
+        drop=13,
+        batch=4,
+        image_size=16,
+        threads=1,
+        channels_last=True,
+        classes=10,
+        precision="fp32",
+    )
+    large = dataclasses.replace(small, width=1.0, drop=5, batch=512, image_size=32)
+    small_rss, large_rss = peak_rss_bytes(small, "cpu"), peak_rss_bytes(large, "cpu")
+    assert 100e6 < small_rss < large_rss, (small_rss, large_rss)

@@ -268,3 +268,63 @@ def test_slurm_profile_runs_the_dag_like_a_local_run(repo, tmp_path, slurm_clust
         pd.testing.assert_frame_equal(ha, hb, check_exact=True, obj=f"{d}/history.csv")
         sa, sb = state_dict(slurm_dir / d / "model.pt"), state_dict(local_dir / d / "model.pt")
         assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa), d
+
+
+CONTROLLER_TARGET = f"{RESULTS}/tables/ablation/runs.csv"  # data, teacher, precompute, 4 students, one table
+
+
+def squeue_state(job_id: str) -> str:
+    """The job's state as squeue shows it ('' once it has left the queue)."""
+    out = subprocess.run(["squeue", "-h", "-o", "%T", "-j", job_id], capture_output=True, text=True)
+    return out.stdout.strip()
+
+
+def test_the_controller_runs_as_a_batch_job_and_requeues_itself_before_its_time_limit(repo, tmp_path, slurm_cluster):
+    """profiles/slurm/controller.sbatch: Snakemake itself runs as a SLURM job and submits the
+    others from there. At the first student checkpoint the test sends it the signal SLURM sends
+    ten minutes before the time limit (USR1): Snakemake cancels its running jobs and exits, the
+    job requeues itself, and its second start finishes the run, the cancelled student resuming."""
+    workdir = make_workdir(repo, tmp_path / "controller")
+    env = {
+        **os.environ,
+        "IGKD_PROFILE": "profiles/slurm-local",
+        "IGKD_SNAKEMAKE": f"{sys.executable} -m snakemake",
+    }
+    # The controller holds 1 of the cluster's CPUs: one student per job (1 thread) fits beside it.
+    submit = subprocess.run(
+        ["sbatch", "--parsable", "--partition=main", "--time=30", "--mem=1000", "profiles/slurm/controller.sbatch"]
+        + [CONTROLLER_TARGET, "--configfile", "config.yaml", "small.yaml", "--group-components", "students=1"],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert submit.returncode == 0, submit.stderr
+    job = submit.stdout.strip().split(";")[0]
+    log = workdir / f"igkd-controller-{job}.log"
+    deadline = time.time() + TIMEOUT_S
+    students = workdir / RESULTS / "students"
+    while time.time() < deadline and not list(students.glob("*/drop*/f*/run*/checkpoint.pt")):
+        time.sleep(0.05)
+    assert squeue_state(job) == "RUNNING", log.read_text() if log.exists() else "no controller log"
+    subprocess.run(["scancel", "--batch", "--signal=USR1", job], check=True)  # as SLURM's --signal=B:USR1@600
+    while time.time() < deadline and not ((workdir / CONTROLLER_TARGET).exists() and squeue_state(job) == ""):
+        time.sleep(1)
+    text = log.read_text()
+    print(text[-3000:])
+    assert (workdir / CONTROLLER_TARGET).exists(), text[-5000:]
+    assert squeue_state(job) == "", text[-5000:]
+    starts = re.findall(r"^igkd controller: SLURM job (\d+) \(restart (\d+)\)", text, flags=re.M)
+    assert starts == [(job, "0"), (job, "1")], starts  # one requeue: the same job, started twice
+    assert "time limit in 10 minutes: stopping Snakemake" in text and f"requeueing job {job}" in text
+    assert text.rstrip().splitlines()[-1].startswith("igkd controller: Snakemake exited with status 0")
+    assert re.search(r"^\d+ of \d+ steps \(100%\) done", text, flags=re.M), text[-3000:]
+    # submitted from inside the controller's job, the cancelled student went on from its checkpoint
+    assert SUBMITTED.search(text), text[-3000:]
+    resumed = [
+        m
+        for m, r in STUDENTS
+        if "resumed from" in (workdir / f"logs/digits/students/{m}_drop13_f0.8_run{r}.log").read_text()
+    ]
+    assert resumed, "no student resumed after the controller's requeue"
+    assert not list(students.glob("*/drop*/f*/run*/checkpoint.pt"))

@@ -333,11 +333,15 @@ def _add_plan_commands(commands) -> None:
     )
     _run_arguments(plan, gpus=True)
     plan.add_argument("--json", action="store_true", help="print the plan as JSON")
-    plan.add_argument("--slurm-runtimes", action="store_true", help="print a SLURM runtime (minutes) per rule")
+    plan.add_argument(
+        "--slurm-runtimes",
+        action="store_true",
+        help="print a SLURM runtime (minutes) and mem_mb per rule (memory: a measured peak plus the job's data)",
+    )
     plan.add_argument(
         "--write-slurm-profile",
         metavar="PATH",
-        help="write those runtimes into the set-resources of this SLURM profile (folder or its config.yaml)",
+        help="write those runtimes and mem_mb into the set-resources of this SLURM profile (folder or its config.yaml)",
     )
     plan.set_defaults(run=_plan)
     calibrate = commands.add_parser(

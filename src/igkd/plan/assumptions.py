@@ -120,6 +120,10 @@ class SlurmAssumptions:
     safety_factor: float = 2.0  # the longest job of a rule x this: GPUs and nodes differ, jobs share nodes
     margin_min: float = 10.0  # plus minutes for queueing the step, staging, start-up on a busy node
     round_to_min: int = 5  # rounded up to a multiple of this many minutes
+    # mem_mb: the largest job's estimate (igkd.plan.memory) x this + the margin, rounded up
+    mem_safety_factor: float = 1.5  # allocator fragmentation, pinned-memory pools, page cache charged to the job
+    mem_margin_mb: int = 1000  # the job's own Snakemake and srun step
+    mem_round_mb: int = 500
 
 
 @dataclass(frozen=True)

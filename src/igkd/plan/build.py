@@ -24,6 +24,7 @@ from igkd.plan.disk import job_bytes
 from igkd.plan.dryrun import pending_jobs
 from igkd.plan.jobs import Job
 from igkd.plan.keys import ModelSettings
+from igkd.plan.memory import job_memory
 from igkd.plan.owners import config_drops, job_owners, row_order, student_owners
 from igkd.plan.runspec import ResolvedRun, RunSpec, resolve
 from igkd.plan.summary import JobFigures, Resources, Row, per_rule, summarize
@@ -40,6 +41,7 @@ class Options:
     measure: Measure | None = None  # None: igkd.plan.measure.measure
     log: Callable[[str], None] = _stderr
     cache_root: Path | None = None  # where .igkd/calibration is; None: the current directory
+    memory: bool = False  # also estimate each job's host memory (igkd.plan.memory; for SLURM's mem_mb)
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,8 @@ def calibrate_jobs(jobs: list[Job], ctx: CostContext, cache: DeviceCache, option
         with readable(job):
             estimate(job, ctx, recorder)
             job_bytes(job, ctx, recorder)
+            if options.memory:
+                job_memory(job, ctx, recorder)
     if options.measure is None:
         from igkd.plan.measure import measure
     else:
@@ -127,7 +131,7 @@ def make_plan(spec: RunSpec, options: Options | None = None) -> Plan:
     options = options or Options()
     run, jobs, ctx, cache, calibration = prepare(spec, options)
     owners_of = student_owners(run.config, spec.targets)
-    figures = [figures_of(job, ctx, calibration, owners_of) for job in jobs]
+    figures = [figures_of(job, ctx, calibration, owners_of, options.memory) for job in jobs]
     a = ctx.assumptions.time
     resources = Resources(
         cores=run.cores,
@@ -146,11 +150,15 @@ def make_plan(spec: RunSpec, options: Options | None = None) -> Plan:
     return Plan(run, cache, calibration, ctx, figures, rows, total, resources, notes)
 
 
-def figures_of(job: Job, ctx: CostContext, calibration: Calibration, owners_of) -> JobFigures:
-    """A job's cost, bytes and experiments."""
+def figures_of(job: Job, ctx: CostContext, calibration: Calibration, owners_of, memory: bool = False) -> JobFigures:
+    """A job's cost, bytes and experiments (and host memory, with `memory`)."""
     with readable(job):
         return JobFigures(
-            job, estimate(job, ctx, calibration), job_bytes(job, ctx, calibration), job_owners(job, owners_of)
+            job,
+            estimate(job, ctx, calibration),
+            job_bytes(job, ctx, calibration),
+            job_owners(job, owners_of),
+            job_memory(job, ctx, calibration) if memory else None,
         )
 
 
@@ -169,7 +177,8 @@ def readable(job: Job):
 
 
 def run_calibration(spec: RunSpec, options: Options | None = None) -> tuple[DeviceCache, Calibration]:
-    """Measure (or reuse) every number any job of the run needs, done or not."""
+    """Measure (or reuse) every number any job of the run needs, done or not, the memory
+    probes included (so a calibration copied from a GPU node sizes SLURM's mem_mb too)."""
     options = options or Options()
-    _, _, _, cache, calibration = prepare(spec, dataclasses.replace(options, forceall=True))
+    _, _, _, cache, calibration = prepare(spec, dataclasses.replace(options, forceall=True, memory=True))
     return cache, calibration

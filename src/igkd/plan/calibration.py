@@ -33,8 +33,14 @@ UNITS = {
     "startup_training": "s",  # a fresh Python importing what a training job imports
     "startup_analysis": "s",  # ... what an analysis or figure job imports
     "teacher_bytes": "bytes",  # torch.save of the state dict
+    # peak RSS of a fresh Python running that step on the device (Python, torch, the CUDA
+    # context, model, optimizer, a batch): a job's host memory before its data (plan.memory)
+    "teacher_step_rss": "bytes",
+    "student_step_rss": "bytes",
+    "ig_rss": "bytes",
     "student_bytes": "bytes",
 }
+RSS_SUFFIX = "_rss"  # a *_rss kind: the peak memory of its base kind's step
 PLACEHOLDER = 1.0  # what Recorder answers: any positive number keeps the arithmetic defined
 
 

@@ -7,9 +7,10 @@ calibration always ask for the same keys.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
-from igkd.plan.calibration import Key
+from igkd.plan.calibration import RSS_SUFFIX, Key
 from igkd.plan.measure import EVAL_BATCH, EVAL_PRECISION
 
 # IG points per pass the calibration measures: the precompute's internal_batch_size when it
@@ -113,6 +114,11 @@ class ModelSettings:
 
     def student_bytes(self, drop: int) -> Key:
         return Key("student_bytes", width=self.student_width, drop=drop, classes=self.classes)
+
+
+def peak_rss(key: Key) -> Key:
+    """The key of the peak host memory of a fresh process running `key`'s step (its *_rss kind)."""
+    return dataclasses.replace(key, kind=key.kind + RSS_SUFFIX)
 
 
 def startup(torch_job: bool) -> Key:

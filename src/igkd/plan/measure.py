@@ -10,6 +10,7 @@ does not depend on the pixel values.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import statistics
 import subprocess
@@ -17,7 +18,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from igkd.plan.calibration import Key
+from igkd.plan.calibration import RSS_SUFFIX, Key
 
 WARMUP_STEPS = 3  # untimed first steps: allocation, oneDNN / cuDNN kernel choice, caches
 TIMED_STEPS = 30  # then a few dozen timed steps
@@ -45,6 +46,8 @@ def measure(key: Key, device: str) -> tuple[float, int]:
     """(value, samples) of `key` on `device`; the unit is key.unit."""
     if key.kind in IMPORTS:
         return startup_seconds(IMPORTS[key.kind])
+    if key.kind.endswith(RSS_SUFFIX):
+        return float(peak_rss_bytes(dataclasses.replace(key, kind=key.kind.removesuffix(RSS_SUFFIX)), device)), 1
     if key.kind in ("teacher_bytes", "student_bytes"):
         return float(state_dict_bytes(_model(key))), 1
     import torch
@@ -219,6 +222,34 @@ def startup_seconds(code: str) -> tuple[float, int]:
         if index >= STARTUP_WARMUP:
             times.append(elapsed)
     return statistics.median(times), len(times)
+
+
+# Run in a fresh Python: the measurement, then the process's peak resident memory. Nothing
+# else is loaded first, so the number is what a job running that step holds (before its data).
+# Two steps suffice: the first allocates everything a step needs, the second any lazy state.
+RSS_PROBE = """
+import json, resource, sys
+from igkd.plan import measure
+from igkd.plan.calibration import Key
+measure.WARMUP_STEPS, measure.TIMED_STEPS, measure.MIN_TIMED_STEPS = 1, 1, 1
+measure.measure(Key(**json.loads(sys.argv[1])), sys.argv[2])
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)  # Linux: KiB
+"""
+
+
+def peak_rss_bytes(key: Key, device: str) -> int:
+    """Peak RSS (bytes) of a fresh `sys.executable` that runs `key`'s measurement on `device`."""
+    import json
+
+    done = subprocess.run(
+        [sys.executable, "-c", RSS_PROBE, json.dumps(dataclasses.asdict(key)), device], capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        from igkd.io import InputError
+
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise InputError(f"calibration: the memory probe of {key.label()} failed: {last}")
+    return int(done.stdout.strip().splitlines()[-1])
 
 
 def state_dict_bytes(model) -> int:

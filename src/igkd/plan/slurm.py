@@ -1,14 +1,16 @@
-"""SLURM time limits sized from the plan, printed or written into a profile.
+"""SLURM time limits and memory sized from the plan, printed or written into a profile.
 
 A limit too short kills a job near its end; one far too long keeps it in the queue.
 Each rule gets its longest job's estimate x a safety factor plus a margin, rounded up
 (igkd.plan.assumptions.SlurmAssumptions). Rules the profile groups (`groups:`,
 `group-components: N`) run N jobs one after another in one SLURM job, so their limit
-is N times a job's.
+is N times a job's. Memory likewise: the rule's largest job's host memory
+(igkd.plan.memory: a measured peak plus its data) x a factor plus a margin, per job; a
+group asks for the sum of its members' (Snakemake sizes a group so).
 
 The profile is edited line by line (ruamel.yaml when installed would keep the same):
-only the `runtime:` values under `set-resources:` change, every other line, comment
-and anchor stays as written.
+only the `runtime:` and `mem_mb:` values under `set-resources:` change, every other line,
+comment and anchor stays as written.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from igkd.plan.runspec import PROFILE_FILE, read_profile
 SET_RESOURCES = re.compile(r"^set-resources:\s*(#.*)?$")
 TOP_LEVEL_KEY = re.compile(r"^[^\s#][^:]*:")
 RULE_LINE = re.compile(r"^(\s+)([A-Za-z_]\w*):\s*(#.*)?$")
-RUNTIME_LINE = re.compile(r"^(\s+)runtime:\s*([^#]*?)\s*(#.*)?$")
+VALUE_LINE = r"^(\s+){key}:\s*([^#]*?)\s*(#.*)?$"
+MEGABYTE = 1_000_000
 DEFAULT_INDENT = "  "
 
 
@@ -37,6 +40,16 @@ class RuleRuntime:
     longest_s: float
     minutes: int  # one job's limit
     group: int = 1  # jobs per SLURM job (group-components), 1 when not grouped
+    memory_bytes: int | None = None  # the largest job's host memory estimate (None: none made)
+    mem_mb: int | None = None  # what set-resources gets for it, per job
+
+    @property
+    def settings(self) -> dict[str, int]:
+        """The set-resources values to write: runtime, and mem_mb where estimated."""
+        values = {"runtime": self.limit}
+        if self.mem_mb is not None:
+            values["mem_mb"] = self.mem_mb
+        return values
 
     @property
     def limit(self) -> int:
@@ -48,6 +61,12 @@ def minutes_for(seconds: float, slurm: SlurmAssumptions = ASSUMPTIONS.slurm) -> 
     """seconds x safety + margin, in minutes, rounded up to slurm.round_to_min."""
     raw = seconds / 60 * slurm.safety_factor + slurm.margin_min
     return int(math.ceil(raw / slurm.round_to_min) * slurm.round_to_min)
+
+
+def mem_mb_for(memory_bytes: float, slurm: SlurmAssumptions = ASSUMPTIONS.slurm) -> int:
+    """bytes / 1e6 x safety + margin, rounded up to slurm.mem_round_mb."""
+    raw = memory_bytes / MEGABYTE * slurm.mem_safety_factor + slurm.mem_margin_mb
+    return int(math.ceil(raw / slurm.mem_round_mb) * slurm.mem_round_mb)
 
 
 def group_sizes(profile: dict) -> defaultdict[str, int]:
@@ -63,10 +82,20 @@ def group_sizes(profile: dict) -> defaultdict[str, int]:
 def runtimes(rules: dict[str, dict], profile: dict) -> list[RuleRuntime]:
     """Per rule of the plan (`Plan.rules`), its SLURM limit, longest first."""
     groups = group_sizes(profile)
-    out = [
-        RuleRuntime(rule, info["jobs"], info["longest_seconds"], minutes_for(info["longest_seconds"]), groups[rule])
-        for rule, info in rules.items()
-    ]
+    out = []
+    for rule, info in rules.items():
+        memory = info.get("memory_bytes")
+        out.append(
+            RuleRuntime(
+                rule,
+                info["jobs"],
+                info["longest_seconds"],
+                minutes_for(info["longest_seconds"]),
+                groups[rule],
+                memory,
+                None if memory is None else mem_mb_for(memory),
+            )
+        )
     return sorted(out, key=lambda r: (-r.longest_s, r.rule))
 
 
@@ -75,21 +104,29 @@ def runtime_lines(items: list[RuleRuntime]) -> list[str]:
     lines = [
         f"SLURM runtime per rule: longest job x {s.safety_factor:g} + {s.margin_min:g} min, "
         f"rounded up to {s.round_to_min} min; a group of N jobs gets N x that",
-        f"{'rule':<30} {'jobs':>6} {'longest job':>12} {'runtime':>9} {'group':>6} {'set-resources':>14}",
+        f"mem_mb per job: its largest job's host memory x {s.mem_safety_factor:g} + {s.mem_margin_mb} MB, "
+        f"rounded up to {s.mem_round_mb} MB (a group asks for the sum); '-': the profile's default",
+        f"{'rule':<30} {'jobs':>6} {'longest job':>12} {'runtime':>9} {'group':>6} {'set-resources':>14} "
+        f"{'memory':>9} {'mem_mb':>7}",
     ]
     for r in items:
         group = f"x{r.group}" if r.group > 1 else "-"
+        memory = "-" if r.memory_bytes is None else f"{r.memory_bytes / MEGABYTE:,.0f} MB"
+        mem_mb = "-" if r.mem_mb is None else f"{r.mem_mb:,}"
         lines.append(
-            f"{r.rule:<30} {r.jobs:>6,} {r.longest_s / 60:>8.1f} min {r.minutes:>5} min {group:>6} {r.limit:>10} min"
+            f"{r.rule:<30} {r.jobs:>6,} {r.longest_s / 60:>8.1f} min {r.minutes:>5} min {group:>6} {r.limit:>10} min "
+            f"{memory:>9} {mem_mb:>7}"
         )
     return lines
 
 
-def current_runtimes(jobs) -> dict[str, float]:
-    """rule -> the longest `runtime` resource (minutes) its jobs get now, as the dry run shows it."""
-    current: dict[str, float] = {}
+def current_resources(jobs) -> dict[str, dict[str, float]]:
+    """rule -> the largest `runtime` (minutes) and `mem_mb` its jobs get now, as the dry run shows them."""
+    current: dict[str, dict[str, float]] = {}
     for job in jobs:
-        current[job.rule] = max(current.get(job.rule, 0), job.resource("runtime", 0))
+        entry = current.setdefault(job.rule, {})
+        for name in ("runtime", "mem_mb"):
+            entry[name] = max(entry.get(name, 0), job.resource(name, 0))
     return current
 
 
@@ -101,10 +138,10 @@ def profile_file(path: str | Path) -> Path:
     return path
 
 
-def write_profile(path: str | Path, items: list[RuleRuntime], current: dict[str, float]) -> list[str]:
-    """Set `runtime:` under set-resources for each rule the profile lists there, and add the
-    rules it does not list whose estimate exceeds the runtime they get now (`current`, minutes
-    from the dry run). Returns what changed, one line per rule."""
+def write_profile(path: str | Path, items: list[RuleRuntime], current: dict[str, dict[str, float]]) -> list[str]:
+    """Set `runtime:` and (where estimated) `mem_mb:` under set-resources for each rule the
+    profile lists there, and add the rules it does not list whose estimate exceeds what they
+    get now (`current`, from the dry run). Returns what changed, one line per value."""
     path = profile_file(path)
     read_profile(path)  # valid YAML before we touch it
     lines = path.read_text().splitlines()
@@ -114,33 +151,43 @@ def write_profile(path: str | Path, items: list[RuleRuntime], current: dict[str,
         start = len(lines) - 1
     changes = []
     for item in items:
-        comment = _comment(item)
+        settings = item.settings
         block = _rule_block(lines, start, item.rule)
         if block is None:
-            if item.limit <= current.get(item.rule, 0):
+            now = current.get(item.rule, {})
+            needed = {name: value for name, value in settings.items() if value > now.get(name, 0)}
+            if not needed:
                 continue
             end = _block_end(lines, start)
             indent = _child_indent(lines, start)
-            lines[end:end] = [f"{indent}{item.rule}:", f"{indent * 2}runtime: {item.limit} {comment}"]
-            changes.append(f"{item.rule}: runtime {item.limit} min (added)")
+            added = [f"{indent * 2}{name}: {value} {_comment(item, name)}" for name, value in needed.items()]
+            lines[end:end] = [f"{indent}{item.rule}:", *added]
+            changes += [f"{item.rule}: {name} {value} {UNITS[name]} (added)" for name, value in needed.items()]
             continue
-        header, body_end = block
-        runtime = next((i for i in range(header + 1, body_end) if RUNTIME_LINE.match(lines[i])), None)
-        if runtime is None:
-            body_indent = _body_indent(lines, header, body_end)
-            lines.insert(header + 1, f"{body_indent}runtime: {item.limit} {comment}")
-            changes.append(f"{item.rule}: runtime {item.limit} min (added to its set-resources)")
-        else:
-            match = RUNTIME_LINE.match(lines[runtime])
-            old = match.group(2)
-            lines[runtime] = f"{match.group(1)}runtime: {item.limit} {comment}"
-            changes.append(f"{item.rule}: runtime {old} -> {item.limit} min")
+        for name, value in settings.items():
+            header, body_end = _rule_block(lines, start, item.rule)
+            pattern = re.compile(VALUE_LINE.format(key=name))
+            found = next((i for i in range(header + 1, body_end) if pattern.match(lines[i])), None)
+            if found is None:
+                body_indent = _body_indent(lines, header, body_end)
+                lines.insert(header + 1, f"{body_indent}{name}: {value} {_comment(item, name)}")
+                changes.append(f"{item.rule}: {name} {value} {UNITS[name]} (added to its set-resources)")
+            else:
+                match = pattern.match(lines[found])
+                lines[found] = f"{match.group(1)}{name}: {value} {_comment(item, name)}"
+                changes.append(f"{item.rule}: {name} {match.group(2)} -> {value} {UNITS[name]}")
     path.write_text("\n".join(lines) + "\n")
     read_profile(path)  # still valid YAML
     return changes
 
 
-def _comment(item: RuleRuntime) -> str:
+UNITS = {"runtime": "min", "mem_mb": "MB"}
+
+
+def _comment(item: RuleRuntime, name: str) -> str:
+    if name == "mem_mb":
+        per = f", per job ({item.group} in a group: {item.group} x this)" if item.group > 1 else ""
+        return f"# MB: igkd plan (measured peak + data) x safety + margin{per}"
     if item.group > 1:
         return f"# minutes: igkd plan, {item.group} jobs (group-components) x {item.minutes} min"
     return "# minutes: igkd plan (longest job x safety + margin)"

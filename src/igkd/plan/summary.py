@@ -83,6 +83,7 @@ class JobFigures:
     cost: JobCost
     disk: int
     owners: tuple[str, ...]
+    memory: int | None = None  # host bytes at the job's peak (igkd.plan.memory), when asked for
 
 
 def tasks(figures: list[JobFigures], resources: Resources) -> list[Task]:
@@ -136,13 +137,18 @@ def _row(name: str, figures: list[JobFigures], resources: Resources, wall: float
 
 
 def per_rule(figures: list[JobFigures]) -> dict[str, dict]:
-    """rule -> jobs, longest and total seconds (for SLURM runtimes and the JSON)."""
+    """rule -> jobs, longest and total seconds, largest host memory (None: not estimated), for
+    SLURM's limits and the JSON."""
     rules: dict[str, dict] = {}
     for f in figures:
         if f.job.is_target:
             continue
-        entry = rules.setdefault(f.job.rule, {"jobs": 0, "longest_seconds": 0.0, "total_seconds": 0.0})
+        entry = rules.setdefault(
+            f.job.rule, {"jobs": 0, "longest_seconds": 0.0, "total_seconds": 0.0, "memory_bytes": None}
+        )
         entry["jobs"] += 1
         entry["longest_seconds"] = max(entry["longest_seconds"], f.cost.seconds)
         entry["total_seconds"] += f.cost.seconds
+        if f.memory is not None:
+            entry["memory_bytes"] = max(entry["memory_bytes"] or 0, f.memory)
     return rules
