@@ -316,6 +316,7 @@ def test_metrics_file_missing_columns(tmp_path):
 # --- the same errors inside the pipeline: one clean line in the job log --------------------------
 
 
+@pytest.mark.e2e
 def test_pipeline_reports_bad_weights_in_one_line(repo, tmp_path, tiny_splits):
     """teacher.source: import with a state dict of the wrong width fails the train_teacher
     job with the message alone in its log (no traceback) and on the console."""
@@ -360,7 +361,7 @@ def test_pipeline_reports_bad_weights_in_one_line(repo, tmp_path, tiny_splits):
     assert result.returncode != 0
     line = f"error: {weights}: 'features.0.0.weight' has shape (16, 3, 3, 3), expected (8, 3, 3, 3)"
     log = (tmp_path / "logs/digits/train_teacher.log").read_text()
-    assert log == line + "\n"
+    assert log == "device: cpu (runtime.device: cpu)\n" + line + "\n"  # the job's device line, then the error
     assert line in result.stdout + result.stderr
     assert not (tmp_path / "results/digits/teacher/metrics.json").exists()
     assert (

@@ -482,7 +482,7 @@ TINY = {
 }
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_controls_target_end_to_end(repo, tmp_path):
     """`snakemake controls` on a tiny config: the misaligned file, the control students, the
     labelled tables and the figure; a second call has nothing to do."""

@@ -39,7 +39,7 @@ def fresh_copy(repo, folder):
     return folder
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_two_runs_from_scratch_give_identical_results(repo, tmp_path):
     runs = [fresh_copy(repo, tmp_path / name) for name in ("first", "second")]
     for folder in runs:

@@ -743,6 +743,7 @@ def refuse_to_measure(key, device):
     raise AssertionError(f"measured {key.label()}: the cached calibration should have been used")
 
 
+@pytest.mark.e2e
 def test_plan_end_to_end_on_the_demo_profile_with_a_cached_calibration(workflow_copy, monkeypatch, capsys):
     monkeypatch.setattr("igkd.plan.measure.measure", fake_measure)
     assert main(["calibrate", "--profile", "profiles/demo", "--cores", "2"]) == 0
@@ -817,6 +818,7 @@ def test_real_calibration_measures_every_kind(tmp_path):
     assert steps["student_step"] < steps["teacher_step"] * 2  # a truncated student is not much slower
 
 
+@pytest.mark.e2e
 def test_the_memory_probe_measures_a_fresh_process_running_the_step():
     """peak_rss_bytes spawns a Python that runs the step once and reports its peak RSS:
     more than torch alone needs, and more for a batch 16 x larger of the same model."""

@@ -305,6 +305,7 @@ def write_folder(root, per_class, size=8):
                 Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(folder / f"{i}.png")
 
 
+@pytest.mark.e2e
 def test_workflow_on_a_folder_smaller_than_one_batch(workdir):
     """3 classes x 12 images with the full config's batch sizes (teacher 256, students 64)."""
     write_folder(workdir / "folder", {"train": 12, "test": 2})

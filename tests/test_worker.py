@@ -129,6 +129,7 @@ def test_a_bad_input_in_a_worker_ends_the_job_with_one_line(inputs, tmp_path, ro
     assert Path(job.log).read_text().strip().splitlines()[-1] == expected
 
 
+@pytest.mark.e2e
 def test_the_workflow_trains_its_students_in_warm_workers_as_in_their_own_processes(workdir):
     """The tiny workflow with runtime.warm_workers, through Snakemake's own `script:` runs:
     both students train in warm workers; rerun in their own processes (warm_workers off

@@ -118,6 +118,7 @@ def test_full_protocol_dry_run_lists_the_paper_experiments(workdir):
         assert counts[rule] == 1, rule
 
 
+@pytest.mark.e2e
 def test_each_experiment_is_a_target_and_the_grid_is_off_by_default(workdir):
     code, out = snakemake(workdir, "ablation", "-n", "--quiet", "rules")
     assert code == 0, out
@@ -139,7 +140,7 @@ def test_bad_config_fails_before_anything_runs(workdir):
     assert code != 0 and "students.drops, students.runs: moved to experiments.<name>" in out
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_tiny_run_then_only_stale_stages_rerun(workdir):
     (workdir / "tiny.yaml").write_text(yaml.safe_dump(TINY))
     config = ["--configfile", "config.yaml", "tiny.yaml"]

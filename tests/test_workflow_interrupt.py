@@ -10,6 +10,7 @@ import sys
 import time
 
 import pandas as pd
+import pytest
 import yaml
 
 from test_workflow import TINY
@@ -39,6 +40,7 @@ def command(workdir, *extra):
     ]
 
 
+@pytest.mark.e2e
 def test_killed_workflow_needs_unlock_then_the_same_command_resumes(workdir):
     (workdir / "tiny.yaml").write_text(yaml.safe_dump(CFG))
     checkpoint = workdir / "results/digits/students/Student/drop13/f0.8/run0/checkpoint.pt"
