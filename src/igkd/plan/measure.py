@@ -212,16 +212,23 @@ def startup_seconds(code: str) -> tuple[float, int]:
     times = []
     for index in range(STARTUP_WARMUP + STARTUP_RUNS):
         t0 = time.perf_counter()
-        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        fresh_python(code, what=f"`{sys.executable} -c {code!r}`")
         elapsed = time.perf_counter() - t0
-        if done.returncode != 0:
-            from igkd.io import InputError
-
-            last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-            raise InputError(f"calibration: `{sys.executable} -c {code!r}` failed: {last}")
         if index >= STARTUP_WARMUP:
             times.append(elapsed)
     return statistics.median(times), len(times)
+
+
+def fresh_python(code: str, *args: str, what: str) -> str:
+    """Stdout of `sys.executable -c code args...`; a failure is one InputError naming `what`
+    and the child's last stderr line."""
+    done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True)
+    if done.returncode != 0:
+        from igkd.io import InputError
+
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise InputError(f"calibration: {what} failed: {last}")
+    return done.stdout
 
 
 # Run in a fresh Python: the measurement, then the process's peak resident memory. Nothing
@@ -241,15 +248,9 @@ def peak_rss_bytes(key: Key, device: str) -> int:
     """Peak RSS (bytes) of a fresh `sys.executable` that runs `key`'s measurement on `device`."""
     import json
 
-    done = subprocess.run(
-        [sys.executable, "-c", RSS_PROBE, json.dumps(dataclasses.asdict(key)), device], capture_output=True, text=True
-    )
-    if done.returncode != 0:
-        from igkd.io import InputError
-
-        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        raise InputError(f"calibration: the memory probe of {key.label()} failed: {last}")
-    return int(done.stdout.strip().splitlines()[-1])
+    what = f"the memory probe of {key.label()}"
+    out = fresh_python(RSS_PROBE, json.dumps(dataclasses.asdict(key)), device, what=what)
+    return int(out.strip().splitlines()[-1])
 
 
 def state_dict_bytes(model) -> int:
