@@ -43,6 +43,7 @@ from igkd.config import validate_config
 from igkd.data.store import Splits, with_val_split
 from igkd.devices import PRECISIONS, resolve_precision
 from igkd.experiments import StudentRecipe, StudentRun
+from igkd.registry import mobilenet
 from igkd.runtime import Runtime
 from igkd.training.augment import InputNorm
 from igkd.training.student import fit_student
@@ -171,7 +172,7 @@ def student_epoch(splits, pre, teacher, drop, size, device, threads, precision) 
     trained = TrainedTeacher(teacher, InputNorm(tuple(MEAN), tuple(STD)), "benchmark", 0)
     result = fit_student(
         splits,
-        StudentRun(METHOD, drop, 1.0, 0, student_settings(size)),
+        StudentRun(METHOD, mobilenet(drop), 1.0, 0, student_settings(size)),
         trained,
         pre,
         Runtime(device, threads, log=lambda m: None, precision=precision),

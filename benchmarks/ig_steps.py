@@ -47,7 +47,7 @@ def run_setting(teacher, x, target, zero, method: str, steps: int, internal_batc
         gain = logits.gather(1, tb[:, None])[:, 0] - zero[tb]
         settings = {"steps": steps, "method": method, "internal_batch_size": internal_batch, "endpoint_gain": gain}
         attr, delta = integrated_gradients(teacher, xb, tb, settings)
-        maps.append(to_map(attr).cpu().numpy())
+        maps.append(to_map(attr, attr.shape[-2:]).cpu().numpy())
         deltas.append(delta.cpu().numpy())
         gains.append(gain.cpu().numpy())
     return np.concatenate(maps), np.concatenate(deltas), np.concatenate(gains)

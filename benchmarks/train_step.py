@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from _common import PeakMemory, format_table, machine_line, setup, sync
 
 from igkd.devices import PRECISIONS
-from igkd.models import at_block, build_student, build_teacher, n_params
+from igkd.models import at_tap, build_student, build_teacher, n_params
 from igkd.training.allocator import reuse_freed_memory
 from igkd.training.amp import MixedPrecision
 from igkd.training.augment import InputNorm, augment_batch, crop_flip, normalize, to_float
@@ -62,7 +62,7 @@ def student_case(method_name: str, drop: int, args, data, device: str, teacher, 
         control_seed=0,
     )
     trained = TrainedTeacher(teacher, InputNorm(tuple(MEAN), tuple(STD)), "benchmark", 0) if method.at else None
-    distiller = Distiller(student, method, recipe, at_block(drop), trained).train()
+    distiller = Distiller(student, method, recipe, at_tap(drop), trained).train()
     optimizer = torch.optim.Adam(student.parameters(), lr=1e-3)
     generator = torch.Generator().manual_seed(0)
     images, labels, maps, logits = data

@@ -48,8 +48,11 @@ RESUMABLE_STUDENT = {
 }
 
 
-def student_run(method: str, drop: int, run: int = 0, fraction: float = 0.8, students: dict = STUDENT):
-    """The StudentRun of `method` at `drop` with the `students` recipe (igkd.experiments)."""
+def student_run(method: str, drop: int | str, run: int = 0, fraction: float = 0.8, students: dict = STUDENT):
+    """The StudentRun of `method` on a student (an id, or the paper's MobileNetV2 by its
+    drop) with the `students` recipe (igkd.experiments)."""
     from igkd.experiments import StudentRecipe, StudentRun
+    from igkd.registry import mobilenet
 
-    return StudentRun(method, drop, fraction, run, StudentRecipe.from_config(students))
+    student = mobilenet(drop) if isinstance(drop, int) else drop
+    return StudentRun(method, student, fraction, run, StudentRecipe.from_config(students))

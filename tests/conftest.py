@@ -16,6 +16,22 @@ def repo() -> Path:
     return REPO
 
 
+@pytest.fixture(autouse=True)
+def _registry_restored(monkeypatch):
+    """Whatever a test registers (plugins, igkd.register) is gone after it, and its
+    plugins do not reach the next test's subprocesses (IGKD_PLUGINS)."""
+    from igkd import plugins, registry
+    from igkd.training import methods
+
+    tables = (registry.ARCHITECTURES, registry.ATTRIBUTIONS, registry.LOSSES, methods.METHODS, plugins._LOADED)
+    saved = [dict(table) for table in tables]
+    monkeypatch.delenv(plugins.ENVIRONMENT, raising=False)
+    yield
+    for table, before in zip(tables, saved):
+        table.clear()
+        table.update(before)
+
+
 @pytest.fixture
 def workdir(repo, tmp_path):
     """A copy of the workflow (Snakefile, config.yaml, workflow/, envs/, profiles/) to run

@@ -33,7 +33,7 @@ from test_workflow import TINY  # noqa: E402 - the tiny stages the walk shares
 WORKERS = 2  # dry runs at once (each is one Python process, mostly single-threaded)
 
 # Every stage and experiment of config.yaml at the smallest size (its methods, controls and
-# figures, fewer drops, runs and epochs on 8x8 digits), so every key has something to act
+# figures, fewer students, runs and epochs on 8x8 digits), so every key has something to act
 # on and a declaration reads as it does for the paper's protocol; plus converged IG (its
 # keys and figure) and the external stand-in.
 WALK = {
@@ -44,9 +44,9 @@ WALK = {
         "ig": {"steps": 3, "method": "trapezoid", "tolerance": 0.5, "max_steps": 5, "internal_batch_size": 64},
     },
     "experiments": {  # config.yaml's methods, fractions and grid
-        "ablation": {"drops": [13], "runs": 2},
-        "montecarlo": {"drops": [13], "runs": 2},
-        "compression": {"drops": [11, 13]},
+        "ablation": {"students": ["mobilenetv2-drop13"], "runs": 2},
+        "montecarlo": {"students": ["mobilenetv2-drop13"], "runs": 2},
+        "compression": {"students": ["mobilenetv2-drop11", "mobilenetv2-drop13"]},
     },
     "students": {"epochs": 1, "crop_padding": 1, "eval_every": 1, "flip": False},
     "controls": {"runs": 2},  # config.yaml's controls, paired with the ablation
@@ -62,6 +62,8 @@ WALK = {
     },
 }
 
+
+WALK_PLUGIN = str(REPO / "tests" / "walk_plugin.py")
 
 # Keys the walk changes to a value it spells out (no generic step from the type exists):
 # {dotted key: value} pairs, several where keys only change together. None: the key cannot
@@ -81,28 +83,38 @@ CHANGES = {
     "precompute.ig.internal_batch_size": {"precompute.ig.internal_batch_size": 32},
     "precompute.smoothgrad.internal_batch_size": {"precompute.smoothgrad.internal_batch_size": 8},
     "experiments.ablation.methods": {"experiments.ablation.methods": ["Student", "KD", "IG", "AT", "KD_IG", "KD_AT"]},
-    "experiments.ablation.drops": {"experiments.ablation.drops": [13, 11]},
+    "experiments.ablation.students": {"experiments.ablation.students": ["mobilenetv2-drop13", "mobilenetv2-drop11"]},
     "experiments.montecarlo.methods": {"experiments.montecarlo.methods": ["Student", "KD", "KD_IG", "KD_IG_AT", "IG"]},
-    "experiments.montecarlo.drops": {"experiments.montecarlo.drops": [13, 11]},
+    "experiments.montecarlo.students": {
+        "experiments.montecarlo.students": ["mobilenetv2-drop13", "mobilenetv2-drop11"]
+    },
     "experiments.compression.methods": {"experiments.compression.methods": ["Student", "KD", "KD_IG", "IG", "AT"]},
-    "experiments.compression.drops": {"experiments.compression.drops": [11, 13, 15]},
+    "experiments.compression.students": {
+        "experiments.compression.students": ["mobilenetv2-drop11", "mobilenetv2-drop13", "mobilenetv2-drop15"]
+    },
     "experiments.grid.methods": {"experiments.grid.methods": ["Student", "KD"]},
-    "experiments.grid.drops": {"experiments.grid.drops": [15, 17]},
+    "experiments.grid.students": {"experiments.grid.students": ["mobilenetv2-drop15", "mobilenetv2-drop17"]},
     "students.ig.attribution": {"students.ig.attribution": "saliency", "precompute.attributions": ["ig", "saliency"]},
     "controls.methods": {"controls.methods": ["shuffled_IG", "shuffled_KD", "reference_defect"]},
     "controls.compare_with": {"controls.compare_with": ["KD_IG", "IG", "KD"]},
-    "controls.drop": {"controls.drop": 11},
+    "controls.student": {"controls.student": "mobilenetv2-drop11"},
     "runtime.device": {"runtime.device": "cuda"},
+    "sweeps.student": {"sweeps.student": "mobilenetv2-drop11"},
+    "precompute.gradcam.layer": {"precompute.gradcam.layer": "features.12"},
+    # plugins: tests/walk_plugin.py registers a loss term and an attribution nothing here uses
+    "plugins": {"plugins": [WALK_PLUGIN]},
+    "precompute.plugin_settings": {"plugins": [WALK_PLUGIN], "precompute.plugin_settings": {"walk_map": {"a": 2}}},
+    "students.losses": {"plugins": [WALK_PLUGIN], "students.losses": {"walk_term": 0.5}},
     "runtime.gpu_lock_dir": {"runtime.gpu_lock_dir": "/tmp/igkd-walk-locks"},
     "sweeps.kd.alphas": {"sweeps.kd.alphas": [0.01, 0.05]},
     "sweeps.kd.temperatures": {"sweeps.kd.temperatures": [2.5, 4]},
     "sweeps.overlay.ps": {"sweeps.overlay.ps": [0.1, 0.2]},
     "figures.ig_power.exponents": {"figures.ig_power.exponents": [1, 2]},
-    "figures.mc_hist.drop": {"figures.mc_hist.drop": 13},
+    "figures.mc_hist.student": {"figures.mc_hist.student": "mobilenetv2-drop13"},
     "figures.attention.methods": {"figures.attention.methods": ["Student", "KD"]},
-    "figures.attention.drop": {"figures.attention.drop": 11},
+    "figures.attention.student": {"figures.attention.student": "mobilenetv2-drop11"},
     "figures.attributions.methods": {"figures.attributions.methods": ["saliency", "ig"]},
-    "figures.power.drop": {"figures.power.drop": 13},
+    "figures.power.student": {"figures.power.student": "mobilenetv2-drop13"},
     "timing.batch_sizes": {"timing.batch_sizes": [1, 4]},
     "external_eval.root": {"external_eval.root": "results/digits/external/standin2"},
     "external_eval.name": {"external_eval.name": "standin2"},

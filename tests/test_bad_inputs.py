@@ -69,7 +69,11 @@ def with_value(cfg: dict, path: tuple, value) -> dict:
             -0.5,
             "experiments.ablation.fraction: -0.5 is less than or equal to the minimum of 0",
         ),
-        (("experiments", "ablation", "drops"), [7.5], "experiments.ablation.drops.0: 7.5 is not of type 'integer'"),
+        (
+            ("experiments", "ablation", "students"),
+            [7.5],
+            "experiments.ablation.students.0: 7.5 is not of type 'string'",
+        ),
         (
             ("students", "kd", "alhpa"),
             0.1,
@@ -105,7 +109,8 @@ def test_unknown_top_level_key_lists_the_allowed_ones(full):
         (("students", "kd", "alpha"), 1),
         (("students", "kd", "temperature"), 1e-6),
         (("experiments", "montecarlo", "fraction"), 1),
-        (("experiments", "compression", "drops"), [1, 18]),
+        (("experiments", "compression", "students"), ["mobilenetv2-drop1", "mobilenetv2-drop18"]),
+        (("experiments", "compression", "students"), ["resnet-depth8", "resnet-depth110"]),
     ],
 )
 def test_range_ends_are_accepted(full, path, value):
@@ -277,7 +282,8 @@ def test_precompute_unknown_attribution(tmp_path):
     with pytest.raises(
         InputError,
         match=exact(
-            "attribution 'lime' unknown; expected one of ['gradientshap', 'ig', 'random', 'saliency', 'smoothgrad']"
+            "attribution 'lime' unknown; expected one of "
+            "['gradcam', 'gradientshap', 'ig', 'random', 'saliency', 'smoothgrad']"
         ),
     ):
         teacher = TrainedTeacher(build_teacher(10, 0.25), InputNorm((0.5,) * 3, (0.5,) * 3), "t", 0)
@@ -307,8 +313,8 @@ def test_metrics_file_that_is_not_json(tmp_path):
 
 def test_metrics_file_missing_columns(tmp_path):
     path = tmp_path / "metrics.json"
-    write_json(path, {"method": "KD", "drop": 7, "test_acc": 80.0})
-    missing = [c for c in RUN_COLUMNS if c not in ("method", "drop", "test_acc")]
+    write_json(path, {"method": "KD", "student": "mobilenetv2-drop7", "test_acc": 80.0})
+    missing = [c for c in RUN_COLUMNS if c not in ("method", "student", "test_acc")]
     with pytest.raises(InputError, match=exact(f"{path}: missing keys {missing}")):
         runs_table([path], teacher_acc=90.0)
 

@@ -19,36 +19,31 @@ from fixtures_data import (
     write_fake_cifar10,
 )
 from igkd import __version__
+from igkd.architectures import build_student
 from igkd.cli import main
 from igkd.data.cifar10 import CIFAR10_FOLDER, CIFAR10_TEST_FILES, CIFAR10_TRAIN_FILES
 from igkd.data.store import Splits, write_data_h5
-from igkd.models import build_student, build_teacher, multiply_adds, n_params
+from igkd.models import build_teacher, multiply_adds, n_params
 
 REPO = Path(__file__).resolve().parents[1]
 N_PER_BATCH = 6
 SEED = 4
-COLUMNS = (
-    "model",
-    "drop",
-    "blocks",
-    "params",
-    "MMACs",
-    "factor",
-    "paper_factor",
-    "last ch",
-    "AT block",
-)
+COLUMNS = ("model", "params", "MMACs", "factor", "paper_factor", "last ch", "AT module", "AT block")
+MOBILENET = "mobilenetv2-drop{}"
 
 
 def _table(out: str) -> dict[str, dict[str, str]]:
-    """Rows of the `igkd info` table keyed 'teacher' or the drop, as {column: cell}."""
+    """Rows of the `igkd info` table keyed 'teacher' or the student id, as {column: cell}."""
     rows = {}
     for line in out.splitlines():
         cells = line.split()
-        if cells and cells[0] in ("teacher", "student"):
-            row = dict(zip(COLUMNS, cells, strict=True))
-            rows["teacher" if cells[0] == "teacher" else int(cells[1])] = row
+        if cells and (cells[0] == "teacher" or "-" in cells[0]) and len(cells) == len(COLUMNS):
+            rows[cells[0]] = dict(zip(COLUMNS, cells, strict=True))
     return rows
+
+
+def _ids(*drops: int) -> list[str]:
+    return [MOBILENET.format(d) for d in drops]
 
 
 def test_info_default_table_is_the_paper_protocol(capsys):
@@ -56,17 +51,19 @@ def test_info_default_table_is_the_paper_protocol(capsys):
     out = capsys.readouterr().out
     rows = _table(out)
     assert "10 classes, 32x32 inputs, teacher width 1.0, student width 1.0" in out
-    assert sorted(k for k in rows if k != "teacher") == [3, 5, 7, 9, 11, 13, 15, 17]
+    assert [k for k in rows if k != "teacher"] == _ids(3, 5, 7, 9, 11, 13, 15, 17)  # by size
     teacher = rows["teacher"]
     assert teacher["params"] == "2,236,682"
     assert teacher["factor"] == teacher["paper_factor"] == "1.00"
-    assert teacher["last ch"] == "1280" and teacher["blocks"] == "19"
+    assert teacher["last ch"] == "1280" and teacher["AT module"] == teacher["AT block"] == "-"
     assert float(teacher["MMACs"]) == pytest.approx(multiply_adds(build_teacher(), 32) / 1e6, abs=0.01)
-    assert rows[5]["factor"] == rows[5]["paper_factor"] == "4.12"
-    assert rows[5]["params"] == f"{n_params(build_student(5)):,}" and rows[5]["blocks"] == "14"
-    assert rows[7]["factor"] == "7.29" and rows[13]["factor"] == "54.59"
-    assert [rows[d]["AT block"] for d in (3, 9, 15, 17)] == ["9", "4", "2", "0"]
-    assert rows[17]["last ch"] == "16"
+    drop5, drop7, drop13 = (rows[MOBILENET.format(d)] for d in (5, 7, 13))
+    assert drop5["factor"] == drop5["paper_factor"] == "4.12"
+    assert drop5["params"] == f"{n_params(build_student('mobilenetv2-drop5')):,}"
+    assert drop7["factor"] == "7.29" and drop13["factor"] == "54.59"
+    assert [rows[s]["AT block"] for s in _ids(3, 9, 15, 17)] == ["9", "4", "2", "0"]
+    assert [rows[s]["AT module"] for s in _ids(3, 17)] == ["features.9", "features.0"]
+    assert rows[MOBILENET.format(17)]["last ch"] == "16"
 
 
 def test_info_reads_merged_configs_and_flags_override(capsys):
@@ -80,25 +77,31 @@ def test_info_reads_merged_configs_and_flags_override(capsys):
     out = capsys.readouterr().out
     rows = _table(out)
     assert "10 classes, 16x16 inputs, teacher width 0.5, student width 0.5" in out
-    assert sorted(k for k in rows if k != "teacher") == [7, 13]
+    assert [k for k in rows if k != "teacher"] == _ids(7, 13)
     teacher_params = n_params(build_teacher(10, 0.5))
     assert rows["teacher"]["params"] == f"{teacher_params:,}"
     assert rows["teacher"]["factor"] == "1.00"
     assert rows["teacher"]["paper_factor"] == f"{2_236_682 / teacher_params:.2f}"
-    for drop in (7, 13):  # the demo compresses: every student is smaller than its teacher
-        student_params = n_params(build_student(drop, 10, 0.5))
+    for student in _ids(7, 13):  # the demo compresses: every student is smaller than its teacher
+        student_params = n_params(build_student(student, 10, 0.5))
         assert student_params < teacher_params
-        assert rows[drop]["factor"] == f"{teacher_params / student_params:.2f}"
-        assert rows[drop]["paper_factor"] == f"{2_236_682 / student_params:.2f}"
+        assert rows[student]["factor"] == f"{teacher_params / student_params:.2f}"
+        assert rows[student]["paper_factor"] == f"{2_236_682 / student_params:.2f}"
 
     assert main(["info", *configs, "--all", "--width", "0.5", "--image-size", "8", "--classes", "3"]) == 0
     out = capsys.readouterr().out
     rows = _table(out)
     assert "3 classes, 8x8 inputs, teacher width 0.5, student width 0.5" in out
-    assert sorted(k for k in rows if k != "teacher") == list(range(1, 19))
-    student = build_student(18, 3, 0.5)
-    assert rows[18]["params"] == f"{n_params(student):,}" and rows[18]["AT block"] == "0"
-    assert float(rows[18]["MMACs"]) == pytest.approx(multiply_adds(student, 8) / 1e6, abs=0.01)
+    resnets = [f"resnet-depth{d}" for d in (8, 14, 20, 32, 44, 56, 110)]
+    assert [k for k in rows if k != "teacher"] == [*_ids(*range(1, 19)), *resnets]
+    student = build_student(MOBILENET.format(18), 3, 0.5)
+    drop18 = rows[MOBILENET.format(18)]
+    assert drop18["params"] == f"{n_params(student):,}" and drop18["AT block"] == "0"
+    assert float(drop18["MMACs"]) == pytest.approx(multiply_adds(student, 8) / 1e6, abs=0.01)
+    resnet = build_student("resnet-depth20", 3, 0.5)
+    assert rows["resnet-depth20"]["params"] == f"{n_params(resnet):,}"
+    assert (rows["resnet-depth20"]["AT module"], rows["resnet-depth20"]["AT block"]) == ("layer3", "9")
+    assert rows["resnet-depth20"]["last ch"] == "32"  # 64 channels at width 0.5
 
 
 def test_info_missing_config_is_one_error_line(tmp_path, capsys):

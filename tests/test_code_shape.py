@@ -11,7 +11,7 @@ REPO = Path(__file__).resolve().parents[1]
 SRC = REPO / "src"
 PACKAGE = SRC / "igkd"
 MAX_PARAMETERS = 8
-STAGES = {"data", "training", "attribution", "analysis", "plots", "plan"}
+STAGES = {"data", "training", "attribution", "analysis", "plots", "plan", "architectures"}
 TOP_LEVEL = {
     "__init__",
     "io",
@@ -27,6 +27,10 @@ TOP_LEVEL = {
     "identity",
     "reruns",
     "status",
+    "registry",
+    "register",
+    "plugins",
+    "migrate",
 }
 FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef)
 

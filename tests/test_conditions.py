@@ -6,13 +6,14 @@ from __future__ import annotations
 import re
 import runpy
 import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import pandas as pd
 import pytest
 
 from igkd.analysis import sweeps
-from igkd.analysis.collect import method_means, runs_table
+from igkd.analysis.collect import method_means, run_costs, runs_table
 from igkd.analysis.conditions import check_conditions, mixed_conditions
 from igkd.io import InputError, write_csv, write_json
 
@@ -38,7 +39,7 @@ def student(tmp_path, method: str, run: int, acc: float, conditions=("cpu", "fp3
         {
             "method": method,
             "control": False,
-            "drop": 5,
+            "student": "mobilenetv2-drop5",
             "factor": 4.12,
             "paper_factor": 4.12,
             "run": run,
@@ -90,27 +91,46 @@ def test_pooling_mixed_precisions_is_refused_in_one_line_naming_the_groups(tmp_p
     runs = runs_table(mixed_runs(tmp_path), 95.0)
     line = (
         "runs.csv: runs trained under different device types or precisions would be pooled and compared as if "
-        "alike: cpu fp32 (method KD drop 5: 1 run; method Student drop 5: 3 runs), cuda bf16 (method KD drop 5: "
-        f"2 runs); {ALLOW}"
+        "alike: cpu fp32 (method KD student mobilenetv2-drop5: 1 run; method Student student mobilenetv2-drop5: "
+        f"3 runs), cuda bf16 (method KD student mobilenetv2-drop5: 2 runs); {ALLOW}"
     )
-    assert mixed_conditions(runs, ("method", "drop"), "runs.csv") == line
+    assert mixed_conditions(runs, ("method", "student"), "runs.csv") == line
     with pytest.raises(InputError, match="^" + re.escape(line) + "$"):
-        check_conditions(runs, ("method", "drop"), "runs.csv", allow=False)
+        check_conditions(runs, ("method", "student"), "runs.csv", allow=False)
     logged = []
-    check_conditions(runs, ("method", "drop"), "runs.csv", allow=True, log=logged.append)
+    check_conditions(runs, ("method", "student"), "runs.csv", allow=True, log=logged.append)
     assert logged == [f"warning (stats.allow_mixed_conditions: true, so pooled anyway): {line}"]
     # one condition throughout (threads may differ: rounding only): nothing to say
     alike = runs.assign(device="cuda", precision="bf16", threads=range(len(runs)))
-    assert mixed_conditions(alike, ("method", "drop"), "runs.csv") is None
+    assert mixed_conditions(alike, ("method", "student"), "runs.csv") is None
     # a GPU fp32 run is not a CPU fp32 run either
     devices = runs.assign(precision="fp32")
-    assert mixed_conditions(devices, ("method", "drop"), "t").startswith("t: runs trained under different device")
+    assert mixed_conditions(devices, ("method", "student"), "t").startswith("t: runs trained under different device")
+
+
+def test_runs_tables_sort_students_by_family_then_size_not_by_text(tmp_path):
+    """mobilenetv2-drop3 before mobilenetv2-drop11 (text order would swap them), the registry's
+    families in its order: runs.csv, run costs and the mean table (equal factors here)."""
+    paths = []
+    for k, name in enumerate(["resnet-depth8", "mobilenetv2-drop11", "mobilenetv2-drop3"]):
+        path = student(tmp_path / name, "KD", 0, 90.0 + k)
+        metrics = pd.read_json(path, typ="series").to_dict()
+        write_json(path, {**metrics, "student": name})
+        write_json(Path(path).with_name("runtime.json"), {"seconds": 10.0 + k})
+        paths.append(path)
+    order = ["mobilenetv2-drop3", "mobilenetv2-drop11", "resnet-depth8"]
+    runs = runs_table(paths, 95.0)
+    assert list(runs["student"]) == order
+    assert list(runs["test_acc"]) == [92.0, 91.0, 90.0]
+    assert list(method_means(runs)["student"]) == order
+    costs = run_costs([str(Path(p).with_name("runtime.json")) for p in paths])
+    assert list(costs["student"]) == order and list(costs["seconds"]) == [12.0, 11.0, 10.0]
 
 
 def test_a_runs_table_without_conditions_or_a_run_without_a_precision_is_refused(tmp_path):
     old = runs_table(mixed_runs(tmp_path), 95.0).drop(columns=["device", "precision"])
     with pytest.raises(InputError, match=re.escape("old.csv: missing column(s) ['device', 'precision']; rerun")):
-        check_conditions(old, ("method", "drop"), "old.csv", allow=True)
+        check_conditions(old, ("method", "student"), "old.csv", allow=True)
     path = student(tmp_path, "KD", 7, 90.0)
     metrics = pd.read_json(path, typ="series").to_dict()
     del metrics["environment"]["precision"]
@@ -165,7 +185,7 @@ def test_sweep_tables_record_conditions_and_refuse_a_mixed_grid(tmp_path):
             {
                 "sweep": "overlay_p",
                 "method": "IG",
-                "drop": 5,
+                "student": "mobilenetv2-drop5",
                 "run": 0,
                 "seed": 0,
                 "p": p,

@@ -3,9 +3,10 @@ import copy
 import pytest
 import yaml
 
+from igkd.architectures import build_student
 from igkd.config import load_config, validate_config
 from igkd.io import InputError
-from igkd.models import build_student, build_teacher, multiply_adds, n_params
+from igkd.models import build_teacher, multiply_adds, n_params
 
 
 @pytest.fixture
@@ -17,10 +18,16 @@ def test_full_config_is_the_paper_protocol(full):
     cfg = validate_config(full)
     s, e = cfg["students"], cfg["experiments"]
     assert cfg["dataset"]["name"] == "cifar10" and cfg["dataset"]["image_size"] == 32
-    assert len(e["ablation"]["methods"]) == 8 and e["ablation"]["drops"] == [5] and e["ablation"]["runs"] == 10
+    assert (
+        len(e["ablation"]["methods"]) == 8
+        and e["ablation"]["students"] == ["mobilenetv2-drop5"]
+        and e["ablation"]["runs"] == 10
+    )
     assert e["ablation"]["fraction"] == e["compression"]["fraction"] == 1.0
     assert e["montecarlo"]["methods"] == ["Student", "KD", "KD_IG", "KD_IG_AT"] and e["montecarlo"]["runs"] == 60
-    assert e["montecarlo"]["fraction"] == 0.8 and e["compression"]["drops"] == [3, 5, 7, 9, 11, 13, 15, 17]
+    assert e["montecarlo"]["fraction"] == 0.8 and e["compression"]["students"] == [
+        f"mobilenetv2-drop{d}" for d in (3, 5, 7, 9, 11, 13, 15, 17)
+    ]
     assert e["grid"]["enabled"] is False and e["ablation"]["enabled"] is True
     assert s["epochs"] == 100
     assert s["kd"] == {"alpha": 0.01, "temperature": 2.5} and s["ig"]["p"] == 0.1 and s["at"]["gamma"] == 0.8
@@ -57,11 +64,11 @@ def test_demo_is_a_real_compression(repo):
     campaign = Campaign.from_config(cfg)
     assert campaign.enabled == ["ablation", "montecarlo", "compression"]
     assert len(campaign.experiments["ablation"].methods) == 8 and campaign.experiments["ablation"].runs >= 2
-    assert len(campaign.experiments["compression"].drops) >= 2 and campaign.experiments["montecarlo"].runs >= 2
-    for drop in campaign.drops():
-        student = build_student(drop, classes, cfg["students"]["width"])
-        assert n_params(student) < teacher_params, drop
-        assert multiply_adds(student, size) < teacher_macs, drop
+    assert len(campaign.experiments["compression"].students) >= 2 and campaign.experiments["montecarlo"].runs >= 2
+    for student_id in campaign.students():
+        student = build_student(student_id, classes, cfg["students"]["width"])
+        assert n_params(student) < teacher_params, student_id
+        assert multiply_adds(student, size) < teacher_macs, student_id
 
 
 def test_defaults_are_filled(full):
@@ -93,19 +100,39 @@ def test_precision_teacher_exclude_val_and_mixed_conditions_are_settings(full):
     "path, value, message",
     [
         (("students", "lr_typo"), 1, r"students: Additional properties are not allowed \('lr_typo'"),
-        (("experiments", "ablation", "methods"), ["KD", "FOO"], r"experiments.ablation.methods.1: 'FOO' is not one of"),
+        (
+            ("experiments", "ablation", "methods"),
+            ["KD", "FOO"],
+            r"experiments.ablation.methods.1: unknown method 'FOO'; expected one of",
+        ),
         (("students", "ig", "p"), 1.5, r"students.ig.p: 1.5 is greater than the maximum of 1"),
         (("students", "kd", "alpha"), -0.1, r"students.kd.alpha: -0.1 is less than the minimum of 0"),
         (("students", "kd", "temperature"), 0, r"students.kd.temperature: 0 is less than or equal to the minimum of 0"),
-        (("experiments", "compression", "drops"), [0, 5], r"experiments.compression.drops.0: 0 is less than the min"),
-        (("experiments", "grid", "drops"), [19], r"experiments.grid.drops.0: 19 is greater than the maximum of 18"),
+        (
+            ("experiments", "compression", "students"),
+            ["mobilenetv2-drop0", "mobilenetv2-drop5"],
+            r"experiments.compression.students.0: mobilenetv2: drop must lie in 1..18, got 0",
+        ),
+        (
+            ("experiments", "grid", "students"),
+            ["mobilenetv2-drop19"],
+            r"experiments.grid.students.0: mobilenetv2: drop must lie in 1..18, got 19",
+        ),
+        (("experiments", "grid", "students"), ["resnet-depth9"], r"resnet: depth must be 6n \+ 2, got 9"),
+        (("experiments", "grid", "students"), ["resnet-drop8"], r"resnet is sized by depth, e.g. resnet-depthN"),
+        (("experiments", "grid", "students"), ["vgg-depth8"], r"unknown architecture 'vgg'; expected one of"),
+        (("experiments", "grid", "students"), [5], r"experiments.grid.students.0: 5 is not of type 'string'"),
+        (("students", "losses"), {"nope": 0.5}, r"students.losses.nope: unknown loss 'nope'"),
+        (("precompute", "attributions"), ["ig", "gradcams"], r"precompute.attributions.1: unknown attribution"),
+        (("plugins",), ["no_such_plugin.py"], r"plugins: no_such_plugin.py: no such file \(looked in"),
+        (("plugins",), ["no_such_module_xyz"], r"plugins: 'no_such_module_xyz': no such module on the Python path"),
         (("experiments", "montecarlo", "fraction"), 0, r"experiments.montecarlo.fraction: 0 is less than or equal"),
         (("experiments", "ablation", "fraction"), 1.2, r"experiments.ablation.fraction: 1.2 is greater than the max"),
         (("experiments", "ablation", "runs"), 0, r"experiments.ablation.runs: 0 is less than the minimum of 1"),
         (("experiments", "ablation", "typo"), 0, r"experiments.ablation: Additional properties are not allowed"),
         (("experiments", "pilot"), {}, r"experiments: Additional properties are not allowed \('pilot'"),
         (("controls", "experiment"), "pilot", r"controls.experiment: 'pilot' is not one of"),
-        (("students", "runs"), 3, r"students.runs: moved to experiments.<name>.\{methods, drops, runs, fraction\}"),
+        (("students", "runs"), 3, r"students.runs: moved to experiments.<name>.\{methods, students, runs, fraction\}"),
         (("dataset", "name"), "mnist", r"dataset.name: 'mnist' is not one of"),
         (("teacher", "epochs"), "ten", r"teacher.epochs: 'ten' is not of type 'integer'"),
     ],

@@ -14,8 +14,8 @@ from captum.attr import IntegratedGradients
 from scipy import stats as st
 from statsmodels.stats.multitest import multipletests
 
+from igkd import registry
 from igkd.analysis.control_stats import check_runs, control_comparisons, write_control_stats
-from igkd.attribution.maps import ATTRIBUTIONS
 from igkd.attribution.precompute import AttributionJob, Records, load_precomputed, precompute
 from igkd.attribution.reference_defect import ReferenceLoader, precompute_reference_defect, source_indices
 from igkd.config import validate_config
@@ -23,7 +23,7 @@ from igkd.controls import class_derangement, derangement, loader_order, teacher_
 from igkd.io import InputError
 from igkd.runtime import Runtime
 from igkd.training.augment import InputNorm, normalize
-from igkd.training.methods import ATTRIBUTION_NAMES, METHODS, Method, all_method_names, get_method, precompute_stem
+from igkd.training.methods import METHODS, Method, all_method_names, get_method, precompute_stem
 from igkd.training.teacher import TrainedTeacher
 from test_workflow import CONTROLS as WORKFLOW_CONTROLS
 from test_workflow import TINY as WORKFLOW_TINY
@@ -38,7 +38,8 @@ N, PAD, SEED = 48, 1, 7
 
 
 def test_attribution_suffix_names():
-    assert set(ATTRIBUTION_NAMES) == set(ATTRIBUTIONS)
+    assert {"ig", "saliency", "smoothgrad", "gradientshap", "gradcam", "random"} <= set(registry.ATTRIBUTIONS)
+    assert [a for a, entry in registry.ATTRIBUTIONS.items() if entry.control] == ["random"]
     assert get_method("KD_IG@saliency") == Method(kd=True, ig=True, attribution="saliency")
     assert get_method("IG@random").control and not get_method("IG@saliency").control
     assert get_method("shuffled_IG@smoothgrad").shuffle_maps
@@ -66,7 +67,7 @@ def test_schema_accepts_exactly_the_method_names(repo):
     assert validate_config(cfg)["experiments"]["grid"]["methods"] == names
     for bad in ("KD@saliency", "IG@foo", "IG@", "Student@ig", "KDX"):
         cfg["experiments"]["grid"]["methods"] = ["KD", bad]
-        with pytest.raises(InputError, match=rf"experiments.grid.methods.1: '{bad}' is not one of"):
+        with pytest.raises(InputError, match=rf"experiments.grid.methods.1: .*'{re.escape(bad)}'"):
             validate_config(cfg)
 
 
@@ -290,7 +291,7 @@ def fake_runs(n_runs=5, means=None):
         {
             "method": m,
             "control": get_method(m).control,
-            "drop": 13,
+            "student": "mobilenetv2-drop13",
             "factor": 54.59,
             "run": r,
             "seed": r,
@@ -325,7 +326,7 @@ def test_control_comparisons_family_and_labels(tmp_path):
     )
     paths = {k: tmp_path / f"controls_{k}.csv" for k in ("runs", "summary", "comparisons", "levels")}
     paths["markdown"] = tmp_path / "controls.md"
-    write_control_stats(runs, paths, controls=controls, compare_with=compare_with, drop=13)
+    write_control_stats(runs, paths, controls=controls, compare_with=compare_with, student="mobilenetv2-drop13")
     summary = pd.read_csv(paths["summary"])
     assert list(summary["method"]) == [*compare_with, *controls]
     assert list(summary["control"]) == [False] * 4 + [True] * 2
@@ -334,8 +335,11 @@ def test_control_comparisons_family_and_labels(tmp_path):
     md = paths["markdown"].read_text()
     assert "| shuffled_IG (control) |" in md and "Holm over the 8 tests" in md and "noise maps" in md
     assert "simultaneous 99.38 % (Bonferroni, 1 − α/m)" in md  # 1 - 0.05/8
-    with pytest.raises(InputError, match=r"no runs of \['shuffled_KD'\] at drop 13"):
-        check_runs(runs, ["shuffled_KD"], compare_with, 13)
+    assert md.startswith("# Is it the knowledge? Controls of mobilenetv2-drop13 (compression factor 54.59)")
+    with pytest.raises(InputError, match=r"no runs of \['shuffled_KD'\] of student mobilenetv2-drop13"):
+        check_runs(runs, ["shuffled_KD"], compare_with, "mobilenetv2-drop13")
+    with pytest.raises(InputError, match=r"no runs of \['KD_IG', 'IG', 'KD', 'Student'\] of student mobilenetv2-drop5"):
+        check_runs(runs, [], compare_with, "mobilenetv2-drop5")
 
 
 LEVEL_MEANS = {
@@ -365,7 +369,7 @@ def test_three_levels_table_and_their_tests(tmp_path):
     np.testing.assert_allclose(comps["p_holm"], multipletests(comps["p"], method="holm")[1])
     paths = {k: tmp_path / f"controls_{k}.csv" for k in ("runs", "summary", "comparisons", "levels")}
     paths["markdown"] = tmp_path / "controls.md"
-    out = write_control_stats(runs, paths, controls=controls, compare_with=compare_with, drop=13)
+    out = write_control_stats(runs, paths, controls=controls, compare_with=compare_with, student="mobilenetv2-drop13")
     levels = information_levels(out["summary"], out["comparisons"])
     written = pd.read_csv(paths["levels"]).fillna({"vs": ""})  # the figure's input
     pd.testing.assert_frame_equal(written, levels, check_dtype=False)
@@ -461,6 +465,7 @@ def test_fig_controls_marks_controls(tmp_path, monkeypatch):
     plot.fig_controls(summary, runs, 98.0, str(tmp_path / "c.pdf"), str(tmp_path / "c.png"))
     assert seen["labels"][0] == "IG@random (control)" and seen["labels"][-1] == "KD_IG"
     assert "mean, 90 % CI" in seen["title"]  # the summary's level (1 - stats.alpha), not a fixed 95 %
+    assert seen["title"].startswith("Controls of mobilenetv2-drop13 (54.59x the teacher)")
     assert sorted(seen["red"]) == ["IG@random (control)", "shuffled_IG (control)"] and seen["hatched"] == 2
     assert (tmp_path / "c.png").stat().st_size > 1000 and (tmp_path / "c.pdf").stat().st_size > 1000
 
@@ -472,7 +477,7 @@ TINY = {
     "teacher": WORKFLOW_TINY["teacher"],
     "precompute": {"chunk": 512, "ig": {"steps": 4}},
     "experiments": {
-        "ablation": {"methods": ["Student"], "drops": [13], "runs": 1, "fraction": 0.8},
+        "ablation": {"methods": ["Student"], "students": ["mobilenetv2-drop13"], "runs": 1, "fraction": 0.8},
         "montecarlo": {"enabled": False},
         "compression": {"enabled": False},
     },

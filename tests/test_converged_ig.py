@@ -309,13 +309,13 @@ def test_skip_policy_zeroes_the_overlay_of_flagged_maps(tiny_splits):
 def test_the_ig_attributor_refines_with_method_trapezoid(batch):
     """Figures call attributions through the registry (fig_attributions): with the
     precompute's `method: trapezoid` settings they get the refined maps, not a captum error."""
-    from igkd.attribution.maps import ATTRIBUTIONS
+    from igkd.attribution.maps import attributor
 
     model, x, y, gain = batch
     x, y, gain = x[:8], y[:8], gain[:8]
     tolerance = float(np.median(grid_errors(model, x, y, gain, [5])))  # half of the 8 images refine
     settings = {"steps": 5, "method": "trapezoid", "tolerance": tolerance, "max_steps": 65}
-    attr, delta = ATTRIBUTIONS["ig"](model, x, y, {**settings, "internal_batch_size": "auto"})
+    attr, delta = attributor("ig")(model, x, y, {**settings, "internal_batch_size": "auto"})
     direct = refined_ig(model, x, y, gain, Refinement(5, tolerance, 65), None)
     assert 0 < int((direct.steps > 5).sum()) < 8
     np.testing.assert_allclose(attr.numpy(), direct.attr.numpy(), rtol=1e-4, atol=1e-6)

@@ -56,7 +56,9 @@ def test_distiller_losses_per_method():
     teacher = build_teacher(width=0.25).eval()
     for name in PAPER_METHODS:
         recipe = Recipe.from_config({**RECIPE, "kd": {"alpha": 0.01, "temperature": 2.5}, "at": {"gamma": 0.8}})
-        d = Distiller(build_student(13), get_method(name), recipe, 4, TrainedTeacher(teacher, NORM, "t", 0))
+        d = Distiller(
+            build_student(13), get_method(name), recipe, ("features.4", 4), TrainedTeacher(teacher, NORM, "t", 0)
+        )
         logits, losses = d(x, y, t_logits)
         assert logits.shape == (4, 10)
         assert ("kd" in losses) == ("KD" in name) and ("at" in losses) == ("AT" in name)
@@ -69,7 +71,11 @@ def test_teacher_stays_frozen_in_eval_mode():
     teacher = build_teacher(width=0.25)
     recipe = Recipe.from_config({**RECIPE, "kd": {"alpha": 0, "temperature": 1}, "at": {"gamma": 1}})
     d = Distiller(
-        build_student(13), get_method("AT"), recipe, 4, TrainedTeacher(teacher, InputNorm((0,) * 3, (1,) * 3), "t", 0)
+        build_student(13),
+        get_method("AT"),
+        recipe,
+        ("features.4", 4),
+        TrainedTeacher(teacher, InputNorm((0,) * 3, (1,) * 3), "t", 0),
     )
     d.train()
     assert not d.teacher.training

@@ -22,8 +22,8 @@ def config(repo):
 
 def test_a_run_is_what_determines_it(config):
     recipe = StudentRecipe.from_config(config["students"])
-    run = StudentRun("KD_IG", 5, 1, 3, recipe)  # an int fraction is the same run as 1.0
-    assert run.folder("results/cifar10") == "results/cifar10/students/KD_IG/drop5/f1.0/run3"
+    run = StudentRun("KD_IG", "mobilenetv2-drop5", 1, 3, recipe)  # an int fraction is the same run as 1.0
+    assert run.folder("results/cifar10") == "results/cifar10/students/KD_IG/mobilenetv2-drop5/f1.0/run3"
     assert run.seed == config["students"]["seed_offset"] + 3
     assert StudentRun.from_params(run.params()) == run.from_params(run.params())
     again = StudentRun.from_params(run.params())
@@ -31,7 +31,7 @@ def test_a_run_is_what_determines_it(config):
     assert run.record() == {
         "method": "KD_IG",
         "control": False,
-        "drop": 5,
+        "student": "mobilenetv2-drop5",
         "fraction": 1.0,
         "run": 3,
         "seed": 3,
@@ -39,7 +39,8 @@ def test_a_run_is_what_determines_it(config):
     }
     assert fraction_text(0.8) == "0.8" and fraction_text(1) == "1.0"
     with pytest.raises(dataclasses.FrozenInstanceError):
-        run.drop = 7
+        run.student = "mobilenetv2-drop7"
+    assert "plugins" not in run.params()  # igkd's own code: the rule's code fingerprint covers it
 
 
 @pytest.mark.parametrize(
@@ -60,11 +61,11 @@ def test_params_hold_the_recipe_keys_the_method_reads(config, method, reads):
     recipe = StudentRecipe.from_config(config["students"])
     base = {"seed_offset", "exclude_val", "width", "epochs", "batch_size", "lr", "weight_decay"}
     base |= {"crop_padding", "flip", "normalize", "eval_every"}
-    params = StudentRun(method, 5, 0.8, 0, recipe).params()
+    params = StudentRun(method, "mobilenetv2-drop5", 0.8, 0, recipe).params()
     assert set(params["recipe"]) == base | reads
     # a key the method does not read leaves its params (and so its job and checkpoint) alone
     other = dataclasses.replace(recipe, gamma=0.1, control_seed=1, kd=dataclasses.replace(recipe.kd, alpha=0.5))
-    same = StudentRun(method, 5, 0.8, 0, other).params() == params
+    same = StudentRun(method, "mobilenetv2-drop5", 0.8, 0, other).params() == params
     assert same == (not reads & {"at", "control_seed", "kd"})
 
 
@@ -76,11 +77,11 @@ def test_experiments_share_the_students_they_both_ask_for(config):
     assert len(campaign.control_runs()) == 6 * 10 + 4 * 10  # controls and their paired compare_with runs
     everything = campaign.all_runs()
     assert len(everything) == len({r.key for r in everything}) == 80 + 240 + 28 + 60
-    shared = campaign.run("KD", 5, 1.0, 0)
+    shared = campaign.run("KD", "mobilenetv2-drop5", 1.0, 0)
     assert campaign.owners(shared) == ["ablation", "compression", "controls"]
-    assert campaign.owners(campaign.run("KD", 5, 0.8, 0)) == ["montecarlo"]
-    assert campaign.controls.drop == 5 and campaign.controls.fraction == 1.0  # paired with the ablation
-    assert campaign.drops() == [3, 5, 7, 9, 11, 13, 15, 17]
+    assert campaign.owners(campaign.run("KD", "mobilenetv2-drop5", 0.8, 0)) == ["montecarlo"]
+    assert campaign.controls.student == "mobilenetv2-drop5" and campaign.controls.fraction == 1.0  # the ablation's
+    assert campaign.students() == [f"mobilenetv2-drop{d}" for d in (3, 5, 7, 9, 11, 13, 15, 17)]  # by size
     assert len(campaign.runs("grid")) == 3840  # a target by name, not in all_runs
     assert not {r.key for r in campaign.runs("grid")} <= {r.key for r in everything}
 

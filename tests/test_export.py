@@ -32,7 +32,8 @@ from igkd.io import InputError, read_json, write_json
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "use-a-student.md"
 NORMALIZE = {"mean": [0.2, 0.3, 0.4], "std": [0.3, 0.35, 0.4]}
 DROP = 15
-RUN_PARTS = ("students", "Student", f"drop{DROP}", "f0.5", "run0")
+STUDENT_ID = f"mobilenetv2-drop{DROP}"
+RUN_PARTS = ("students", "Student", STUDENT_ID, "f0.5", "run0")
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +50,7 @@ def trained(tmp_path_factory):
     splits = with_val_split(load_digits_splits(8, 0.2, 0), 0.1, 0)
     results = tmp_path_factory.mktemp("export") / "results" / "digits"
     write_data_h5(results / "data.h5", splits, {})
-    run = student_run("Student", DROP, fraction=0.5, students={**STUDENT, "epochs": 2, "normalize": NORMALIZE})
+    run = student_run("Student", STUDENT_ID, fraction=0.5, students={**STUDENT, "epochs": 2, "normalize": NORMALIZE})
     folder = results.joinpath(*RUN_PARTS)
     teacher = TrainedTeacher(None, InputNorm(), "t" * 64, 1000)  # the Student method reads no teacher
     metrics = run_student(splits, run, teacher, None, Runtime(log=lambda m: None), str(folder))
@@ -59,12 +60,13 @@ def trained(tmp_path_factory):
 def pipeline_logits(folder: Path, splits, normalize) -> torch.Tensor:
     """Test-set logits as the workflow's evaluation computes them (igkd.training.loop.accuracy:
     build_student + the weights, channels-last as in training, InputNorm.prepare on uint8)."""
-    from igkd.models import build_student, load_weights
+    from igkd.architectures import build_student, use_channels_last
+    from igkd.models import load_weights
     from igkd.training.augment import InputNorm
     from igkd.training.loop import to_chw_tensor
 
-    model = load_weights(build_student(DROP, 10, STUDENT["width"]), folder / "model.pt", "student")
-    model = model.use_channels_last(True).eval()
+    model = load_weights(build_student(STUDENT_ID, 10, STUDENT["width"]), folder / "model.pt", "student")
+    model = use_channels_last(model, True).eval()
     with torch.no_grad():
         return model(InputNorm.from_config(normalize).prepare(to_chw_tensor(splits.test_images, "cpu")))
 
@@ -73,7 +75,8 @@ def test_load_student_gives_the_pipelines_logits(trained):
     folder, splits, metrics = trained
     student = igkd.load_student(folder)
     assert not student.model.training and not student.net.training
-    assert (student.spec.drop, student.spec.width, student.image_size) == (DROP, STUDENT["width"], 8)
+    assert (student.spec.student, student.spec.width, student.image_size) == (STUDENT_ID, STUDENT["width"], 8)
+    assert metrics["model"]["student"] == STUDENT_ID and "drop" not in metrics["model"]
     assert student.classes == splits.classes and student.num_classes == 10
     assert [list(student.spec.mean), list(student.spec.std)] == [NORMALIZE["mean"], NORMALIZE["std"]]
 
@@ -119,6 +122,78 @@ def test_an_older_run_without_its_model_entry_still_loads(trained, tmp_path):
     assert student.image_size is None and student.classes == tuple(str(k) for k in range(10))
 
 
+def test_a_run_written_before_student_ids_loads_by_its_drop(trained, tmp_path):
+    """metrics.json and its `model` entry named the paper's MobileNetV2 by `drop` N: read
+    as mobilenetv2-dropN, with the `model` entry and without it (width from the weights)."""
+    folder, splits, _ = trained
+    old = tmp_path / "students" / "Student" / f"drop{DROP}" / "f0.5" / "run0"
+    shutil.copytree(folder, old)
+    metrics = read_json(old / "metrics.json")
+    model = {k: v for k, v in metrics["model"].items() if k != "student"}
+    old_metrics = {**{k: v for k, v in metrics.items() if k not in ("student", "model")}, "drop": DROP}
+    write_json(old / "metrics.json", {**old_metrics, "model": {**model, "drop": DROP}})
+    student = igkd.load_student(old)
+    assert student.spec.student == STUDENT_ID and student.spec.mean is not None
+    expected = pipeline_logits(folder, splits, NORMALIZE)
+    torch.testing.assert_close(student(splits.test_images), expected)
+    write_json(old / "metrics.json", old_metrics)
+    with pytest.warns(UserWarning, match="records no `model`"):
+        student = igkd.load_student(old)
+    assert (student.spec.student, student.spec.width) == (STUDENT_ID, STUDENT["width"])
+
+
+def resnet_run(folder: Path, record: bool) -> torch.nn.Module:
+    """A run folder of a (untrained) resnet-depth8 student, as the student stage writes one;
+    without its `model` entry when `record` is False."""
+    from igkd.architectures import build_student
+    from igkd.io import save_torch
+    from igkd.training.loaded import StudentSpec
+
+    torch.manual_seed(0)
+    model = build_student("resnet-depth8", 10, 0.5).eval()
+    save_torch(folder / "model.pt", model.state_dict())
+    spec = StudentSpec.of("resnet-depth8", 0.5, [str(k) for k in range(10)], 8, NORMALIZE)
+    metrics = {"method": "Student", "student": "resnet-depth8", "test_acc": 10.0}
+    write_json(folder / "metrics.json", {**metrics, "model": spec.record()} if record else metrics)
+    return model
+
+
+@pytest.mark.filterwarnings("ignore:.*torch.jit.load.*deprecated:FutureWarning")
+def test_a_student_of_another_family_loads_and_exports_from_its_record(tmp_path, capsys):
+    folder = tmp_path / "students" / "Student" / "resnet-depth8" / "f1.0" / "run0"
+    model = resnet_run(folder, record=True)
+    student = igkd.load_student(folder)
+    assert student.spec.student == "resnet-depth8" and student.spec.paper_drop is None
+    assert read_json(folder / "metrics.json")["model"]["architecture"].startswith("resnet: ")
+    x = torch.rand(4, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    mean, std = torch.tensor(NORMALIZE["mean"]).view(1, 3, 1, 1), torch.tensor(NORMALIZE["std"]).view(1, 3, 1, 1)
+    with torch.no_grad():
+        expected = model((x - mean) / std)
+    torch.testing.assert_close(student(x), expected)
+    export(folder, "state_dict", tmp_path / "out" / "resnet.pt", capsys)
+    saved = torch.load(tmp_path / "out" / "resnet.pt", weights_only=True)
+    assert saved["description"]["student"] == "resnet-depth8"
+    assert saved["description"]["architecture"] == {
+        "builder": "igkd.architectures.resnet_cifar:build_resnet",
+        "student": "resnet-depth8",
+        "depth": 8,
+        "num_classes": 10,
+        "width": 0.5,
+    }
+    export(folder, "torchscript", tmp_path / "ts" / "resnet.ts", capsys)
+    torch.testing.assert_close(torch.jit.load(tmp_path / "ts" / "resnet.ts")(x), expected)
+
+
+def test_only_a_mobilenetv2_run_loads_without_its_model_entry(tmp_path):
+    folder = tmp_path / "students" / "Student" / "resnet-depth8" / "f1.0" / "run0"
+    resnet_run(folder, record=False)
+    with pytest.raises(InputError, match="records no `model` entry, and only a MobileNetV2"):
+        igkd.load_student(folder)
+    write_json(folder / "metrics.json", {"student": "vit-patch4", "model": {}})
+    with pytest.raises(InputError, match="`model` entry is not a student description"):
+        igkd.load_student(folder)
+
+
 @pytest.mark.parametrize(
     ("images", "expected"),
     [
@@ -147,7 +222,7 @@ def test_a_folder_that_is_not_a_student_run_is_refused(tmp_path, capsys):
     teacher.mkdir()
     (teacher / "model.pt").write_bytes(b"")
     write_json(teacher / "metrics.json", {"test_acc": 90.0})
-    with pytest.raises(InputError, match="no `drop`: not a student run's metrics"):
+    with pytest.raises(InputError, match="no `student`: not a student run's metrics"):
         igkd.load_student(teacher)
     assert main(["export", str(tmp_path), "--format", "torchscript", str(tmp_path / "x.ts")]) == 2
     err = capsys.readouterr().err
@@ -207,6 +282,7 @@ def test_state_dict_export_rebuilds_with_torchvision_by_the_docs_recipe(trained,
     saved = torch.load(tmp_path / "student_state.pt", weights_only=True)
     assert json.loads(json.dumps(saved["description"])) == saved["description"]  # plain JSON data
     assert saved["description"]["architecture"]["feature_blocks"] == 19 - DROP
+    assert saved["description"]["student"] == STUDENT_ID
     x = student.inputs(splits.test_images)
     recipe = docs_recipe("torchvision.models.MobileNetV2")
     torch.testing.assert_close(run_without_igkd(recipe, tmp_path, x), student(x))

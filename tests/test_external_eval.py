@@ -21,6 +21,7 @@ from igkd.analysis.external import (
     predict,
     score,
 )
+from igkd.architectures import build_student as build_by_id
 from igkd.config import load_config
 from igkd.data.imagefolder import read_class_map, read_eval_folder
 from igkd.data.standin import DESCRIPTION_FILE, export_class_folder, rotate_images
@@ -122,47 +123,55 @@ def test_score_rejects_misaligned_predictions():
 # --------------------------------------------------------------------------- scoring saved models
 
 
-def _metrics(path, method, drop, run):
-    write_json(path, {"method": method, "drop": drop, "factor": 54.59, "run": run})
+def _metrics(path, method, student, run):
+    write_json(path, {"method": method, "student": student, "factor": 54.59, "run": run})
     return path
 
 
 def test_evaluate_scores_saved_teacher_and_students_with_their_own_inputs(wnid_tree, tmp_path):
     torch.manual_seed(0)
     teacher, student = build_teacher(10, 0.25).eval(), build_student(13, 10, 0.25).eval()
+    resnet = build_by_id("resnet-depth8", 10, 0.25).eval()  # a student of another family, by its id
     torch.save(teacher.state_dict(), tmp_path / "teacher.pt")
     torch.save(student.state_dict(), tmp_path / "student.pt")
+    torch.save(resnet.state_dict(), tmp_path / "resnet.pt")
     mean, std = [0.4, 0.5, 0.6], [0.2, 0.25, 0.3]
     write_json(tmp_path / "teacher.json", {"normalize_mean": mean, "normalize_std": std, "params": 0})
     models = eval_models(
         tmp_path / "teacher.pt",
         tmp_path / "teacher.json",
-        [tmp_path / "student.pt"],
-        [_metrics(tmp_path / "student.json", "KD", 13, 1)],
+        [tmp_path / "student.pt", tmp_path / "resnet.pt"],
+        [
+            _metrics(tmp_path / "student.json", "KD", "mobilenetv2-drop13", 1),
+            _metrics(tmp_path / "resnet.json", "KD", "resnet-depth8", 0),
+        ],
         None,
     )
-    assert [(m.model, m.method, m.drop, m.run, m.norm.mean, m.metrics) for m in models] == [
-        ("teacher", "teacher", 0, 0, None, str(tmp_path / "teacher.json")),  # its norm: from its metrics.json
-        ("student", "KD", 13, 1, None, None),
+    assert [(m.model, m.method, m.student, m.run, m.norm.mean, m.metrics) for m in models] == [
+        ("teacher", "teacher", "teacher", 0, None, str(tmp_path / "teacher.json")),  # its norm: its metrics.json
+        ("student", "KD", "mobilenetv2-drop13", 1, None, None),
+        ("student", "KD", "resnet-depth8", 0, None, None),
     ]
 
     images, labels = load_eval_set(wnid_tree, 8, IMAGENET_CIFAR10_MAP, CIFAR10)
     results, per_class = evaluate(models, EvalSet(images, labels, CIFAR10, "generated tree"), (0.25, 0.25))
     assert list(results.columns) == RESULT_COLUMNS
-    assert results["n"].tolist() == [6, 6] and (results["dataset"] == "generated tree").all()
+    assert results["student"].tolist() == ["teacher", "mobilenetv2-drop13", "resnet-depth8"]
+    assert results["n"].tolist() == [6, 6, 6] and (results["dataset"] == "generated tree").all()
     x = to_chw_tensor(images, "cpu")
-    with torch.no_grad():  # the expected predictions: teacher normalised, student on [0,1] images
-        expected = [teacher(normalize(to_float(x), mean, std)).argmax(1), student(to_float(x)).argmax(1)]
+    with torch.no_grad():  # the expected predictions: teacher normalised, students on [0,1] images
+        expected = [teacher(normalize(to_float(x), mean, std)), student(to_float(x)), resnet(to_float(x))]
+    expected = [logits.argmax(1) for logits in expected]
     for row, pred in zip(results.itertuples(), expected):
         correct = int((pred.numpy() == labels).sum())
         assert row.correct == correct and row.accuracy == pytest.approx(100 * correct / 6)
-    assert per_class.groupby(["model", "run"])["n"].sum().tolist() == [6, 6]
+    assert per_class.groupby(["model", "student"], sort=False)["n"].sum().tolist() == [6, 6, 6]
     assert set(per_class["class"]) == {"airplane", "cat"}
 
 
 def test_weights_of_another_architecture_are_an_input_error(tmp_path):
     torch.save(build_student(13, 10, 0.25).state_dict(), tmp_path / "student.pt")
-    entry = EvalModel("student", "KD", 7, 7.3, 0, str(tmp_path / "student.pt"))
+    entry = EvalModel("student", "KD", "mobilenetv2-drop7", 7.3, 0, str(tmp_path / "student.pt"))
     images = np.zeros((2, 8, 8, 3), dtype=np.uint8)
     with pytest.raises(InputError, match="student.pt: weights do not fit the student architecture"):
         evaluate([entry], EvalSet(images, np.zeros(2, dtype=np.int64), CIFAR10, "x"), (0.25, 0.25))

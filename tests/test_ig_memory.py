@@ -1,13 +1,15 @@
 """IG memory on small GPUs and IG precision (igkd.attribution.ig_memory, igkd.training.amp.full_fp32), on CPU:
 mocked free memory, a fake out-of-memory attribution, the TF32 flags."""
 
+import dataclasses
+
 import h5py
 import numpy as np
 import pytest
 import torch
 
+from igkd import registry
 from igkd.attribution import ig_memory
-from igkd.attribution import maps as attribution
 from igkd.attribution.maps import inference_copy
 from igkd.attribution.precompute import AttributionJob, precompute
 from igkd.io import InputError
@@ -74,7 +76,7 @@ def test_out_of_memory_at_one_point_is_a_clean_error():
 
 
 def test_precompute_survives_out_of_memory_and_records_what_it_used(tiny_splits, teacher, tmp_path, monkeypatch):
-    real = attribution.ATTRIBUTIONS["ig"]
+    real = registry.resolve(registry.ATTRIBUTIONS["ig"].fn)
 
     def small_gpu(model, x, target, settings):  # a GPU on which more than 8 points per pass do not fit
         if (settings["internal_batch_size"] or 10**9) > 8:
@@ -89,7 +91,7 @@ def test_precompute_survives_out_of_memory_and_records_what_it_used(tiny_splits,
         return AttributionJob("ig", {**settings, "internal_batch_size": internal}, chunk=16, batch=8)
 
     precompute(trained, images, labels, tmp_path / "plain.h5", job(8), Runtime(log=lambda m: None))
-    monkeypatch.setitem(attribution.ATTRIBUTIONS, "ig", small_gpu)
+    monkeypatch.setitem(registry.ATTRIBUTIONS, "ig", dataclasses.replace(registry.ATTRIBUTIONS["ig"], fn=small_gpu))
     logged = []
     precompute(trained, images, labels, tmp_path / "oom.h5", job("auto"), Runtime(log=logged.append))
     assert any("retrying with 16" in line for line in logged) and any("retrying with 8" in line for line in logged)

@@ -48,6 +48,7 @@ from igkd.attribution.precompute import Precomputed
 from igkd.data.store import Splits
 from igkd.experiments import StudentRecipe, StudentRun
 from igkd.models import build_student, build_teacher
+from igkd.registry import mobilenet
 from igkd.runtime import Runtime
 from igkd.training.augment import InputNorm
 from igkd.training.methods import PAPER_METHODS, get_method
@@ -138,7 +139,7 @@ def run_one_step(method: str, drop: int, p: float, batch, teacher, monkeypatch):
     monkeypatch.setattr(student_stage, "build_student", build_and_watch)
     handle = teacher.model.register_forward_pre_hook(watch_teacher)
     try:
-        run = StudentRun(method, drop, 1.0, RUN, recipe(p))
+        run = StudentRun(method, mobilenet(drop), 1.0, RUN, recipe(p))
         runtime = Runtime(device="cpu", threads=1, channels_last=False, log=lambda message: None)
         result = student_stage.fit_student(splits, run, teacher, precomputed, runtime)
     finally:

@@ -81,12 +81,12 @@ rule precompute_attributions:
 [Fri Dec  4 22:09:05 2026]
 rule distill_student:
     input: results/digits/data.h5, results/digits/teacher/model.pt, results/digits/teacher/metrics.json, results/digits/precompute/ig.h5
-    output: results/digits/students/KD_IG/drop13/f1.0/run1/model.pt, results/digits/students/KD_IG/drop13/f1.0/run1/metrics.json, results/digits/students/KD_IG/drop13/f1.0/run1/history.csv, results/digits/students/KD_IG/drop13/f1.0/run1/subsample.npz, results/digits/students/KD_IG/drop13/f1.0/run1/runtime.json
-    log: logs/digits/students/KD_IG_drop13_f1.0_run1.log
+    output: results/digits/students/KD_IG/mobilenetv2-drop13/f1.0/run1/model.pt, results/digits/students/KD_IG/mobilenetv2-drop13/f1.0/run1/metrics.json, results/digits/students/KD_IG/mobilenetv2-drop13/f1.0/run1/history.csv, results/digits/students/KD_IG/mobilenetv2-drop13/f1.0/run1/subsample.npz, results/digits/students/KD_IG/mobilenetv2-drop13/f1.0/run1/runtime.json
+    log: logs/digits/students/KD_IG_mobilenetv2-drop13_f1.0_run1.log
     jobid: 36
-    benchmark: results/digits/benchmarks/students/KD_IG_drop13_f1.0_run1.tsv
-    reason: Missing output files: results/digits/students/KD_IG/drop13/f1.0/run1/metrics.json
-    wildcards: method=KD_IG, drop=13, fraction=1.0, run=1
+    benchmark: results/digits/benchmarks/students/KD_IG_mobilenetv2-drop13_f1.0_run1.tsv
+    reason: Missing output files: results/digits/students/KD_IG/mobilenetv2-drop13/f1.0/run1/metrics.json
+    wildcards: method=KD_IG, student=mobilenetv2-drop13, fraction=1.0, run=1
     resources: tmpdir=/tmp, runtime=360, gpu=0
 [Fri Dec  4 22:09:05 2026]
 rule train_sweep_kd:
@@ -99,7 +99,7 @@ rule train_sweep_kd:
     resources: tmpdir=/tmp, runtime=360, gpu=0
 [Fri Dec  4 22:09:05 2026]
 rule collect_runs:
-    input: results/digits/students/KD_IG/drop13/f1.0/run1/metrics.json, results/digits/teacher/metrics.json
+    input: results/digits/students/KD_IG/mobilenetv2-drop13/f1.0/run1/metrics.json, results/digits/teacher/metrics.json
     output: results/digits/tables/ablation/runs.csv, results/digits/tables/ablation/method_means.csv
     log: logs/digits/collect_runs_ablation.log
     jobid: 1
@@ -112,11 +112,11 @@ rule collect_runs:
     [Fri Dec  4 22:05:45 2026]
     rule distill_student:
         input: results/digits/data.h5, results/digits/teacher/model.pt, results/digits/teacher/metrics.json
-        output: results/digits/students/AT/drop13/f1.0/run0/model.pt, results/digits/students/AT/drop13/f1.0/run0/metrics.json
-        log: logs/digits/students/AT_drop13_f1.0_run0.log
+        output: results/digits/students/AT/mobilenetv2-drop13/f1.0/run0/model.pt, results/digits/students/AT/mobilenetv2-drop13/f1.0/run0/metrics.json
+        log: logs/digits/students/AT_mobilenetv2-drop13_f1.0_run0.log
         jobid: 11
-        reason: Missing output files: results/digits/students/AT/drop13/f1.0/run0/metrics.json
-        wildcards: method=AT, drop=13, fraction=1.0, run=0
+        reason: Missing output files: results/digits/students/AT/mobilenetv2-drop13/f1.0/run0/metrics.json
+        wildcards: method=AT, student=mobilenetv2-drop13, fraction=1.0, run=0
         threads: 4
         resources: tmpdir=/tmp, disk_mb=<TBD>, mem_mb=6000, mem=6 GB, slurm_partition=gpu, runtime=1440, gpu=0, gres=gpu:1
 [Fri Dec  4 22:09:05 2026]
@@ -155,7 +155,7 @@ def test_parser_reads_every_job_block_of_a_real_dry_run():
     assert prepare.inputs == () and prepare.outputs == ("results/digits/data.h5",) and prepare.threads == 1
     assert teacher.threads == 2 and teacher.resources == {"tmpdir": "/tmp", "runtime": 1440, "gpu": 0}
     assert precompute.priority == 10 and precompute.wildcards == {"attribution": "ig"}
-    assert student.wildcards == {"method": "KD_IG", "drop": "13", "fraction": "1.0", "run": "1"}
+    assert student.wildcards == {"method": "KD_IG", "student": "mobilenetv2-drop13", "fraction": "1.0", "run": "1"}
     assert len(student.outputs) == 5 and student.outputs[3].endswith("subsample.npz")
     assert len(sweep.outputs) == 4 and collect.wildcards == {"experiment": "ablation"}
     # a group job's members are indented; `mem=6 GB` keeps its space, `<TBD>` stays text
@@ -273,7 +273,7 @@ def config(tmp_path):
         "teacher": {"epochs": 3, "batch_size": 100, "eval_every": 2, "width": 0.5},
         "students": {"epochs": 4, "batch_size": 100, "eval_every": 2, "exclude_val": False, "width": 0.5},
         "precompute": {"ig": {"steps": 8, "tolerance": None, "method": "gausslegendre"}},
-        "sweeps": {"epochs": 3, "drop": 13, "fraction": 1.0},
+        "sweeps": {"epochs": 3, "student": "mobilenetv2-drop13", "fraction": 1.0},
         "runtime": {"device": "cpu", "threads": {"teacher": 2, "precompute": 2, "student": 1}},
         "timing": {"batch_sizes": [1, 10], "warmup": 5, "min_run_time": 0.1, "max_run_time": 0.5},
     }
@@ -282,6 +282,7 @@ def config(tmp_path):
     return load_config(REPO / "config.yaml", path)
 
 
+STUDENT = "mobilenetv2-drop13"
 DIGITS = DataSize(n_train=1437, n_test=360, n_val=144, classes=10, image_size=16, source="test")
 
 
@@ -292,7 +293,7 @@ def context(config, **changes) -> CostContext:
         "device_kind": "cpu",
         "models": ModelSettings.from_config(config, 10),
         "cores": 2,
-        "timed_drops": (7, 13),
+        "timed_students": ("mobilenetv2-drop7", "mobilenetv2-drop13"),
     }
     return CostContext(**{**values, **changes})
 
@@ -303,9 +304,9 @@ CKPT = ASSUMPTIONS.time.checkpoint_s_per_epoch
 
 
 def student_job(method="KD_IG", fraction="1.0") -> Job:
-    folder = f"results/digits/students/{method}/drop13/f{fraction}/run0"
+    folder = f"results/digits/students/{method}/{STUDENT}/f{fraction}/run0"
     names = ("model.pt", "metrics.json", "history.csv", "subsample.npz", "runtime.json")
-    wildcards = {"method": method, "drop": "13", "fraction": fraction, "run": "0"}
+    wildcards = {"method": method, "student": STUDENT, "fraction": fraction, "run": "0"}
     return Job("distill_student", 1, 0, (), tuple(f"{folder}/{n}" for n in names), wildcards, threads=1)
 
 
@@ -382,7 +383,7 @@ def test_teacher_precompute_sweep_and_timing_seconds(config):
 
     timing = Job("time_models", 6, 0, (), ("results/digits/timing.csv",))
     run_s = min(max(0.1 * ASSUMPTIONS.time.timing_run_factor, 0.1), 0.5)
-    warmup = sum(5 * b / rate for rate in (500, 1000, 1000) for b in (1, 10))  # teacher + drops 7 and 13
+    warmup = sum(5 * b / rate for rate in (500, 1000, 1000) for b in (1, 10))  # teacher + students drop 7 and 13
     assert estimate(timing, ctx, cal).seconds == pytest.approx(START + warmup + 3 * 2 * run_s)
 
     figure = Job("fig_power", 7, 0, (), ("results/digits/figures/power.pdf",))
@@ -417,7 +418,29 @@ def test_recorder_collects_the_keys_a_job_needs(config):
     kinds = [k.kind for k in recorder.keys]
     assert kinds == ["startup_training", "student_step", "teacher_tap", "student_eval", "student_bytes"]
     step = next(k for k in recorder.keys if k.kind == "student_step")
-    assert (step.drop, step.width, step.batch, step.threads, step.image_size, step.classes) == (13, 0.5, 100, 1, 16, 10)
+    settings = (step.student, step.width, step.batch, step.threads, step.image_size, step.classes)
+    assert settings == (STUDENT, 0.5, 100, 1, 16, 10)
+    tap = next(k for k in recorder.keys if k.kind == "teacher_tap")
+    assert tap.tap == 4 and tap.student is None  # teacher block 4 (drop 13's AT tap): shared by students tapping it
+    resnet = ModelSettings.from_config(config, 10).teacher_tap("resnet-depth8", 1)
+    assert resnet.tap == 9  # layer3 is matched with the teacher's block 9
+
+
+def test_evaluate_external_scores_the_teacher_and_every_student_model_it_reads(config):
+    """The students are read from the model paths the job reads: one throughput per student."""
+    seen = []
+
+    class Recording(FakeCalibration):
+        def value(self, key: Key) -> float:
+            seen.append(key)
+            return super().value(key)
+
+    config["external_eval"]["standin_rotation"] = 90  # the stand-in: the test split's 360 images
+    models = [f"results/digits/students/KD/{s}/f1.0/run0/model.pt" for s in (STUDENT, "resnet-depth8")]
+    job = Job("evaluate_external", 8, 0, ("results/digits/teacher/model.pt", *models), ("x.csv",), threads=1)
+    cost = estimate(job, context(config), Recording())
+    assert cost.seconds == pytest.approx(START + IO + 360 * (1 / 500 + 2 / 1000))
+    assert [k.student for k in seen if k.kind == "student_eval"] == [STUDENT, "resnet-depth8"]
 
 
 # ------------------------------------------------------------------ disk
@@ -545,8 +568,19 @@ def test_cache_measures_only_what_it_lacks(tmp_path):
     store = Store(tmp_path / "cpu-test.json", {"device": "cpu"})
     where = {"hostname": "h", "device": "cpu", "device_name": "test cpu", "torch": "2"}
     options = EnsureOptions(log=lambda m: None)
-    a = Key("student_step", width=0.5, drop=13, image_size=16, batch=64, threads=1, channels_last=True, classes=10)
-    b = Key("student_step", width=0.5, drop=7, image_size=16, batch=64, threads=1, channels_last=True, classes=10)
+    a = Key(
+        "student_step", width=0.5, student=STUDENT, image_size=16, batch=64, threads=1, channels_last=True, classes=10
+    )
+    b = Key(
+        "student_step",
+        width=0.5,
+        student="mobilenetv2-drop7",
+        image_size=16,
+        batch=64,
+        threads=1,
+        channels_last=True,
+        classes=10,
+    )
     first = ensure(store, [a], measure, where, options)
     assert calls == [a] and first.value(a) == 0.5
     again = ensure(Store(store.path), [a], measure, where, options)  # a new plan reads the file
@@ -556,10 +590,27 @@ def test_cache_measures_only_what_it_lacks(tmp_path):
     ensure(Store(store.path), [a], measure, where, EnsureOptions(recalibrate=True, log=lambda m: None))
     assert calls == [a, b, a]
     data = json.loads(store.path.read_text())
-    entry = next(e for e in data["entries"] if e["key"]["drop"] == 13)
+    entry = next(e for e in data["entries"] if e["key"]["student"] == STUDENT)
     assert entry["unit"] == "s/step" and entry["samples"] == 3 and entry["where"]["device_name"] == "test cpu"
     assert entry["when"][:4].isdigit() and Entry.from_dict(entry).key == a
     assert cal_module.provenance(again)[0].startswith("1 number(s) measured")
+
+
+def test_a_cache_written_before_student_ids_reads_its_drops_as_mobilenetv2_ids(tmp_path):
+    """Keys that named the paper's MobileNetV2 by `drop` are the same network as its id."""
+    common = {"width": 0.5, "image_size": 16, "batch": 64, "threads": 1, "channels_last": True, "classes": 10}
+    entries = [
+        {"key": {"kind": "student_step", "drop": 13, **common}, "value": 0.25},
+        {"key": {"kind": "teacher_tap", "tap": 4, **common}, "value": 0.5},
+    ]
+    when = {"samples": 3, "when": "2026-01-01T00:00:00+00:00", "where": {"hostname": "h"}}
+    path = tmp_path / "cpu-old.json"
+    path.write_text(json.dumps({"format": 1, "entries": [{**e, **when} for e in entries]}))
+    store = Store(path)
+    assert store.get(Key("student_step", student=STUDENT, **common)).value == 0.25
+    assert store.get(Key("teacher_tap", tap=4, **common)).value == 0.5
+    store.save()  # written back under the id
+    assert json.loads(path.read_text())["entries"][0]["key"]["student"] == STUDENT
 
 
 def test_a_step_time_is_the_lower_quartile_of_the_timed_steps(monkeypatch):
@@ -616,9 +667,9 @@ def test_unreadable_cache_is_a_clean_error(tmp_path):
 
 def test_students_shared_by_experiments_and_rules_by_what_they_make(config):
     owners = student_owners(config)
-    ablation_run = {"method": "KD", "drop": "5", "fraction": "1.0", "run": "0"}
+    ablation_run = {"method": "KD", "student": "mobilenetv2-drop5", "fraction": "1.0", "run": "0"}
     assert owners(ablation_run)[0] == "ablation" and "controls" in owners(ablation_run)
-    control = {"method": "shuffled_KD", "drop": "5", "fraction": "1.0", "run": "0"}
+    control = {"method": "shuffled_KD", "student": "mobilenetv2-drop5", "fraction": "1.0", "run": "0"}
     assert owners(control) == ["controls"]
 
     def rule(name, **wildcards):
@@ -803,12 +854,15 @@ def test_real_calibration_measures_every_kind(tmp_path):
     common = {"image_size": 8, "threads": 1, "channels_last": True, "classes": 10}
     keys = [
         Key("teacher_step", width=0.25, batch=16, **common),
-        Key("student_step", width=0.25, drop=13, batch=16, **common),
+        Key("student_step", width=0.25, student=STUDENT, batch=16, **common),
+        Key("student_step", width=0.25, student="resnet-depth8", batch=16, **common),
         Key("teacher_tap", width=0.25, tap=4, batch=16, **common),
         Key("teacher_eval", width=0.25, batch=64, **common),
-        Key("student_eval", width=0.25, drop=13, batch=64, **common),
+        Key("student_eval", width=0.25, student=STUDENT, batch=64, **common),
+        Key("student_eval", width=0.25, student="resnet-depth8", batch=64, **common),
         Key("ig", width=0.25, batch=32, **common),
-        Key("student_bytes", width=0.25, drop=13, classes=10),
+        Key("student_bytes", width=0.25, student=STUDENT, classes=10),
+        Key("student_bytes", width=0.25, student="resnet-depth8", classes=10),
         Key("startup_analysis"),
     ]
     for key in keys:
@@ -827,7 +881,7 @@ def test_the_memory_probe_measures_a_fresh_process_running_the_step():
     small = Key(
         "student_step",
         width=0.25,
-        drop=13,
+        student=STUDENT,
         batch=4,
         image_size=16,
         threads=1,
@@ -835,6 +889,6 @@ def test_the_memory_probe_measures_a_fresh_process_running_the_step():
         classes=10,
         precision="fp32",
     )
-    large = dataclasses.replace(small, width=1.0, drop=5, batch=512, image_size=32)
+    large = dataclasses.replace(small, width=1.0, student="mobilenetv2-drop5", batch=512, image_size=32)
     small_rss, large_rss = peak_rss_bytes(small, "cpu"), peak_rss_bytes(large, "cpu")
     assert 100e6 < small_rss < large_rss, (small_rss, large_rss)

@@ -28,7 +28,7 @@ from igkd.plots.examples import Examples, class_examples
 from igkd.plots.ig_overlay import fig_ig_overlay, overlay
 from igkd.plots.ig_power import fig_ig_power, powered_maps
 from igkd.plots.kd_grid import fig_kd_grid
-from igkd.plots.mc_hist import fig_mc_hist, main_drop
+from igkd.plots.mc_hist import fig_mc_hist, main_student
 from igkd.plots.overlay_p import fig_overlay_p
 from igkd.training.sweep_points import point_run, point_settings
 
@@ -97,13 +97,13 @@ WIDTH_025_TEACHER_PAPER_FACTOR = 8.91  # 2,236,682 / 250,922
 def runs_frame():
     rng = np.random.default_rng(1)
     rows = []
-    for drop, paper_factor in ((3, 2.19), (7, 7.29), (13, 54.59)):
+    for drop, paper_factor in ((13, 54.59), (3, 2.19), (7, 7.29)):
         for method in ("Student", "KD", "IG"):
             for run in range(6):
                 rows.append(
                     {
                         "method": method,
-                        "drop": drop,
+                        "student": f"mobilenetv2-drop{drop}",
                         "factor": paper_factor / WIDTH_025_TEACHER_PAPER_FACTOR,  # vs a width-0.25 teacher
                         "paper_factor": paper_factor,
                         "run": run,
@@ -113,22 +113,27 @@ def runs_frame():
     return pd.DataFrame(rows)
 
 
-def test_main_drop_is_the_paper_factor_closest_to_4_12_on_a_log_scale():
+def test_main_student_is_the_paper_factor_closest_to_4_12_on_a_log_scale():
     runs = runs_frame()
     # |ln(7.29/4.12)| = 0.571 < |ln(2.19/4.12)| = 0.632; by `factor` (vs this run's width-0.25
     # teacher: 0.25, 0.82, 6.13) it would be drop 13, so the paper's factor is the one read
-    assert main_drop(runs) == 7
-    assert main_drop(runs, 13) == 13
-    with pytest.raises(InputError, match="figures.mc_hist.drop: 5 is not among"):
-        main_drop(runs, 5)
+    assert main_student(runs) == "mobilenetv2-drop7"
+    assert main_student(runs, "mobilenetv2-drop13") == "mobilenetv2-drop13"
+    present = r"\['mobilenetv2-drop3', 'mobilenetv2-drop7', 'mobilenetv2-drop13'\]"  # by size, not as text
+    with pytest.raises(InputError, match=f"figures.mc_hist.student: mobilenetv2-drop5 is not among .*{present}"):
+        main_student(runs, "mobilenetv2-drop5")
+    # a tie goes to the first in registry order (the smaller drop), whatever the rows' order
+    tie = runs.assign(paper_factor=2.19)
+    assert main_student(tie, target=2.19) == "mobilenetv2-drop3"
+    assert main_student(tie.iloc[::-1], target=2.19) == "mobilenetv2-drop3"
 
 
 def test_fig_mc_hist_handles_constant_groups_and_skips_absent_methods(tmp_path):
     runs = runs_frame()  # IG is constant: drawn without a fit
-    fig_mc_hist(runs, ["Student", "KD", "IG", "AT"], 7, 8, *paths(tmp_path, "mc_hist"))
+    fig_mc_hist(runs, ["Student", "KD", "IG", "AT"], "mobilenetv2-drop7", 8, *paths(tmp_path, "mc_hist"))
     assert_written(*paths(tmp_path, "mc_hist"))
-    with pytest.raises(InputError, match="no runs of the configured methods at drop 7"):
-        fig_mc_hist(runs, ["AT"], 7, 8, *paths(tmp_path, "none"))
+    with pytest.raises(InputError, match="no runs of the configured methods of student mobilenetv2-drop7"):
+        fig_mc_hist(runs, ["AT"], "mobilenetv2-drop7", 8, *paths(tmp_path, "none"))
 
 
 # ---------------------------------------------------------------- attention and attributions
@@ -178,7 +183,7 @@ def test_attribution_maps_for_each_method_are_scaled_to_unit_range(tmp_path, ima
 
 
 SWEEPS = {
-    "drop": 5,
+    "student": "mobilenetv2-drop5",
     "runs": 2,
     "epochs": 3,
     "fraction": 1.0,
@@ -198,7 +203,7 @@ def test_grid_names_lookup_and_point_run():
         lookup_point(SWEEPS, "kd", "alpha0.3_T2")
     students, _ = point_settings(STUDENTS, SWEEPS, "kd")
     run = point_run(students, SWEEPS, "kd", {"alpha": 0.25, "temperature": 2.0}, 1)
-    assert (run.method, run.drop, run.fraction, run.run) == ("KD", 5, 1.0, 1)
+    assert (run.method, run.student, run.fraction, run.run) == ("KD", "mobilenetv2-drop5", 1.0, 1)
     assert run.recipe.kd == KD(0.25, 2.0) and run.recipe.lr == STUDENTS.lr
     assert run.recipe.exclude_val is True and run.recipe.epochs == run.recipe.eval_every == 3
     assert STUDENTS.kd.alpha == 0.01 and STUDENTS.epochs == 100  # the recipe is not modified
@@ -206,7 +211,7 @@ def test_grid_names_lookup_and_point_run():
 
 def test_point_settings_hold_what_changes_a_point_and_nothing_else():
     students, settings = point_settings(STUDENTS, SWEEPS, "overlay_p")
-    assert settings == {"drop": 5, "epochs": 3, "fraction": 1.0, "overlay": {"method": "IG"}}
+    assert settings == {"student": "mobilenetv2-drop5", "epochs": 3, "fraction": 1.0, "overlay": {"method": "IG"}}
     assert not {"epochs", "eval_every", "exclude_val", "kd"} & set(students)  # set by the sweep, or not IG's
     assert "p" not in students["ig"] and students["ig"]["blend"] == STUDENTS.ig.blend  # the grid sets p
     # a wider grid, more runs or another KD weight leave every existing point's settings unchanged
@@ -220,7 +225,7 @@ def write_point(tmp_path, sweep, values, run, val_acc, **extra):
     metrics = {
         "sweep": sweep,
         "method": "KD",
-        "drop": 5,
+        "student": "mobilenetv2-drop5",
         "run": run,
         "seed": run,
         "n_train": 90,
@@ -249,7 +254,7 @@ def kd_table(tmp_path):
 
 def test_sweep_table_summary_and_best_point(tmp_path):
     table = kd_table(tmp_path)
-    assert list(table.columns[:5]) == ["sweep", "method", "drop", "alpha", "temperature"]
+    assert list(table.columns[:5]) == ["sweep", "method", "student", "alpha", "temperature"]
     assert table[["alpha", "temperature", "run"]].values.tolist()[:2] == [[0.0005, 2.0, 0], [0.0005, 2.0, 1]]
     assert "test_acc" not in table
     summary = sweep_summary(table)
@@ -292,7 +297,7 @@ def test_train_points_scores_on_validation_and_never_sees_the_test_set(tmp_path,
     from igkd.training.teacher import TrainedTeacher
 
     cfg, _ = point_settings(StudentRecipe.from_config({**STUDENT, "epochs": 9}), SWEEPS, "overlay_p")
-    sweeps_cfg = {**SWEEPS, "drop": 13, "epochs": 1}
+    sweeps_cfg = {**SWEEPS, "student": "mobilenetv2-drop13", "epochs": 1}
     points = [{"p": 0.0, "run": 0}]
     metrics_path, history_path = tmp_path / "p0/run0/metrics.json", tmp_path / "p0/run0/history.csv"
     n_train = len(tiny_splits.train_labels)

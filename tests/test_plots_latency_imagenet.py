@@ -15,13 +15,13 @@ METHODS = ["Student", "KD", "KD_IG"]
 @pytest.fixture
 def runs():
     rows = []
-    for drop, factor, base in ((5, 4.12, 90.0), (13, 54.59, 84.0)):
+    for student, factor, base in (("mobilenetv2-drop5", 4.12, 90.0), ("mobilenetv2-drop13", 54.59, 84.0)):
         for i, method in enumerate(METHODS):
             for run in range(3):
                 rows.append(
                     {
                         "method": method,
-                        "drop": drop,
+                        "student": student,
                         "factor": factor,
                         "run": run,
                         "test_acc": base + 0.3 * i + 0.2 * run,
@@ -32,14 +32,14 @@ def runs():
 
 @pytest.fixture
 def timing():
-    rows = [("teacher", 0, 1.0, 1, 5.0), ("teacher", 0, 1.0, 64, 140.0)]
+    rows = [("teacher", "teacher", 1.0, 1, 5.0), ("teacher", "teacher", 1.0, 64, 140.0)]
     rows += [
-        ("student", 5, 4.12, 1, 2.0),
-        ("student", 5, 4.12, 64, 13.3),
-        ("student", 13, 54.59, 1, 1.0),
-        ("student", 13, 54.59, 64, 5.5),
+        ("student", "mobilenetv2-drop13", 54.59, 1, 1.0),
+        ("student", "mobilenetv2-drop13", 54.59, 64, 5.5),
+        ("student", "mobilenetv2-drop5", 4.12, 1, 2.0),
+        ("student", "mobilenetv2-drop5", 4.12, 64, 13.3),
     ]
-    frame = pd.DataFrame(rows, columns=["model", "drop", "factor", "batch", "median_ms"])
+    frame = pd.DataFrame(rows, columns=["model", "student", "factor", "batch", "median_ms"])
     frame["q1_ms"], frame["q3_ms"] = frame["median_ms"] * 0.95, frame["median_ms"] * 1.1
     frame["device"], frame["threads"] = "cpu", 1
     return frame
@@ -81,7 +81,7 @@ def external(runs):
             {
                 "model": "teacher",
                 "method": "teacher",
-                "drop": 0,
+                "student": "teacher",
                 "factor": float("nan"),
                 "run": 0,
                 "accuracy": 67.4,
@@ -93,8 +93,8 @@ def external(runs):
 
 
 def test_external_summary_is_mean_and_ci_over_runs(external):
-    summary = external_summary(external, METHODS).set_index(["method", "drop"])
-    row = summary.loc[("KD", 5)]
+    summary = external_summary(external, METHODS).set_index(["method", "student"])
+    row = summary.loc[("KD", "mobilenetv2-drop5")]
     assert row["n"] == 3 and row["mean"] == pytest.approx(90.0 + 0.3 + 0.2 - 25.0)
     assert row["ci_low"] < row["mean"] < row["ci_high"]
 
@@ -130,6 +130,7 @@ def test_figure_titles_name_the_level_of_their_intervals(runs, timing, external,
     assert len(titles) == 3
     for title in titles:
         assert "90 % CI" in title and "95 %" not in title, title
-    at90 = external_summary(external, METHODS, confidence=0.9).set_index(["method", "drop"]).loc[("KD", 5)]
-    at95 = external_summary(external, METHODS).set_index(["method", "drop"]).loc[("KD", 5)]
+    kd = ("KD", "mobilenetv2-drop5")
+    at90 = external_summary(external, METHODS, confidence=0.9).set_index(["method", "student"]).loc[kd]
+    at95 = external_summary(external, METHODS).set_index(["method", "student"]).loc[kd]
     assert at90["ci_high"] < at95["ci_high"] and at90["ci_level"] == 0.9

@@ -125,20 +125,25 @@ def test_paired_rows_plan_from_the_differences_pooled_over_the_family():
     base = rng.normal(90, 0.4, 10)
     paired = runs_frame({"Student": base, "KD": base + 0.3 + rng.normal(0, 0.1, 10), "IG": rng.normal(90.2, 0.5, 8)})
     paired = paired[~((paired["method"] != "IG") & (paired["run"] >= 8))]  # 8 runs each
-    paired = pd.concat([paired, runs_frame({"Student": base, "KD": base + 0.2 + rng.normal(0, 0.2, 10)}, drop=2)])
+    paired = pd.concat(
+        [paired, runs_frame({"Student": base, "KD": base + 0.2 + rng.normal(0, 0.2, 10)}, student="mobilenetv2-drop2")]
+    )
     table = power_table(_family(paired), PowerPlan())
     assert len(table) == 4 and (table["test"] == "paired").all()
     d = [
-        _differences(paired[paired["drop"] == 1], m, b) for m, b in (("KD", "Student"), ("IG", "Student"), ("IG", "KD"))
+        _differences(paired[paired["student"] == "mobilenetv2-drop1"], m, b)
+        for m, b in (("KD", "Student"), ("IG", "Student"), ("IG", "KD"))
     ]
-    d.append(_differences(paired[paired["drop"] == 2], "KD", "Student"))
+    d.append(_differences(paired[paired["student"] == "mobilenetv2-drop2"], "KD", "Student"))
     df = sum(len(x) - 1 for x in d)
     pooled = math.sqrt(sum((len(x) - 1) * x.var(ddof=1) for x in d) / df)
     upper = pooled * math.sqrt(df / st.chi2.ppf(0.05, df))
     assert df == 3 * 7 + 9
     assert table["sd_pooled"].to_numpy() == pytest.approx(pooled) and (table["sd_df"] == df).all()
     assert table["sd_upper"].to_numpy() == pytest.approx(upper) and (table["sd_upper_level"] == 0.95).all()
-    row = table[(table["method"] == "KD") & (table["baseline"] == "Student") & (table["drop"] == 1)].iloc[0]
+    row = table[
+        (table["method"] == "KD") & (table["baseline"] == "Student") & (table["student"] == "mobilenetv2-drop1")
+    ].iloc[0]
     assert row["sd_comparison"] == pytest.approx(d[0].std(ddof=1))  # its own sd: a description only
     assert row["diff"] == pytest.approx(d[0].mean())
     assert row["family_size"] == 4 and row["alpha_holm"] == pytest.approx(0.05 / 4)
@@ -249,11 +254,23 @@ def test_hours_are_runs_times_the_median_run_time_on_its_device():
     costs = pd.DataFrame(
         [
             *(
-                {"method": "Student", "drop": 1, "run": i, "seconds": s, "device": "cuda:0 (NVIDIA H200)"}
+                {
+                    "method": "Student",
+                    "student": "mobilenetv2-drop1",
+                    "run": i,
+                    "seconds": s,
+                    "device": "cuda:0 (NVIDIA H200)",
+                }
                 for i, s in enumerate([60, 70, 80, 1000])
             ),
             *(
-                {"method": "KD", "drop": 1, "run": i, "seconds": 90.0, "device": "cuda:0 (NVIDIA H200)"}
+                {
+                    "method": "KD",
+                    "student": "mobilenetv2-drop1",
+                    "run": i,
+                    "seconds": 90.0,
+                    "device": "cuda:0 (NVIDIA H200)",
+                }
                 for i in range(4)
             ),
         ]
@@ -272,7 +289,9 @@ def _student_dir(root, method, run, seconds, threads=4):
     folder = root / method / f"run{run}"
     folder.mkdir(parents=True)
     env = {"device": "cpu", "threads": threads, "devices_used": ["cpu"]}
-    (folder / "metrics.json").write_text(json.dumps({"method": method, "drop": 5, "run": run, "environment": env}))
+    (folder / "metrics.json").write_text(
+        json.dumps({"method": method, "student": "mobilenetv2-drop5", "run": run, "environment": env})
+    )
     (folder / "runtime.json").write_text(json.dumps({"seconds": seconds, "started": 0, "ended": seconds}))
     return folder / "runtime.json"
 
@@ -281,8 +300,8 @@ def test_run_costs_read_runtime_and_device(tmp_path):
     paths = [_student_dir(tmp_path, "KD", 0, 61.5), _student_dir(tmp_path, "Student", 0, 40)]
     costs = run_costs([str(p) for p in paths])
     assert costs.to_dict("records") == [
-        {"method": "KD", "drop": 5, "run": 0, "seconds": 61.5, "device": "cpu (4 threads)"},
-        {"method": "Student", "drop": 5, "run": 0, "seconds": 40.0, "device": "cpu (4 threads)"},
+        {"method": "KD", "student": "mobilenetv2-drop5", "run": 0, "seconds": 61.5, "device": "cpu (4 threads)"},
+        {"method": "Student", "student": "mobilenetv2-drop5", "run": 0, "seconds": 40.0, "device": "cpu (4 threads)"},
     ]
     paths[0].write_text(json.dumps({"seconds": "a minute"}))
     with pytest.raises(InputError, match=r"KD/run0/runtime.json: key 'seconds'"):
@@ -302,14 +321,21 @@ def test_fig_power_draws_each_family_and_lists_what_it_cannot(tmp_path):
         [_family(runs), Family("controls", compare(one, baselines=["IG"]), one)], PowerPlan(), tmp_path / "p.csv"
     )
     table = pd.read_csv(tmp_path / "p.csv", keep_default_na=False, na_values=[""])
-    fig_power(table, "methods", 1, 2.0, str(tmp_path / "power.pdf"), str(tmp_path / "power.png"))
+    fig_power(table, "methods", "mobilenetv2-drop1", 2.0, str(tmp_path / "power.pdf"), str(tmp_path / "power.png"))
     assert (tmp_path / "power.pdf").stat().st_size > 1000 and (tmp_path / "power.png").stat().st_size > 1000
     fig_power(table, None, None, 2.0, str(tmp_path / "c.pdf"), str(tmp_path / "c.png"))  # no experiment with tests
     assert (tmp_path / "c.png").stat().st_size > 1000
-    with pytest.raises(InputError, match="no comparisons of the methods experiment at drop 7"):
-        fig_power(table, "methods", 7, 2.0, str(tmp_path / "x.pdf"), str(tmp_path / "x.png"))
+    with pytest.raises(InputError, match="no comparisons of the methods experiment of student mobilenetv2-drop7"):
+        fig_power(table, "methods", "mobilenetv2-drop7", 2.0, str(tmp_path / "x.pdf"), str(tmp_path / "x.png"))
     with pytest.raises(InputError, match=r"missing column\(s\) \['sd_pooled'\]"):
-        fig_power(table.drop(columns="sd_pooled"), "methods", 1, 2.0, str(tmp_path / "x.pdf"), str(tmp_path / "x.png"))
+        fig_power(
+            table.drop(columns="sd_pooled"),
+            "methods",
+            "mobilenetv2-drop1",
+            2.0,
+            str(tmp_path / "x.pdf"),
+            str(tmp_path / "x.png"),
+        )
 
 
 def test_fig_power_draws_the_pooled_sd_and_its_bound_at_the_configured_level(tmp_path, monkeypatch):
@@ -328,9 +354,11 @@ def test_fig_power_draws_the_pooled_sd_and_its_bound_at_the_configured_level(tmp
         seen["title"] = fig._suptitle.get_text()
         seen["labels"] = fig.axes[0].get_legend_handles_labels()[1]
         seen["lines"] = len(fig.axes[0].lines)
+        seen["panel"] = fig.axes[0].get_title()
 
     monkeypatch.setattr(plot, "save_figure", keep)
-    plot.fig_power(table, "methods", 1, 2.0, str(tmp_path / "a.pdf"), str(tmp_path / "a.png"))
+    plot.fig_power(table, "methods", "mobilenetv2-drop1", 2.0, str(tmp_path / "a.pdf"), str(tmp_path / "a.png"))
+    assert seen["panel"].startswith("(a) methods, mobilenetv2-drop1 (1.50x): α/m = ")
     sd, upper, df = table[["sd_pooled", "sd_upper", "sd_df"]].iloc[0]
     assert "one-sided 90 % upper confidence bound" in seen["title"] and "95 %" not in seen["title"]
     assert seen["labels"] == [

@@ -124,7 +124,13 @@ def test_fit_logs_progress_and_after_a_resume_counts_only_the_epochs_left(tmp_pa
 
 
 def test_a_sweep_job_counts_its_later_points_in_the_time_left(tiny_splits, tmp_path, fake_clock):
-    sweeps = {"drop": 13, "epochs": 2, "fraction": 1.0, "overlay": {"method": "IG"}, "kd": {"method": "KD"}}
+    sweeps = {
+        "student": "mobilenetv2-drop13",
+        "epochs": 2,
+        "fraction": 1.0,
+        "overlay": {"method": "IG"},
+        "kd": {"method": "KD"},
+    }
     students, _ = point_settings(StudentRecipe.from_config(configs.STUDENT), sweeps, "overlay_p")
     points = [{"p": 0.0, "run": 0}, {"p": 0.5, "run": 0}]
     job = SweepJob(

@@ -94,6 +94,7 @@ def test_the_numbers_file_holds_the_reference_page_tables(repo):
         mean, top = means[(r["method"], 4.12)], maxima[(r["method"], 4.12)]
         assert (mean.value, mean.sd, top.value) == (float(r["mean"]), float(r["sd"]), float(r["max"]))
         assert mean.n == 10 and mean.drop == 5 and mean.fraction == 1.0 and not mean.sd_approx
+        assert mean.student == "mobilenetv2-drop5"
 
     montecarlo = doc_section(text, "Monte Carlo at 4.12x")
     assert re.search(r"(\d+) runs per method", montecarlo).group(1) == "60"
@@ -125,13 +126,19 @@ def test_the_numbers_file_holds_the_reference_page_tables(repo):
 
 
 def test_each_cell_names_the_drop_of_the_papers_factor():
-    """The drop given with each number is the student of the paper's factor (igkd.models)."""
+    """The drop given with each number is the student of the paper's factor (igkd.models),
+    igkd's mobilenetv2-drop<drop>; the teacher's numbers name no student."""
     from igkd.models import compression_factor
 
     numbers = load_numbers()
     for n in numbers.numbers:
         if n.drop is not None:
             assert round(compression_factor(n.drop), 2) == n.factor, n
+            assert n.student == f"mobilenetv2-drop{n.drop}", n
+        else:
+            assert n.student is None, n
+    assert numbers.cell("ablation") == ("mobilenetv2-drop5", 1.0)
+    assert numbers.cell("montecarlo") == ("mobilenetv2-drop5", 0.8)
 
 
 def test_a_malformed_numbers_file_is_one_line_naming_the_key(tmp_path):
@@ -218,20 +225,20 @@ def synthetic_runs(shift=None, runs=None, compression_runs=1, leave_out=()) -> p
     numbers, rows = load_numbers(), []
     for i, n in enumerate(numbers.numbers):
         key = (n.section, n.method)
-        if n.drop is None or n.quantity in (MAX, TIME) or key in leave_out:
+        if n.student is None or n.quantity in (MAX, TIME) or key in leave_out:
             continue
         if n.quantity == MEAN:
             values = exact(n.value + shift.get(key, 0.0), n.sd, runs.get(key, n.n), seed=i)
-        else:  # a compression cell; run 0 at drop 5 is the ablation's (added there)
+        else:  # a compression cell; run 0 of mobilenetv2-drop5 is the ablation's (added there)
             values = exact(n.value + shift.get(key, 0.0), 0.3, compression_runs, seed=i)
-            if n.drop == 5:
+            if n.student == "mobilenetv2-drop5":
                 continue
         sha = "full" if n.fraction == 1.0 else None
         for run, value in enumerate(values):
             rows.append(
                 {
                     "method": n.method,
-                    "drop": n.drop,
+                    "student": n.student,
                     "factor": n.factor,
                     "fraction": n.fraction,
                     "run": run,
@@ -300,8 +307,8 @@ def test_missing_cells_maxima_times_and_teachers_get_no_test_verdict():
 
 
 def test_paper_single_runs_need_igkd_runs_at_the_cell():
-    """One run against the paper's one run settles nothing; with the ablation's 10 runs at
-    drop 5 the 4.12x cells are tested against a prediction interval."""
+    """One run against the paper's one run settles nothing; with the ablation's 10 runs of
+    mobilenetv2-drop5 the 4.12x cells are tested against a prediction interval."""
     report = report_for(synthetic_runs(shift={("compression", "KD"): -5.0}))
     one = row(report, "compression", "KD", SINGLE, factor=28.97)
     assert one["verdict"] == INCONCLUSIVE and one["igkd_n"] == 1 and one["diff"] == pytest.approx(-5.0)
@@ -382,7 +389,14 @@ def test_the_script_compares_synthetic_cifar_runs(repo, tmp_path):
     reproduced = rows.loc[rows["verdict"] == REPRODUCED, ["section", "method"]]
     assert len(rows) == 63 and set(reproduced["section"]) == {"ablation", "montecarlo"} and len(reproduced) == 11
     assert "# Does igkd reproduce the paper?" in (tmp_path / "out/comparison.md").read_text()
-    assert len(pd.read_csv(paths.claims)) == 4
+    claims = pd.read_csv(paths.claims)
+    assert len(claims) == 4 and set(claims["student"]) == {"mobilenetv2-drop5"}
+    # the paper's drops as igkd's student ids; the teachers name none
+    assert "drop" not in rows.columns and "drop" not in claims.columns
+    named = rows.set_index(["section", "method", "quantity", "factor"])["student"]
+    assert named[("compression", "KD", SINGLE, 28.97)] == "mobilenetv2-drop11"
+    assert named[("inference", "student", TIME, 1121.71)] == "mobilenetv2-drop17"
+    assert rows.loc[rows["method"] == "teacher", "student"].isna().all()
 
 
 def test_the_paper_target_on_the_demo_is_one_job_reading_nothing_it_must_wait_for(workdir):

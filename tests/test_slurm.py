@@ -2,7 +2,7 @@
 
 tests/slurm/start-local-slurm.sh installs (Debian packages, if missing) and starts munge,
 slurmctld, slurmd and, for `sacct`, MariaDB + slurmdbd. A small DAG (digits 8x8, 2 methods x
-1 drop x 2 runs, student groups of 2) runs through SLURM while the same DAG runs locally. The
+1 student x 2 runs, student groups of 2) runs through SLURM while the same DAG runs locally. The
 running student group is cancelled after the first checkpoint, as a time limit would end it,
 so Snakemake resubmits it and training resumes. Every number must equal the uninterrupted local
 run. The students of a group run one after another inside their SLURM job (see
@@ -38,14 +38,16 @@ SMALL["students"].update({"epochs": 6, "eval_every": 6})
 GROUP = 2  # group-components of profiles/slurm-local
 RESULTS = "results/digits"
 STUDENTS = [(method, run) for method in SMALL["experiments"]["ablation"]["methods"] for run in (0, 1)]
-STUDENT_DIRS = [f"{RESULTS}/students/{method}/drop13/f0.8/run{run}" for method, run in STUDENTS]
+STUDENT_DIRS = [f"{RESULTS}/students/{method}/mobilenetv2-drop13/f0.8/run{run}" for method, run in STUDENTS]
 # one path through every stage (the default target builds every figure of the paper)
 TARGETS = [
     f"{RESULTS}/{path}"
     for path in ("tables/ablation/runs.csv", "stats/ablation/summary.csv", "figures/compression.pdf")
 ]
 SUBMITTED = re.compile(r"submitted with SLURM jobid (\d+) \(log: (\S+)\)")
-MEMBER = re.compile(r"distill_student:method=(\w+),drop=(\d+),fraction=([\d.]+),run=(\d+)")  # a group's --target-jobs
+MEMBER = re.compile(
+    r"distill_student:method=(\w+),student=([\w-]+),fraction=([\d.]+),run=(\d+)"
+)  # a group's --target-jobs
 TIMEOUT_S = 1200
 
 
@@ -115,7 +117,7 @@ def cancel_at_first_checkpoint(proc: subprocess.Popen, workdir: Path, deadline: 
     """Cancel the running student group(s) as soon as a student has written checkpoint.pt."""
     students = workdir / RESULTS / "students"
     while proc.poll() is None and time.time() < deadline:
-        if list(students.glob("*/drop*/f*/run*/checkpoint.pt")):
+        if list(students.glob("*/*/f*/run*/checkpoint.pt")):
             log = (workdir / "snakemake.out").read_text()
             groups = [jid for jid, path in SUBMITTED.findall(log) if "/group_students" in path]
             running = subprocess.run(
@@ -160,10 +162,10 @@ def member_spans(workdir: Path, group_log: str) -> dict[str, tuple[float, float]
     the members read from the --target-jobs of the job's Snakemake command in its SLURM log."""
     members = sorted(set(MEMBER.findall(Path(group_log).read_text())))
     spans = {}
-    for method, drop, fraction, run in members:
-        folder = workdir / RESULTS / f"students/{method}/drop{drop}/f{fraction}/run{run}"
+    for method, student, fraction, run in members:
+        folder = workdir / RESULTS / f"students/{method}/{student}/f{fraction}/run{run}"
         runtime = json.loads((folder / "runtime.json").read_text())
-        spans[f"{method}_drop{drop}_f{fraction}_run{run}"] = (runtime["started"], runtime["ended"])
+        spans[f"{method}_{student}_f{fraction}_run{run}"] = (runtime["started"], runtime["ended"])
     return spans
 
 
@@ -245,7 +247,7 @@ def test_slurm_profile_runs_the_dag_like_a_local_run(repo, tmp_path, slurm_clust
     resumed = [
         (m, r)
         for m, r in STUDENTS
-        if "resumed from" in (slurm_dir / f"logs/digits/students/{m}_drop13_f0.8_run{r}.log").read_text()
+        if "resumed from" in (slurm_dir / f"logs/digits/students/{m}_mobilenetv2-drop13_f0.8_run{r}.log").read_text()
     ]
     print(f"resumed: {resumed}")
     assert resumed, "no cancelled student resumed from its checkpoint"
@@ -304,7 +306,7 @@ def test_the_controller_runs_as_a_batch_job_and_requeues_itself_before_its_time_
     log = workdir / f"igkd-controller-{job}.log"
     deadline = time.time() + TIMEOUT_S
     students = workdir / RESULTS / "students"
-    while time.time() < deadline and not list(students.glob("*/drop*/f*/run*/checkpoint.pt")):
+    while time.time() < deadline and not list(students.glob("*/*/f*/run*/checkpoint.pt")):
         time.sleep(0.05)
     assert squeue_state(job) == "RUNNING", log.read_text() if log.exists() else "no controller log"
     subprocess.run(["scancel", "--batch", "--signal=USR1", job], check=True)  # as SLURM's --signal=B:USR1@600
@@ -324,7 +326,7 @@ def test_the_controller_runs_as_a_batch_job_and_requeues_itself_before_its_time_
     resumed = [
         m
         for m, r in STUDENTS
-        if "resumed from" in (workdir / f"logs/digits/students/{m}_drop13_f0.8_run{r}.log").read_text()
+        if "resumed from" in (workdir / f"logs/digits/students/{m}_mobilenetv2-drop13_f0.8_run{r}.log").read_text()
     ]
     assert resumed, "no student resumed after the controller's requeue"
-    assert not list(students.glob("*/drop*/f*/run*/checkpoint.pt"))
+    assert not list(students.glob("*/*/f*/run*/checkpoint.pt"))

@@ -35,7 +35,13 @@ from test_workflow import TINY, snakemake
 
 TEACHER = {**configs.TEACHER, "epochs": 2, "batch_size": 256}  # larger than the tiny sets
 STUDENT = configs.STUDENT
-SWEEPS = {"drop": 13, "epochs": 1, "fraction": 1.0, "overlay": {"method": "IG"}, "kd": {"method": "KD"}}
+SWEEPS = {
+    "student": "mobilenetv2-drop13",
+    "epochs": 1,
+    "fraction": 1.0,
+    "overlay": {"method": "IG"},
+    "kd": {"method": "KD"},
+}
 QUIET = {"log": lambda m: None}
 QUIET_RUNTIME = Runtime(log=lambda m: None)
 NO_TEACHER = TrainedTeacher(None, InputNorm(), "t" * 64, 1000)  # KD/IG methods never run it
@@ -200,7 +206,7 @@ def test_students_train_on_tiny_sets(digits):
     assert len(facts["rows"]) == 3 and "val_acc" in history[-1]
     with pytest.raises(
         InputError,
-        match=r"^students: Student drop 13 fraction 1.0 run 0: the training subsample "
+        match=r"^students: Student mobilenetv2-drop13 fraction 1.0 run 0: the training subsample "
         r"\(fraction 1.0 of 1 rows\) has 1 row; training needs at least 2",
     ):
         student(small(digits, 1, classes=1), fraction=1.0)
@@ -324,5 +330,7 @@ def test_workflow_on_a_folder_smaller_than_one_batch(workdir):
     assert runs["method"].tolist() == ["KD_IG"] and runs["n_train"].tolist() == [28]  # sklearn's 0.8 of 36
     history = pd.read_csv(workdir / "results/imagefolder/teacher/history.csv")
     assert len(history) == 1 and np.isfinite(history["loss_ce"]).all()
-    metrics = json.loads((workdir / "results/imagefolder/students/KD_IG/drop13/f0.8/run0/metrics.json").read_text())
+    metrics = json.loads(
+        (workdir / "results/imagefolder/students/KD_IG/mobilenetv2-drop13/f0.8/run0/metrics.json").read_text()
+    )
     assert 0 <= metrics["test_acc"] <= 100

@@ -11,12 +11,13 @@ from scipy import stats as st
 from statsmodels.stats.diagnostic import lilliefors
 
 from igkd.analysis.stats import compare, normality, summarize, to_markdown, write_stats
+from igkd.analysis.students import sort_students, student_label
 from igkd.io import InputError
 
 T_0975_DF4 = 2.7764451051977987  # t quantile 0.975 with 4 df (tables)
 
 
-def runs_frame(groups, drop=1, factor=1.5, shared=True):
+def runs_frame(groups, student="mobilenetv2-drop1", factor=1.5, shared=True):
     """groups: {method: values}. shared=True gives every method seeds 0..n-1 and sha 's<i>';
     shared=False gives each method its own seeds/subsamples (independent runs)."""
     rows = []
@@ -26,7 +27,7 @@ def runs_frame(groups, drop=1, factor=1.5, shared=True):
             rows.append(
                 dict(
                     method=method,
-                    drop=drop,
+                    student=student,
                     factor=factor,
                     run=i,
                     seed=seed,
@@ -60,7 +61,7 @@ def test_summary_hand_worked():
     assert all(math.isnan(one[c]) for c in ("sd", "sem", "ci_low", "ci_high"))
     assert list(out.columns) == [
         "method",
-        "drop",
+        "student",
         "factor",
         "n",
         "mean",
@@ -80,8 +81,8 @@ def test_summary_confidence_and_order():
     x = [90.0, 91.0, 92.0, 94.0, 93.0]
     frame = pd.concat(
         [
-            runs_frame({"zeta": x, "KD": x, "Student": x, "alpha": x}, drop=2, factor=2.0),
-            runs_frame({"KD": x, "Student": x}, drop=1, factor=1.5),
+            runs_frame({"zeta": x, "KD": x, "Student": x, "alpha": x}, student="mobilenetv2-drop2", factor=2.0),
+            runs_frame({"KD": x, "Student": x}, student="mobilenetv2-drop1", factor=1.5),
         ]
     )
     out = summarize(frame, confidence=0.90, method_order=["Student", "KD"])
@@ -95,6 +96,23 @@ def test_summary_confidence_and_order():
     ]
     half = out.iloc[0].ci_high - 92.0
     assert half == pytest.approx(st.t.ppf(0.95, 4) * math.sqrt(2.5 / 5))
+
+
+def test_students_sort_by_registry_family_then_size_not_as_text():
+    """igkd.analysis.students: registered families in registry order and by size; an
+    unregistered (plugin) family after them; what is no id (timing's "teacher") last."""
+    ids = ["teacher", "resnet-depth8", "myplugin-size2", "mobilenetv2-drop11", "mobilenetv2-drop3"]
+    order = ["mobilenetv2-drop3", "mobilenetv2-drop11", "resnet-depth8", "myplugin-size2", "teacher"]
+    assert sort_students(ids) == order
+    assert student_label("mobilenetv2-drop5", 4.1234) == "mobilenetv2-drop5 (4.12x)"
+    assert student_label("mobilenetv2-drop5", float("nan")) == "mobilenetv2-drop5"
+    # tables: a tie in factor goes by that order too (drop11 sorts before drop3 as text)
+    x = [90.0, 91.0, 92.0]
+    frame = pd.concat(
+        runs_frame({"KD": x}, student=s, factor=2.0)
+        for s in ("resnet-depth8", "mobilenetv2-drop11", "mobilenetv2-drop3")
+    )
+    assert list(summarize(frame)["student"]) == order[:3]
 
 
 # ---------------------------------------------------------------- compare
@@ -171,11 +189,13 @@ def test_holm_across_whole_table_with_monotone_step():
     base = [90.0, 91.0, 92.0, 93.0, 94.0]
     g1 = runs_frame(
         {"Student": base, "A": [93.0, 94.5, 95.0, 96.5, 97.0], "B": [93.0, 94.5, 95.0, 96.5, 97.1], "lone": [99.0]},
-        drop=1,
+        student="mobilenetv2-drop1",
         factor=1.5,
         shared=False,
     )
-    g2 = runs_frame({"Student": base, "C": [91.0, 91.0, 92.5, 94.0, 93.0]}, drop=2, factor=2.0, shared=False)
+    g2 = runs_frame(
+        {"Student": base, "C": [91.0, 91.0, 92.5, 94.0, 93.0]}, student="mobilenetv2-drop2", factor=2.0, shared=False
+    )
     out = compare(pd.concat([g1, g2]), baselines=("Student",))
     assert set(out.method) == {"A", "B", "C", "lone"}
     lone = out[out.method == "lone"].iloc[0]
@@ -206,7 +226,7 @@ def test_simultaneous_intervals_are_bonferroni_t_intervals_over_the_tested_famil
     paired = runs_frame({"Student": base, "KD": base + rng.normal(0.4, 0.3, 6), "IG": rng.normal(90.3, 0.5, 6)})
     independent = runs_frame(
         {"Student": rng.normal(88, 0.6, 5), "KD": rng.normal(88.5, 0.4, 7), "lone": [89.0]},
-        drop=2,
+        student="mobilenetv2-drop2",
         factor=2.0,
         shared=False,
     )
@@ -216,7 +236,7 @@ def test_simultaneous_intervals_are_bonferroni_t_intervals_over_the_tested_famil
     m = len(ok)
     assert m == 4 and len(out) == 6  # lone vs Student and lone vs KD have no p-value
     for row in ok.itertuples():
-        kd = (row.drop == 1) and row.method == "KD" and row.baseline == "Student"
+        kd = (row.student == "mobilenetv2-drop1") and row.method == "KD" and row.baseline == "Student"
         if kd:  # paired: t-interval of the mean per-pair difference
             d = paired.loc[paired.method == "KD", "test_acc"].to_numpy() - base
             se, df = d.std(ddof=1) / math.sqrt(len(d)), len(d) - 1

@@ -17,13 +17,14 @@ from igkd.status import format_status, status
 from igkd.training.progress import epoch_line
 
 REPO = Path(__file__).resolve().parents[1]
+STUDENT = "mobilenetv2-drop13"
 # The demo config cut down: ablation Student and KD x 2 runs, compression's one Student
 # (shared with the ablation), no controls, sweeps of one job each (grouping sweep).
 OVERRIDES = {
     "experiments": {
-        "ablation": {"methods": ["Student", "KD"], "drops": [13], "runs": 2},
+        "ablation": {"methods": ["Student", "KD"], "students": [STUDENT], "runs": 2},
         "montecarlo": {"enabled": False},
-        "compression": {"methods": ["Student"], "drops": [13], "runs": 1},
+        "compression": {"methods": ["Student"], "students": [STUDENT], "runs": 1},
     },
     "controls": {"methods": []},
     "sweeps": {
@@ -79,7 +80,7 @@ def run_in_progress(tmp_path, config):
     results = tmp_path / "results" / "digits"
     logs = tmp_path / "logs" / "digits"
     campaign = Campaign.from_config(config)
-    student0, student1, kd0, kd1 = (campaign.run(m, 13, 1.0, r) for m in ("Student", "KD") for r in (0, 1))
+    student0, student1, kd0, kd1 = (campaign.run(m, STUDENT, 1.0, r) for m in ("Student", "KD") for r in (0, 1))
     # teacher and precompute done
     write_json(results / "teacher/runtime.json", {"seconds": 50.0})
     write_json(results / "teacher/metrics.json", {"test_acc": 95.0})
@@ -93,11 +94,11 @@ def run_in_progress(tmp_path, config):
     kd0_dir, kd1_dir = Path(kd0.folder(str(results))), Path(kd1.folder(str(results)))
     kd0_dir.mkdir(parents=True)
     (kd0_dir / "checkpoint.pt").write_bytes(b"ckpt")
-    log_lines(logs / "students/KD_drop13_f1.0_run0.log", 3, 6)
+    log_lines(logs / f"students/KD_{STUDENT}_f1.0_run0.log", 3, 6)
     kd1_dir.mkdir(parents=True)
     (kd1_dir / "checkpoint.pt").write_bytes(b"ckpt")
-    log_lines(logs / "students/KD_drop13_f1.0_run1.log", 2, 6)
-    for path in (kd1_dir / "checkpoint.pt", kd1_dir, logs / "students/KD_drop13_f1.0_run1.log"):
+    log_lines(logs / f"students/KD_{STUDENT}_f1.0_run1.log", 2, 6)
+    for path in (kd1_dir / "checkpoint.pt", kd1_dir, logs / f"students/KD_{STUDENT}_f1.0_run1.log"):
         age(path, 2 * HOUR, now)
     # kd sweep: its one point done by one job of 30 s; overlay_p: one job training its 3
     # points in turn (Snakemake made their folders at its start), the first done, the

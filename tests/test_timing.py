@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from igkd.analysis.timing import TIMING_COLUMNS, TimingSettings, peak_memory, time_models, timing_models
+from igkd.architectures import build_student as build_by_id
 from igkd.models import build_student, build_teacher, n_params
 from igkd.plots.compression import speedups
 from igkd.runtime import Runtime
@@ -15,16 +16,18 @@ QUICK = TimingSettings((1, 4), warmup=1, min_run_time=0.01, max_run_time=0.05, t
 
 @pytest.fixture(scope="module")
 def table():
-    models = timing_models(10, 0.25, 0.25, [17, 13])
+    models = timing_models(10, 0.25, 0.25, ["resnet-depth8", "mobilenetv2-drop17", "mobilenetv2-drop9"])
     return time_models(models, 8, QUICK, Runtime(channels_last=False, log=lambda m: None))
 
 
 def test_one_row_per_model_and_batch_with_every_column(table):
     assert list(table.columns) == TIMING_COLUMNS
-    assert len(table) == 3 * 2
-    assert list(table["model"]) == ["teacher"] * 2 + ["student"] * 4
-    assert list(table["drop"]) == [0, 0, 13, 13, 17, 17]  # students sorted by drop
-    assert list(table["batch"]) == [1, 4] * 3
+    assert len(table) == 4 * 2
+    assert list(table["model"]) == ["teacher"] * 2 + ["student"] * 6
+    # the teacher's rows say "teacher"; students in registry order, then by size (not as text)
+    students = ["mobilenetv2-drop9", "mobilenetv2-drop17", "resnet-depth8"]
+    assert list(table["student"]) == ["teacher"] * 2 + [s for s in students for _ in range(2)]
+    assert list(table["batch"]) == [1, 4] * 4
 
 
 def test_latency_statistics_are_positive_and_ordered(table):
@@ -44,12 +47,14 @@ def test_params_macs_and_factor_describe_the_architecture(table):
     # factor is relative to the timed teacher; paper_factor to the paper's width-1.0 teacher
     assert teacher["factor"] == 1.0
     assert teacher["paper_factor"] == pytest.approx(n_params(build_teacher(10, 1.0)) / teacher["params"])
-    student = table[(table["model"] == "student") & (table["drop"] == 13)].iloc[0]
-    assert student["params"] == n_params(build_student(13, 10, 0.25))
+    student = table[(table["model"] == "student") & (table["student"] == "mobilenetv2-drop17")].iloc[0]
+    assert student["params"] == n_params(build_student(17, 10, 0.25))
+    resnet = table[table["student"] == "resnet-depth8"].iloc[0]
+    assert resnet["params"] == n_params(build_by_id("resnet-depth8", 10, 0.25))
     assert student["factor"] == pytest.approx(teacher["params"] / student["params"])
     assert student["paper_factor"] == pytest.approx(n_params(build_teacher(10, 1.0)) / student["params"])
     # multiply-adds per image: the same for both batch sizes, larger for the teacher
-    assert table.groupby(["model", "drop"])["multiply_adds"].nunique().eq(1).all()
+    assert table.groupby(["model", "student"])["multiply_adds"].nunique().eq(1).all()
     assert teacher["multiply_adds"] > student["multiply_adds"] > 0
 
 
@@ -68,13 +73,14 @@ def test_speedups_divide_teacher_by_student_latency():
     timing = pd.DataFrame(
         {
             "model": ["teacher", "teacher", "student", "student"],
-            "drop": [0, 0, 5, 5],
+            "student": ["teacher", "teacher", "mobilenetv2-drop5", "mobilenetv2-drop5"],
             "factor": [1.0, 1.0, 4.12, 4.12],
             "batch": [1, 64, 1, 64],
             "median_ms": [10.0, 140.0, 4.0, 14.0],
         }
     )
     out = speedups(timing)
+    assert list(out["student"]) == ["mobilenetv2-drop5"] * 2
     assert list(out["batch"]) == [1, 64]
     assert list(out["speedup"]) == pytest.approx([2.5, 10.0])
 

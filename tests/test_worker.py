@@ -149,7 +149,7 @@ def test_the_workflow_trains_its_students_in_warm_workers_as_in_their_own_proces
     finally:
         for pid in pids:
             stop(pid)
-    folders = sorted((workdir / "results/digits/students").glob("*/drop13/f0.8/run0"))
+    folders = sorted((workdir / "results/digits/students").glob("*/mobilenetv2-drop13/f0.8/run0"))
     warm = {folder: (folder / "model.pt").read_bytes() for folder in folders}
     (workdir / "cold.yaml").write_text(yaml.safe_dump(TINY))
     code, out = snakemake(workdir, target, "--configfile", "config.yaml", "cold.yaml", "-n")

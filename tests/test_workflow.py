@@ -24,16 +24,26 @@ TINY = {
     },
     "precompute": {"chunk": 256, "ig": {"steps": 4}},
     "experiments": {  # one tiny experiment; compression asks for the same two students
-        "ablation": {"methods": ["Student", "KD_IG_AT"], "drops": [13], "runs": 1, "fraction": 0.8},
+        "ablation": {
+            "methods": ["Student", "KD_IG_AT"],
+            "students": ["mobilenetv2-drop13"],
+            "runs": 1,
+            "fraction": 0.8,
+        },
         "montecarlo": {"enabled": False},
-        "compression": {"methods": ["Student", "KD_IG_AT"], "drops": [13], "runs": 1, "fraction": 0.8},
+        "compression": {
+            "methods": ["Student", "KD_IG_AT"],
+            "students": ["mobilenetv2-drop13"],
+            "runs": 1,
+            "fraction": 0.8,
+        },
     },
     "students": {"epochs": 1, "crop_padding": 1, "eval_every": 1},
     "runtime": {"device": "cpu", "threads": {"teacher": 1, "precompute": 1, "student": 1}},
     "controls": {"methods": []},  # the controls have their own tiny run (tests/test_controls.py)
     "timing": {"batch_sizes": [1, 8], "warmup": 1, "min_run_time": 0.01, "max_run_time": 0.05},
     "sweeps": {
-        "drop": 13,
+        "student": "mobilenetv2-drop13",
         "runs": 1,
         "epochs": 1,
         "grouping": "sweep",
@@ -60,8 +70,8 @@ def job_counts(output: str) -> dict[str, int]:
 
 
 def student_folders(output: str) -> set[tuple[str, int, float, int]]:
-    """(method, drop, fraction, run) of every distill_student job a dry run lists."""
-    found = re.findall(r"students/([\w@]+)/drop(\d+)/f([\d.]+)/run(\d+)/metrics\.json", output)
+    """(method, drop, fraction, run) of every mobilenetv2 distill_student job a dry run lists."""
+    found = re.findall(r"students/([\w@]+)/mobilenetv2-drop(\d+)/f([\d.]+)/run(\d+)/metrics\.json", output)
     return {(m, int(d), float(f), int(r)) for m, d, f, r in found}
 
 
@@ -134,10 +144,18 @@ def test_bad_config_fails_before_anything_runs(workdir):
     (workdir / "bad.yaml").write_text("experiments:\n  ablation:\n    methods: [KD, KDX]\n")
     code, out = snakemake(workdir, "-n", "--configfile", "config.yaml", "bad.yaml")
     assert code != 0
-    assert "experiments.ablation.methods.1: 'KDX' is not one of" in out
+    assert "experiments.ablation.methods.1: unknown method 'KDX'; expected one of" in out
     (workdir / "old.yaml").write_text("students:\n  runs: 3\n  drops: [5]\n")  # a config from before the experiments
     code, out = snakemake(workdir, "-n", "--configfile", "config.yaml", "old.yaml")
     assert code != 0 and "students.drops, students.runs: moved to experiments.<name>" in out
+    (workdir / "drops.yaml").write_text("experiments:\n  ablation:\n    drops: [5, 7]\n")  # before student ids
+    code, out = snakemake(workdir, "-n", "--configfile", "config.yaml", "drops.yaml")
+    assert code != 0
+    assert (
+        "experiments.ablation.drops: renamed to experiments.ablation.students, "
+        "ids: [mobilenetv2-drop5, mobilenetv2-drop7]" in out
+    )
+    assert "Traceback" not in out
 
 
 @pytest.mark.e2e
@@ -150,7 +168,7 @@ def test_tiny_run_then_only_stale_stages_rerun(workdir):
     assert len(runs) == 1 + 2  # header + 2 methods x 1 drop x 1 run
     # the compression experiment asked for the same two students: trained once, in both tables
     assert (workdir / "results/digits/tables/compression/runs.csv").read_text().splitlines() == runs
-    assert len(list((workdir / "results/digits/students").glob("*/drop13/f0.8/run0/metrics.json"))) == 2
+    assert len(list((workdir / "results/digits/students").glob("*/mobilenetv2-drop13/f0.8/run0/metrics.json"))) == 2
     for suffix in ("pdf", "png"):
         assert (workdir / f"results/digits/figures/compression.{suffix}").stat().st_size > 1000
     code, out = snakemake(workdir, "-n", *config)

@@ -15,7 +15,7 @@ import yaml
 
 from test_workflow import TINY
 
-TARGET = "results/digits/students/Student/drop13/f0.8/run0/metrics.json"
+TARGET = "results/digits/students/Student/mobilenetv2-drop13/f0.8/run0/metrics.json"
 EPOCHS = 12
 CFG = copy.deepcopy(TINY)
 CFG["experiments"]["ablation"].update({"methods": ["Student"], "runs": 1})
@@ -43,7 +43,7 @@ def command(workdir, *extra):
 @pytest.mark.e2e
 def test_killed_workflow_needs_unlock_then_the_same_command_resumes(workdir):
     (workdir / "tiny.yaml").write_text(yaml.safe_dump(CFG))
-    checkpoint = workdir / "results/digits/students/Student/drop13/f0.8/run0/checkpoint.pt"
+    checkpoint = workdir / "results/digits/students/Student/mobilenetv2-drop13/f0.8/run0/checkpoint.pt"
     run = command(workdir, "--rerun-incomplete")
     with open(workdir / "first.out", "w") as out:  # its own process group: kill Snakemake and its jobs
         first = subprocess.Popen(run, cwd=workdir, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
@@ -64,7 +64,7 @@ def test_killed_workflow_needs_unlock_then_the_same_command_resumes(workdir):
 
     rerun = subprocess.run(run, cwd=workdir, capture_output=True, text=True, timeout=KILL_WAIT_S)
     assert rerun.returncode == 0, (rerun.stdout + rerun.stderr)[-3000:]
-    log = (workdir / "logs/digits/students/Student_drop13_f0.8_run0.log").read_text()
+    log = (workdir / "logs/digits/students/Student_mobilenetv2-drop13_f0.8_run0.log").read_text()
     assert "resumed from" in log and "after epoch" in log, log
     history = pd.read_csv(workdir / TARGET.replace("metrics.json", "history.csv"))
     assert list(history["epoch"]) == list(range(1, EPOCHS + 1))  # earlier epochs kept, none trained twice

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from igkd import __version__
+from igkd.migrate import add_parser as add_migrate_command  # torch-free
 from igkd.plan.runspec import add_run_arguments
 from igkd.status import add_parser as add_status_command  # light: the command's work imports lazily
 
@@ -24,6 +25,7 @@ EXIT_BAD_INPUT = 2  # as argparse exits on a bad command line
 KINDS = ("auto", "cifar10", "imagefolder", "h5")
 H5_SUFFIXES = (".h5", ".hdf5")
 MEGA = 1e6
+RESNET_DEPTHS = (8, 14, 20, 32, 44, 56, 110)  # `igkd info --all`: the CIFAR ResNets papers report
 NUMBER = re.compile(r"-|[\d,.]+")  # cells right-aligned in tables
 MINIMAL_SECTIONS = ("teacher", "precompute", "students", "runtime")  # required, filled by defaults
 
@@ -53,7 +55,7 @@ def _parser() -> argparse.ArgumentParser:
         type=Path,
         metavar="YAML",
         help="config file(s), merged left to right as Snakemake does; read "
-        "teacher.width, students.width, the experiments' drops, dataset.image_size",
+        "teacher.width, students.width, the experiments' students, dataset.image_size",
     )
     info.add_argument(
         "--classes",
@@ -71,7 +73,11 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         help=f"input size for multiply-adds (default: config, else {DEFAULT_IMAGE_SIZE})",
     )
-    info.add_argument("--all", action="store_true", help="every drop 1..18, not only the config's")
+    info.add_argument(
+        "--all",
+        action="store_true",
+        help="every mobilenetv2 drop 1..18 and resnet depths 8..110, not only the config's students",
+    )
     info.set_defaults(run=_info)
     _add_export_command(commands)
 
@@ -97,27 +103,37 @@ def _parser() -> argparse.ArgumentParser:
     check.set_defaults(run=_check_data)
     _add_plan_commands(commands)
     add_status_command(commands)
+    add_migrate_command(commands)
     return parser
 
 
 # --------------------------------------------------------------------------- info
 
 
-def _info_settings(args) -> tuple[float, float, list[int], int]:
-    """(teacher width, student width, drops, image size): --config files, else ./config.yaml,
-    else the schema defaults; then flags. The drops are every one an enabled experiment (or
-    the controls) trains."""
+def all_students() -> list[str]:
+    """What `igkd info --all` lists: the paper's MobileNetV2 at every drop, and the CIFAR
+    ResNets distillation papers use (plugin families only when a config names them)."""
+    from igkd.registry import ARCHITECTURES, mobilenet, student_id
+
+    low, high = ARCHITECTURES["mobilenetv2"].sizes
+    return [*(mobilenet(drop) for drop in range(low, high + 1)), *(student_id("resnet", d) for d in RESNET_DEPTHS)]
+
+
+def _info_settings(args) -> tuple[float, float, list[str], int]:
+    """(teacher width, student width, student ids, image size): --config files, else
+    ./config.yaml, else the schema defaults; then flags. The students are every one an
+    enabled experiment (or the controls) trains."""
     from igkd.experiments import Campaign
-    from igkd.models import N_FEATURE_BLOCKS
+    from igkd.registry import student_order
 
     config = _load_config(args.config or [])
     teacher_width, student_width = config["teacher"]["width"], config["students"]["width"]
-    drops, size = Campaign.from_config(config).drops(), config["dataset"]["image_size"]
+    students, size = Campaign.from_config(config).students(), config["dataset"]["image_size"]
     if args.width is not None:
         teacher_width = student_width = args.width
     if args.all:
-        drops = list(range(1, N_FEATURE_BLOCKS))
-    return teacher_width, student_width, sorted(drops), args.image_size or size
+        students = list(dict.fromkeys([*all_students(), *students]))
+    return teacher_width, student_width, sorted(students, key=student_order), args.image_size or size
 
 
 # What `snakemake` run in the current folder reads (the Snakefile's `configfile:`).
@@ -144,21 +160,14 @@ def _load_config(paths: list[Path]) -> dict:
 def _info(args) -> None:
     from torch import nn
 
-    from igkd.models import (
-        N_FEATURE_BLOCKS,
-        at_block,
-        build_student,
-        build_teacher,
-        multiply_adds,
-        n_params,
-        paper_factor,
-        reference_params,
-    )
+    from igkd.architectures import at_tap, build_student
+    from igkd.models import build_teacher, multiply_adds, n_params, paper_factor, reference_params
 
     def last_channels(model: nn.Module) -> int:
-        return next(m for m in model.classifier.modules() if isinstance(m, nn.Linear)).in_features
+        """Features into the classifier: the last linear layer's inputs."""
+        return [m for m in model.modules() if isinstance(m, nn.Linear)][-1].in_features
 
-    teacher_width, student_width, drops, size = _info_settings(args)
+    teacher_width, student_width, students, size = _info_settings(args)
     reference = reference_params(args.classes)
     teacher = build_teacher(args.classes, teacher_width)
     teacher_params = n_params(teacher)
@@ -168,47 +177,45 @@ def _info(args) -> None:
         f"factor = params of this teacher ({teacher_params:,}) / params, "
         f"paper_factor = params of the paper's width-1.0 teacher ({reference:,}) / params"
     )
-    header = (
-        "model",
-        "drop",
-        "blocks",
-        "params",
-        "MMACs",
-        "factor",
-        "paper_factor",
-        "last ch",
-        "AT block",
-    )
+    header = ("model", "params", "MMACs", "factor", "paper_factor", "last ch", "AT module", "AT block")
     rows = [
         (
             "teacher",
-            "-",
-            N_FEATURE_BLOCKS,
             f"{teacher_params:,}",
             f"{multiply_adds(teacher, size) / MEGA:.2f}",
             "1.00",
             f"{paper_factor(teacher_params, args.classes):.2f}",
             last_channels(teacher),
             "-",
+            "-",
         )
     ]
-    for drop in drops:
-        student = build_student(drop, args.classes, student_width)
-        params = n_params(student)
+    for student in students:
+        model = build_student(student, args.classes, student_width)
+        params = n_params(model)
+        module, block = _at_cells(student, at_tap)
         rows.append(
             (
-                "student",
-                drop,
-                N_FEATURE_BLOCKS - drop,
+                student,
                 f"{params:,}",
-                f"{multiply_adds(student, size) / MEGA:.2f}",
+                f"{multiply_adds(model, size) / MEGA:.2f}",
                 f"{teacher_params / params:.2f}",
                 f"{paper_factor(params, args.classes):.2f}",
-                last_channels(student),
-                at_block(drop),
+                last_channels(model),
+                module,
+                block,
             )
         )
     _print_table(header, rows)
+
+
+def _at_cells(student: str, at_tap) -> tuple[str, str]:
+    """(student module, teacher block) of the student's AT tap, or '-' for a family without one."""
+    try:
+        module, block = at_tap(student)
+    except ValueError:
+        return "-", "-"
+    return module, str(block)
 
 
 def _print_table(header: tuple, rows: list[tuple]) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 import yaml
 from jsonschema import Draft202012Validator, validators
 
+from igkd import plugins, registry
 from igkd.folders import tag_problem
 from igkd.io import InputError
 from igkd.training.methods import get_method
@@ -44,22 +45,106 @@ def load_schema(path: str | os.PathLike = SCHEMA) -> dict:
 MOVED_TO_EXPERIMENTS = ("methods", "drops", "runs", "fraction")
 
 
-def validate_config(config: dict, schema_path: str | os.PathLike = SCHEMA) -> dict:
-    """Return a validated copy of `config` with defaults filled; raise InputError naming the key."""
+def validate_config(
+    config: dict, schema_path: str | os.PathLike = SCHEMA, config_dirs: tuple[str | os.PathLike, ...] = ()
+) -> dict:
+    """Return a validated copy of `config` with defaults filled; raise InputError naming the
+    key. Loads its plugins first (files looked up in `config_dirs`, then the working
+    folder; `plugins` comes back resolved), so the names they register are valid."""
     config = copy.deepcopy(config)
     moved = [k for k in MOVED_TO_EXPERIMENTS if k in (config.get("students") or {})]
     if moved:
         keys = ", ".join(f"students.{k}" for k in moved)
         raise InputError(
-            f"invalid config:\n  {keys}: moved to experiments.<name>.{{methods, drops, runs, fraction}} "
+            f"invalid config:\n  {keys}: moved to experiments.<name>.{{methods, students, runs, fraction}} "
             "(ablation, montecarlo, compression, grid; docs/experiments.md)"
         )
+    renamed = _renamed_drop_keys(config)
+    if renamed:
+        raise InputError("invalid config:\n" + "\n".join(f"  {line}" for line in renamed))
     errors = sorted(DefaultingValidator(load_schema(schema_path)).iter_errors(config), key=lambda e: list(e.path))
     if errors:
         lines = [f"  {_key(e)}: {_message(e)}" for e in errors]
         raise InputError("invalid config:\n" + "\n".join(lines))
+    config["plugins"] = plugins.resolve_entries(config["plugins"], config_dirs)
+    plugins.load(config["plugins"])
+    _check_names(config)
     _check_cross_keys(config)
     return config
+
+
+# Keys that named a MobileNetV2 drop before students became ids (README "Migrating").
+DROP_KEYS = ("controls", "sweeps", "figures.mc_hist", "figures.attention", "figures.power")
+
+
+def _renamed_drop_keys(config: dict) -> list[str]:
+    """One line per `drops` / `drop` key of the old layout, with the key that replaced it."""
+    lines = []
+    for name, section in (config.get("experiments") or {}).items():
+        if isinstance(section, dict) and "drops" in section:
+            ids = ", ".join(registry.mobilenet(d) for d in section["drops"] if isinstance(d, int))
+            lines.append(f"experiments.{name}.drops: renamed to experiments.{name}.students, ids: [{ids}]")
+    for dotted in DROP_KEYS:
+        section = config
+        for part in dotted.split("."):
+            section = section.get(part) if isinstance(section, dict) else None
+        if isinstance(section, dict) and "drop" in section:
+            drop = section["drop"]
+            value = "null" if drop is None else registry.mobilenet(drop) if isinstance(drop, int) else drop
+            lines.append(f"{dotted}.drop: renamed to {dotted}.student: {value}")
+    return lines
+
+
+def _uses_at(method: str) -> bool:
+    try:
+        return get_method(method).at
+    except ValueError:
+        return False
+
+
+def _check_names(config: dict) -> None:
+    """Every method, attribution, student id and loss weight names a registered entry
+    (igkd's or a plugin's): one line per unknown name, naming its key."""
+    problems = []
+
+    def check(key: str, value, parse) -> None:
+        try:
+            parse(value)
+        except ValueError as err:
+            problems.append(f"{key}: {err}")
+
+    for name, section in config["experiments"].items():
+        for i, method in enumerate(section["methods"]):
+            check(f"experiments.{name}.methods.{i}", method, get_method)
+        for i, student in enumerate(section["students"]):
+            check(f"experiments.{name}.students.{i}", student, registry.parse_student)
+        at_methods = [m for m in section["methods"] if _uses_at(m)]
+        for student in section["students"] if at_methods else []:
+            check(f"experiments.{name}.students", student, lambda s: registry.parse_student(s)[0].require_at())
+    controls, figures = config.get("controls", {}), config.get("figures", {})
+    for key in ("methods", "compare_with"):
+        for i, method in enumerate(controls.get(key, [])):
+            check(f"controls.{key}.{i}", method, get_method)
+    for i, method in enumerate(figures.get("attention", {}).get("methods", [])):
+        check(f"figures.attention.methods.{i}", method, get_method)
+    for key, value in (
+        ("controls.student", controls.get("student")),
+        ("sweeps.student", config.get("sweeps", {}).get("student")),
+        *((f"figures.{f}.student", figures.get(f, {}).get("student")) for f in ("mc_hist", "attention", "power")),
+    ):
+        if value is not None:
+            check(key, value, registry.parse_student)
+    for i, name in enumerate(config["precompute"]["attributions"]):
+        check(f"precompute.attributions.{i}", name, registry.attribution)
+    for i, name in enumerate(figures.get("attributions", {}).get("methods", [])):
+        check(f"figures.attributions.methods.{i}", name, registry.attribution)
+    check("students.ig.attribution", config["students"]["ig"]["attribution"], registry.attribution)
+    for name in config["students"].get("losses", {}):
+        check(f"students.losses.{name}", name, registry.loss)
+    for name in config["precompute"].get("plugin_settings", {}):
+        check(f"precompute.plugin_settings.{name}", name, registry.attribution)
+    if problems:
+        raise InputError("invalid config:\n" + "\n".join(f"  {p}" for p in problems))
 
 
 def _key(error) -> str:
@@ -156,4 +241,4 @@ def load_config(*paths: str | os.PathLike) -> dict:
     for path in paths:
         with open(path) as fh:
             config = merge(config, yaml.safe_load(fh) or {})
-    return validate_config(config)
+    return validate_config(config, config_dirs=tuple(Path(p).parent for p in paths))

@@ -3,11 +3,12 @@
 The paper ran a handful of experiments, not one grid: an ablation of the 8 methods (10
 full-set runs at drop 5), Monte Carlo runs of 4 methods on 80 % subsets, and a
 compression sweep (4 methods at 8 drops, one run each). Config `experiments` names each
-with its methods, drops, runs and training fraction; `students` holds the one recipe
-they share.
+with its methods, students, runs and training fraction; `students` holds the one recipe
+they share. A student is an id, architecture plus size (`mobilenetv2-drop5`: the paper's
+MobileNetV2 without its last 5 blocks; igkd.registry).
 
 A trained student is identified by what determines it, not by the experiment that asked
-for it: `StudentRun` (method, drop, fraction, run and the recipe keys its method reads).
+for it: `StudentRun` (method, student, fraction, run and the recipe keys its method reads).
 Its folder, its rule params, its checkpoint tag and its row in runs.csv all come from
 that one frozen object, so two experiments that need the same student share one
 training, and a recipe key a method does not read (KD's alpha for a plain Student) does
@@ -22,7 +23,8 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from igkd.training.methods import get_method
+from igkd import registry
+from igkd.training.methods import get_method, plugin_fingerprints
 
 # Experiments whose students are distill_student jobs, in the order docs/experiments.md lists them.
 STUDENT_EXPERIMENTS = ("ablation", "montecarlo", "compression", "grid")
@@ -70,6 +72,7 @@ class StudentRecipe:
     kd: KD
     ig: IGOverlay
     gamma: float  # attention-transfer weight (students.at.gamma)
+    losses: Mapping = dataclasses.field(default_factory=dict)  # students.losses: plugin loss term -> weight
 
     @classmethod
     def from_config(cls, students: Mapping) -> StudentRecipe:
@@ -96,6 +99,7 @@ class StudentRecipe:
                 above_tolerance=students["ig"].get("above_tolerance", "use"),
             ),
             gamma=float(students["at"]["gamma"]),
+            losses={str(k): float(v) for k, v in (students.get("losses") or {}).items()},
         )
 
     def replace(self, **changes) -> StudentRecipe:
@@ -127,7 +131,13 @@ class StudentRecipe:
             settings["at"] = {"gamma": self.gamma}
         if method.shuffle_logits or method.shuffle_maps:
             settings["control_seed"] = self.control_seed
+        if method.losses:
+            settings["losses"] = {term: self.loss_weight(term) for term in method.losses}
         return settings
+
+    def loss_weight(self, term: str) -> float:
+        """students.losses.<term>, else the weight the loss registered with."""
+        return float(self.losses[term]) if term in self.losses else registry.loss(term).weight
 
     @classmethod
     def from_settings(cls, settings: Mapping) -> StudentRecipe:
@@ -145,6 +155,7 @@ class StudentRecipe:
         return cls.from_config(
             {
                 **{k: v for k, v in settings.items() if k not in ("kd", "ig", "at")},
+                "losses": settings.get("losses") or {},
                 "control_seed": settings.get("control_seed", 0),
                 "kd": kd,
                 "ig": ig,
@@ -163,14 +174,14 @@ class StudentRun:
     """One student: what determines it, and everything derived from that."""
 
     method: str
-    drop: int
+    student: str  # an id: mobilenetv2-drop5 (igkd.registry)
     fraction: float
     run: int
     recipe: StudentRecipe
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "fraction", float(self.fraction))
-        object.__setattr__(self, "drop", int(self.drop))
+        object.__setattr__(self, "student", str(self.student))
         object.__setattr__(self, "run", int(self.run))
 
     @property
@@ -178,36 +189,45 @@ class StudentRun:
         return self.recipe.seed_offset + self.run
 
     @property
-    def key(self) -> tuple[str, int, str, int]:
+    def key(self) -> tuple[str, str, str, int]:
         """What tells two runs apart within one campaign (one recipe)."""
-        return (self.method, self.drop, fraction_text(self.fraction), self.run)
+        return (self.method, self.student, fraction_text(self.fraction), self.run)
 
     def folder(self, results: str) -> str:
-        return f"{results}/students/{self.method}/drop{self.drop}/f{fraction_text(self.fraction)}/run{self.run}"
+        return f"{results}/students/{self.method}/{self.student}/f{fraction_text(self.fraction)}/run{self.run}"
+
+    def plugins(self) -> dict:
+        """Fingerprints of the plugin code this run uses (its architecture, method and loss
+        terms; {} for igkd's own): part of params, so editing that code reruns it."""
+        arch, _ = registry.parse_student(self.student)
+        found = registry.plugin_fingerprints([("student", arch)])
+        return {**found, **plugin_fingerprints(self.method)}
 
     def params(self) -> dict:
         """What determines the run, as plain data: the rule's params (a change reruns
         exactly the runs it touches), the checkpoint tag, the identity in metrics.json."""
-        return {
+        params = {
             "method": self.method,
-            "drop": self.drop,
+            "student": self.student,
             "fraction": self.fraction,
             "run": self.run,
             "seed": self.seed,
             "recipe": self.recipe.settings_for(self.method),
         }
+        plugins = self.plugins()
+        return {**params, "plugins": plugins} if plugins else params
 
     @classmethod
     def from_params(cls, params: Mapping) -> StudentRun:
         recipe = StudentRecipe.from_settings(params["recipe"])
-        return cls(params["method"], params["drop"], params["fraction"], params["run"], recipe)
+        return cls(params["method"], params["student"], params["fraction"], params["run"], recipe)
 
     def record(self) -> dict:
         """Its identity columns in metrics.json and runs.csv."""
         return {
             "method": self.method,
             "control": get_method(self.method).control,
-            "drop": self.drop,
+            "student": self.student,
             "fraction": self.fraction,
             "run": self.run,
             "seed": self.seed,
@@ -215,17 +235,17 @@ class StudentRun:
         }
 
     def __str__(self) -> str:
-        return f"{self.method} drop {self.drop} fraction {fraction_text(self.fraction)} run {self.run}"
+        return f"{self.method} {self.student} fraction {fraction_text(self.fraction)} run {self.run}"
 
 
 @dataclass(frozen=True)
 class Experiment:
-    """config experiments.<name>: methods x drops x runs, each run on `fraction` of the training rows."""
+    """config experiments.<name>: methods x students x runs, each run on `fraction` of the training rows."""
 
     name: str
     enabled: bool
     methods: tuple[str, ...]
-    drops: tuple[int, ...]
+    students: tuple[str, ...]  # ids: mobilenetv2-drop5
     runs: int
     fraction: float
 
@@ -235,43 +255,43 @@ class Experiment:
             name,
             bool(section.get("enabled", True)),
             tuple(section["methods"]),
-            tuple(int(d) for d in section["drops"]),
+            tuple(str(s) for s in section["students"]),
             int(section["runs"]),
             float(section["fraction"]),
         )
 
     def student_runs(self, recipe: StudentRecipe) -> list[StudentRun]:
         return [
-            StudentRun(method, drop, self.fraction, run, recipe)
+            StudentRun(method, student, self.fraction, run, recipe)
             for method in self.methods
-            for drop in self.drops
+            for student in self.students
             for run in range(self.runs)
         ]
 
 
 @dataclass(frozen=True)
 class Controls:
-    """config controls, paired with one experiment's runs: the controls train at its drop and
-    fraction with the same seeds, so each control run has a paired run of every method it
+    """config controls, paired with one experiment's runs: the controls train its student at
+    its fraction with the same seeds, so each control run has a paired run of every method it
     is compared with."""
 
     methods: tuple[str, ...]
     compare_with: tuple[str, ...]
     experiment: str
-    drop: int
+    student: str
     fraction: float
     runs: int
 
     def student_runs(self, recipe: StudentRecipe) -> list[StudentRun]:
         return [
-            StudentRun(method, self.drop, self.fraction, run, recipe)
+            StudentRun(method, self.student, self.fraction, run, recipe)
             for method in (*self.methods, *self.compare_with)
             for run in range(self.runs)
         ]
 
     def comparison(self) -> dict:
         """What the controls' statistics depend on (compare_controls' params)."""
-        return {"methods": list(self.methods), "compare_with": list(self.compare_with), "drop": self.drop}
+        return {"methods": list(self.methods), "compare_with": list(self.compare_with), "student": self.student}
 
 
 @dataclass(frozen=True)
@@ -290,12 +310,12 @@ class Campaign:
         section = config.get("controls") or {}
         if section.get("methods"):
             paired = experiments[section["experiment"]]
-            drop = section.get("drop")
+            student = section.get("student")
             controls = Controls(
                 tuple(section["methods"]),
                 tuple(section["compare_with"]),
                 paired.name,
-                int(paired.drops[0] if drop is None else drop),
+                str(paired.students[0] if student is None else student),
                 paired.fraction,
                 int(section["runs"]),
             )
@@ -323,8 +343,8 @@ class Campaign:
     def control_runs(self) -> list[StudentRun]:
         return self.controls.student_runs(self.recipe) if self.controls else []
 
-    def run(self, method: str, drop, fraction, run) -> StudentRun:
-        return StudentRun(method, int(drop), float(fraction), int(run), self.recipe)
+    def run(self, method: str, student: str, fraction, run) -> StudentRun:
+        return StudentRun(method, student, float(fraction), int(run), self.recipe)
 
     def owner_index(self, also: Iterable[str] = ()) -> dict[tuple, list[str]]:
         """run key -> the experiments that ask for that student (the enabled ones, then the
@@ -344,12 +364,13 @@ class Campaign:
         """The experiments (and `controls`) that ask for `run`."""
         return self.owner_index().get(run.key, [])
 
-    def drops(self) -> list[int]:
-        """Every drop an enabled experiment or the controls train, sorted."""
-        drops = {d for name in self.enabled for d in self.experiments[name].drops}
+    def students(self) -> list[str]:
+        """Every student id an enabled experiment or the controls train, sorted by
+        architecture and size."""
+        students = {s for name in self.enabled for s in self.experiments[name].students}
         if self.controls:
-            drops.add(self.controls.drop)
-        return sorted(drops)
+            students.add(self.controls.student)
+        return sorted(students, key=registry.student_order)
 
 
 def folders(runs: Iterable[StudentRun], results: str) -> list[str]:

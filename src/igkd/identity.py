@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from igkd import registry
+
 # precompute.<attribution> keys that change the file's rows, per attribution. Left out:
 # report_tolerance (what the log reports), internal_batch_size of ig (points per pass:
 # float rounding only).
@@ -22,6 +24,7 @@ ATTRIBUTION_KEYS = {
     "gradientshap": ("samples", "noise_sd"),
     "saliency": (),
     "random": (),
+    "gradcam": ("layer",),
 }
 # Attributions whose maps are random draws, seeded per batch of images (igkd.attribution.
 # precompute): the seed and the batch size change them. The chunk does not (it is rounded
@@ -34,6 +37,11 @@ def precompute_params(section: Mapping, attribution: str, draws: bool = True) ->
     """The settings of config `precompute` that change `<attribution>.h5` (`draws`: with
     the seed and batch size a noise-based file's draws follow; fig_attributions seeds its
     own, figures.attributions.seed)."""
+    entry = registry.attribution(attribution)
+    if entry.origin != registry.SHIPPED:  # a plugin's: all its settings, its code, and its draws
+        settings = registry.attribution_settings(section, attribution)
+        params = {"attribution": attribution, "settings": settings, "plugin": entry.fingerprint}
+        return {**params, **({k: section[k] for k in DRAW_KEYS} if draws else {})}
     own = section.get(attribution) or {}
     params = {"attribution": attribution, **{k: own[k] for k in ATTRIBUTION_KEYS.get(attribution, ()) if k in own}}
     if attribution == "ig" and params.get("tolerance") is None:

@@ -235,6 +235,13 @@ def at_block(drop: int) -> int:
     return max(b for b in candidates if b < kept)
 
 
+def at_tap(drop: int) -> tuple[str, int]:
+    """The MobileNetV2 students' attention-transfer tap (igkd.registry): the same feature
+    block in student and teacher."""
+    block = at_block(drop)
+    return f"features.{block}", block
+
+
 def multiply_adds(model: nn.Module, image_size: int) -> int:
     """Multiply-adds of conv and linear layers for one image (forward hooks on a dummy pass)."""
     total = 0

@@ -124,7 +124,7 @@ change makes `snakemake -n` list other rules than these.
 Changing a key reruns the rules listed (their jobs that the change touches, not every job
 of the rule: a KD setting retrains the students of KD methods only) and what reads their
 outputs. `@name` is a group of rules (below), `-rule` takes one out of a group. A key
-marked "(with ...)" acts only under that setting. Adding runs, drops, methods or
+marked "(with ...)" acts only under that setting. Adding runs, students, methods or
 experiments trains only the new students and reruns what summarises them. Rule names are
 as with `sweeps.grouping: sweep`; with `point`, read `train_sweep_point` for
 `train_sweep_kd` and `train_sweep_overlay_p`. `compare_paper` compares only on CIFAR-10 at

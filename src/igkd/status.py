@@ -175,7 +175,7 @@ def _student(where: Layout, run) -> Unit:
 
     folder = Path(run.folder(str(where.results)))
     checkpoint = folder / "checkpoint.pt"
-    name = f"{run.method}_drop{run.drop}_f{fraction_text(run.fraction)}_run{run.run}"
+    name = f"{run.method}_{run.student}_f{fraction_text(run.fraction)}_run{run.run}"
     return Unit(
         ("student", *run.key),
         folder / "metrics.json",

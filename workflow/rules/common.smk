@@ -11,8 +11,12 @@ from igkd.identity import precompute_params, prepare_params, teacher_params
 from igkd.experiments import Campaign
 from igkd.training.methods import get_method, precompute_stem
 from igkd.provenance import fingerprint
+from igkd import registry
 
-config.update(validate_config(config))
+# Plugins (config `plugins`) load here, before the names they register are checked; files
+# are looked up beside the --configfile files, then the workflow's folder and the working one.
+CONFIG_DIRS = (*(Path(f).parent for f in workflow.configfiles), Path(workflow.basedir))
+config.update(validate_config(config, config_dirs=CONFIG_DIRS))
 
 SCRIPTS = Path(workflow.basedir) / "workflow" / "scripts"
 
@@ -64,11 +68,11 @@ FIRST_AFTER_TEACHER = 10
 
 
 wildcard_constraints:
-    method="[A-Za-z_]+(@[a-z]+)?",
-    drop=r"\d+",
+    method="[A-Za-z][A-Za-z0-9_]*(@[a-z][a-z0-9_]*)?",
+    student=r"[a-z][a-z0-9_]*-[a-z]+\d+",
     fraction=r"\d+\.\d+",
     run=r"\d+",
-    attribution="[a-z]+",
+    attribution="|".join(sorted(registry.ATTRIBUTIONS, key=len, reverse=True)),
     experiment="|".join(EXPERIMENTS) or "none",
 
 
@@ -93,7 +97,20 @@ def student_precompute(wildcards):
 def student_run(wildcards):
     """The StudentRun a distill_student job trains (its params: exactly what determines it)."""
     return CAMPAIGN.run(
-        wildcards.method, wildcards.drop, wildcards.fraction, wildcards.run
+        wildcards.method, wildcards.student, wildcards.fraction, wildcards.run
+    )
+
+
+def student_plugins(students):
+    """Fingerprints of the plugin architectures among `students` (a rule param)."""
+    archs = [("student", registry.parse_student(s)[0]) for s in students]
+    return registry.plugin_fingerprints(archs)
+
+
+def attribution_plugins(names):
+    """Fingerprints of the plugin attributions among `names` (a rule param)."""
+    return registry.plugin_fingerprints(
+        [("attribution", registry.attribution(n)) for n in names]
     )
 
 
@@ -285,8 +302,8 @@ ATTENTION = FIGURES["attention"]
 ATTENTION_EXPERIMENT = config["experiments"][ATTENTION["experiment"]]
 
 
-def attention_drop():
-    return ATTENTION["drop"] or ATTENTION_EXPERIMENT["drops"][0]
+def attention_student():
+    return ATTENTION["student"] or ATTENTION_EXPERIMENT["students"][0]
 
 
 def attention_students():
@@ -294,7 +311,10 @@ def attention_students():
     runs in figures.attention.experiment: trained for the figure if that one is off)."""
     runs = [
         CAMPAIGN.run(
-            method, attention_drop(), ATTENTION_EXPERIMENT["fraction"], ATTENTION["run"]
+            method,
+            attention_student(),
+            ATTENTION_EXPERIMENT["fraction"],
+            ATTENTION["run"],
         )
         for method in ATTENTION["methods"]
     ]

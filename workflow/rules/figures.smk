@@ -133,7 +133,7 @@ rule fig_mc_hist:
         "../../envs/analysis.yaml"
     params:
         methods=experiment_methods(FIGURES["mc_hist"]["experiment"]),
-        drop=FIGURES["mc_hist"]["drop"],
+        student=FIGURES["mc_hist"]["student"],
         bins=FIGURES["mc_hist"]["bins"],
         allow_mixed_conditions=config["stats"]["allow_mixed_conditions"],
         code=code_fingerprint("fig_mc_hist"),
@@ -159,7 +159,7 @@ rule fig_attention:
     threads: 1
     params:
         methods=ATTENTION["methods"],
-        drop=attention_drop(),
+        student=attention_student(),
         run=ATTENTION["run"],
         examples=FIGURES["examples"],
         teacher_width=config["teacher"]["width"],
@@ -191,6 +191,7 @@ rule fig_attributions:
             a: precompute_params(config["precompute"], a, draws=False)
             for a in FIGURES["attributions"]["methods"]
         },
+        plugins=attribution_plugins(FIGURES["attributions"]["methods"]),
         seed=FIGURES["attributions"]["seed"],
         examples=FIGURES["examples"],
         teacher_width=config["teacher"]["width"],
@@ -214,7 +215,7 @@ rule fig_power:
         "../../envs/analysis.yaml"
     params:
         family=power_figure_family(),
-        drop=FIGURES["power"]["drop"],
+        student=FIGURES["power"]["student"],
         max_diff=FIGURES["power"]["max_diff"],
         code=code_fingerprint("fig_power"),
     script:

@@ -1,4 +1,4 @@
-# One student per (method, drop, training fraction, Monte Carlo run), shared by every
+# One student per (method, student id, training fraction, Monte Carlo run), shared by every
 # experiment that asks for it (igkd.experiments.StudentRun).
 
 
@@ -9,15 +9,15 @@ rule distill_student:
         teacher_metrics=rules.train_teacher.output.metrics,
         precompute=student_precompute,
     output:
-        model=f"{RESULTS}/students/{{method}}/drop{{drop}}/f{{fraction}}/run{{run}}/model.pt",
-        metrics=f"{RESULTS}/students/{{method}}/drop{{drop}}/f{{fraction}}/run{{run}}/metrics.json",
-        history=f"{RESULTS}/students/{{method}}/drop{{drop}}/f{{fraction}}/run{{run}}/history.csv",
-        subsample=f"{RESULTS}/students/{{method}}/drop{{drop}}/f{{fraction}}/run{{run}}/subsample.npz",
-        runtime=f"{RESULTS}/students/{{method}}/drop{{drop}}/f{{fraction}}/run{{run}}/runtime.json",
+        model=f"{RESULTS}/students/{{method}}/{{student}}/f{{fraction}}/run{{run}}/model.pt",
+        metrics=f"{RESULTS}/students/{{method}}/{{student}}/f{{fraction}}/run{{run}}/metrics.json",
+        history=f"{RESULTS}/students/{{method}}/{{student}}/f{{fraction}}/run{{run}}/history.csv",
+        subsample=f"{RESULTS}/students/{{method}}/{{student}}/f{{fraction}}/run{{run}}/subsample.npz",
+        runtime=f"{RESULTS}/students/{{method}}/{{student}}/f{{fraction}}/run{{run}}/runtime.json",
     log:
-        f"{LOGS}/students/{{method}}_drop{{drop}}_f{{fraction}}_run{{run}}.log",
+        f"{LOGS}/students/{{method}}_{{student}}_f{{fraction}}_run{{run}}.log",
     benchmark:
-        f"{BENCH}/students/{{method}}_drop{{drop}}_f{{fraction}}_run{{run}}.tsv"
+        f"{BENCH}/students/{{method}}_{{student}}_f{{fraction}}_run{{run}}.tsv"
     conda:
         "../../envs/train.yaml"
     threads: THREADS["student"]

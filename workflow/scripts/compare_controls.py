@@ -1,4 +1,4 @@
-"""Controls and comparison methods at one drop -> runs table, summary, Welch/Holm tests, power, Markdown."""
+"""Controls and comparison methods of one student -> runs table, summary, Welch/Holm tests, power, Markdown."""
 
 from pathlib import Path
 
@@ -14,13 +14,13 @@ cfg = snakemake.params.controls
 stats = snakemake.params.stats
 teacher = read_json(snakemake.input.teacher_metrics)
 runs = runs_table(snakemake.input.metrics, teacher["test_acc"])
-check_conditions(runs, ("method", "drop"), snakemake.output.runs, stats["allow_mixed_conditions"], log)
+check_conditions(runs, ("method", "student"), snakemake.output.runs, stats["allow_mixed_conditions"], log)
 write_control_stats(
     runs,
     dict(snakemake.output.items()),
     controls=cfg["methods"],
     compare_with=cfg["compare_with"],
-    drop=cfg["drop"],
+    student=cfg["student"],
     plan=PowerPlan.from_config(stats),
     costs=run_costs(snakemake.input.runtime),
 )

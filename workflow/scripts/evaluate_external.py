@@ -3,9 +3,11 @@
 from igkd.analysis.external import EvalSet, eval_models, evaluate, load_eval_set
 from igkd.data.store import data_attrs
 from igkd.io import write_csv
+from igkd.plugins import load_from_config
 from igkd.runtime import start_job
 
 runtime = start_job(snakemake, whole_gpu=False)  # holds the job's GPU slot until it ends
+load_from_config(snakemake.config)  # a plugin's student families (once per process)
 description = snakemake.params.description
 classes = tuple(str(c) for c in data_attrs(snakemake.input.data)["classes"])
 images, labels = load_eval_set(

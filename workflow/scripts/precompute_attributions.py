@@ -6,10 +6,12 @@ from igkd.attribution.completeness import format_summary
 from igkd.attribution.precompute import AttributionJob, precompute, records_for
 from igkd.attribution.reference_defect import ReferenceLoader, precompute_reference_defect
 from igkd.data.store import read_data_h5
+from igkd.plugins import load_from_config
 from igkd.runtime import start_job
 from igkd.training.teacher import load_trained_teacher
 
 runtime = start_job(snakemake, whole_gpu=True, stage="precompute")  # holds the job's GPU until it ends
+load_from_config(snakemake.config)  # a plugin's attribution (once per process)
 splits = read_data_h5(snakemake.input.data)
 teacher = load_trained_teacher(
     snakemake.input.teacher_model,

@@ -13,7 +13,7 @@ from igkd.runtime import log_to
 log = log_to(snakemake.log[0])
 runs = pd.read_csv(snakemake.input.runs)
 stats = snakemake.params.stats
-check_conditions(runs, ("method", "drop"), snakemake.input.runs, stats["allow_mixed_conditions"], log)
+check_conditions(runs, ("method", "student"), snakemake.input.runs, stats["allow_mixed_conditions"], log)
 paths = write_stats(
     runs,
     Path(snakemake.output.summary).parent,

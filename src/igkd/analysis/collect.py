@@ -14,12 +14,13 @@ import pandas as pd
 
 from igkd.analysis.conditions import COLUMNS as CONDITION_COLUMNS
 from igkd.analysis.conditions import POOLED, run_conditions
+from igkd.analysis.students import student_ranks
 from igkd.io import InputError, read_json
 
 RUN_COLUMNS = [
     "method",
     "control",
-    "drop",
+    "student",
     "factor",
     "paper_factor",
     "run",
@@ -47,10 +48,20 @@ def runs_table(metric_paths: Iterable[str], teacher_acc: float) -> pd.DataFrame:
         rows.append({**{c: metrics[c] for c in RUN_COLUMNS}, **run_conditions(metrics, path)})
     frame = pd.DataFrame(rows, columns=[*RUN_COLUMNS, *CONDITION_COLUMNS])
     frame["rel_acc"] = frame["test_acc"] / teacher_acc
-    return frame.sort_values(["drop", "method", "run"], kind="stable").reset_index(drop=True)
+    return _by_student(frame)
 
 
-COST_COLUMNS = ["method", "drop", "run", "seconds", "device"]
+def _by_student(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows sorted by student (igkd.analysis.students order), method and run."""
+    ranks = student_ranks(frame["student"])
+
+    def key(col: pd.Series) -> pd.Series:
+        return col.map(ranks) if col.name == "student" else col
+
+    return frame.sort_values(["student", "method", "run"], key=key, kind="stable").reset_index(drop=True)
+
+
+COST_COLUMNS = ["method", "student", "run", "seconds", "device"]
 
 
 def run_device(metrics: dict) -> str:
@@ -73,25 +84,26 @@ def run_costs(runtime_paths: Iterable[str]) -> pd.DataFrame:
             raise InputError(f"{path}: key 'seconds' must be a non-negative number of seconds, got {seconds!r}")
         metrics_path = Path(path).with_name("metrics.json")
         metrics = read_json(metrics_path)
-        missing = [c for c in ("method", "drop", "run") if c not in metrics]
+        missing = [c for c in ("method", "student", "run") if c not in metrics]
         if missing:
             raise InputError(f"{metrics_path}: missing keys {missing}")
         rows.append(
             {
-                **{c: metrics[c] for c in ("method", "drop", "run")},
+                **{c: metrics[c] for c in ("method", "student", "run")},
                 "seconds": float(seconds),
                 "device": run_device(metrics),
             }
         )
-    frame = pd.DataFrame(rows, columns=COST_COLUMNS)
-    return frame.sort_values(["drop", "method", "run"], kind="stable").reset_index(drop=True)
+    return _by_student(pd.DataFrame(rows, columns=COST_COLUMNS))
 
 
 def method_means(runs: pd.DataFrame, method_order: Sequence[str] | None = None) -> pd.DataFrame:
-    """Mean, sd and n of test accuracy per method and compression factor, and per device
+    """Mean, sd and n of test accuracy per method and student (sorted by compression factor), and per device
     type and precision: runs trained under different ones are never averaged together."""
-    grouped = runs.groupby(["method", "drop", "factor", *POOLED], sort=False)["test_acc"]
+    grouped = runs.groupby(["method", "student", "factor", *POOLED], sort=False)["test_acc"]
     out = grouped.agg(mean="mean", sd="std", n="count").reset_index()
     order = {m: i for i, m in enumerate(method_order or sorted(out["method"].unique()))}
     out["_rank"] = out["method"].map(lambda m: order.get(m, len(order)))
-    return out.sort_values(["factor", "_rank", "method", *POOLED]).drop(columns="_rank").reset_index(drop=True)
+    out["_student"] = out["student"].map(student_ranks(out["student"]))
+    keys = ["factor", "_student", "_rank", "method", *POOLED]
+    return out.sort_values(keys, kind="stable").drop(columns=["_rank", "_student"]).reset_index(drop=True)

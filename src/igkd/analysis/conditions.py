@@ -10,7 +10,7 @@ kernels (oneDNN, cuDNN's autotuned ones), and a mixed table is usually a sign th
 `runtime.device: auto` met different machines, which the table's reader should know.
 So every table that pools runs (an experiment's statistics, the controls, a sweep,
 fig_mc_hist) refuses a mix of device types or precisions anywhere in it, within one group
-(a method at a drop) or between the groups it compares, with one line naming the
+(a method and student) or between the groups it compares, with one line naming the
 conditions, the groups that have each, and the setting that lets it through
 (`stats.allow_mixed_conditions: true`, for a user who has judged the mix harmless).
 

@@ -34,15 +34,15 @@ def label(method: str) -> str:
     return method + CONTROL_TAG if is_control(method) else method
 
 
-def check_runs(runs: pd.DataFrame, controls: Sequence[str], compare_with: Sequence[str], drop: int) -> pd.DataFrame:
-    """The runs of the controls and comparison methods at `drop`; InputError if one is absent."""
-    for column in ("method", "drop", "test_acc"):
+def check_runs(runs: pd.DataFrame, controls: Sequence[str], compare_with: Sequence[str], student: str) -> pd.DataFrame:
+    """The runs of the controls and comparison methods of `student` (an id); InputError if one is absent."""
+    for column in ("method", "student", "test_acc"):
         if column not in runs.columns:
             raise InputError(f"controls runs table: missing column {column!r}")
-    rows = runs[(runs["drop"] == drop) & runs["method"].isin([*controls, *compare_with])]
+    rows = runs[(runs["student"] == student) & runs["method"].isin([*controls, *compare_with])]
     missing = [m for m in [*controls, *compare_with] if m not in set(rows["method"])]
     if missing:
-        raise InputError(f"controls runs table: no runs of {missing} at drop {drop}")
+        raise InputError(f"controls runs table: no runs of {missing} of student {student}")
     return rows.reset_index(drop=True)
 
 
@@ -133,7 +133,7 @@ def write_control_stats(
     *,
     controls: Sequence[str],
     compare_with: Sequence[str],
-    drop: int,
+    student: str,
     plan: PowerPlan | None = None,
     costs: pd.DataFrame | None = None,
 ) -> dict[str, pd.DataFrame]:
@@ -141,7 +141,7 @@ def write_control_stats(
     the Markdown ends with the controls' power section (`plan`, hours from `costs`)."""
     plan = plan or PowerPlan()
     alpha = plan.alpha
-    runs = check_runs(runs, controls, compare_with, drop)
+    runs = check_runs(runs, controls, compare_with, student)
     order = [*compare_with, *controls]
     summary = control_summary(runs, order, 1 - alpha)
     comps = control_comparisons(runs, controls, compare_with, alpha)
@@ -156,7 +156,7 @@ def write_control_stats(
     shown = comps.assign(method=comps["method"].map(label))
     md = "\n".join(
         [
-            f"# Is it the knowledge? Controls at drop {drop} (compression factor {factor:.2f})",
+            f"# Is it the knowledge? Controls of {student} (compression factor {factor:.2f})",
             "",
             "A control keeps a method's parts but detaches the teacher's per-image information from "
             "the image. If a method beats Student but not its control, its gain is regularisation, "

@@ -14,6 +14,9 @@ doubtful and kept only to reproduce their number: n02692877 airship -> airplane,
 n03895866 passenger car (a railway coach) -> automobile, and n03930630 pickup ->
 automobile (CIFAR-10's automobile and truck classes both exclude pickups);
 `imagenet_cifar10_map_strict.csv` leaves those three out.
+
+Column `student` names each student by its id (mobilenetv2-drop5; igkd.registry); the
+teacher's rows carry the word "teacher" there (as in `model`), as timing.csv's do.
 """
 
 from __future__ import annotations
@@ -27,9 +30,10 @@ import pandas as pd
 import torch
 from torch import nn
 
+from igkd.architectures import build_student, use_channels_last
 from igkd.data.imagefolder import read_class_map, read_eval_folder
 from igkd.io import InputError, read_json
-from igkd.models import build_student, load_weights
+from igkd.models import load_weights
 from igkd.runtime import DEFAULT_RUNTIME, Runtime
 from igkd.training.augment import InputNorm
 from igkd.training.loop import to_chw_tensor
@@ -37,8 +41,9 @@ from igkd.training.teacher import load_trained_teacher
 
 PACKAGE_DATA = Path(__file__).resolve().parents[1] / "data"
 IMAGENET_CIFAR10_MAP = PACKAGE_DATA / "imagenet_cifar10_map.csv"
-RESULT_COLUMNS = ["dataset", "model", "method", "drop", "factor", "run", "correct", "n", "accuracy"]
-PER_CLASS_COLUMNS = ["model", "method", "drop", "run", "class", "correct", "n", "accuracy"]
+RESULT_COLUMNS = ["dataset", "model", "method", "student", "factor", "run", "correct", "n", "accuracy"]
+PER_CLASS_COLUMNS = ["model", "method", "student", "run", "class", "correct", "n", "accuracy"]
+TEACHER = "teacher"  # the `student` column of the teacher's rows
 EVAL_BATCH = 512
 
 
@@ -48,7 +53,7 @@ class EvalModel:
 
     model: str  # "teacher" or "student"
     method: str
-    drop: int
+    student: str  # an id (mobilenetv2-drop5), or TEACHER
     factor: float
     run: int
     weights: str
@@ -81,7 +86,9 @@ def eval_models(
     teacher_weights, teacher_metrics, student_weights: Iterable, student_metrics: Iterable, student_norm: dict | None
 ) -> list[EvalModel]:
     """The teacher and every student run, described by their metrics.json files."""
-    teacher = EvalModel("teacher", "teacher", 0, float("nan"), 0, str(teacher_weights), metrics=str(teacher_metrics))
+    teacher = EvalModel(
+        "teacher", "teacher", TEACHER, float("nan"), 0, str(teacher_weights), metrics=str(teacher_metrics)
+    )
     models = [teacher]
     for weights, metrics_path in zip(student_weights, student_metrics, strict=True):
         m = read_json(metrics_path)
@@ -89,7 +96,7 @@ def eval_models(
             EvalModel(
                 "student",
                 m["method"],
-                int(m["drop"]),
+                str(m["student"]),
                 float(m["factor"]),
                 int(m["run"]),
                 str(weights),
@@ -105,7 +112,7 @@ def load_model(entry: EvalModel, num_classes: int, widths: tuple[float, float]) 
     if entry.model == "teacher":
         teacher = load_trained_teacher(entry.weights, entry.metrics, num_classes=num_classes, width=widths[0])
         return teacher.model, teacher.norm
-    net = build_student(entry.drop, num_classes, widths[1])
+    net = build_student(entry.student, num_classes, widths[1])
     return load_weights(net, entry.weights, f"{entry.model} architecture").eval(), entry.norm
 
 
@@ -141,10 +148,10 @@ def evaluate(
     rows, per_class = [], []
     for entry in models:
         net, norm = load_model(entry, len(classes), widths)
-        net = net.use_channels_last(runtime.channels_last).to(runtime.device)
+        net = use_channels_last(net, runtime.channels_last).to(runtime.device)
         pred = predict(net, x, norm.prepare).cpu().numpy()
         correct, table = score(pred, labels, classes)
-        keys = {"model": entry.model, "method": entry.method, "drop": entry.drop, "run": entry.run}
+        keys = {"model": entry.model, "method": entry.method, "student": entry.student, "run": entry.run}
         rows.append(
             {
                 "dataset": eval_set.name,
@@ -156,5 +163,12 @@ def evaluate(
             }
         )
         per_class.append(table.assign(**keys))
-        runtime.log(f"{entry.model} {entry.method} drop {entry.drop} run {entry.run}: {rows[-1]['accuracy']:.2f} %")
+        runtime.log(f"{_name(entry)}: {rows[-1]['accuracy']:.2f} %")
     return pd.DataFrame(rows, columns=RESULT_COLUMNS), pd.concat(per_class, ignore_index=True)[PER_CLASS_COLUMNS]
+
+
+def _name(entry: EvalModel) -> str:
+    """How the log names a scored model: 'teacher', 'student KD mobilenetv2-drop5 run 0'."""
+    if entry.student == TEACHER:
+        return entry.model
+    return f"{entry.model} {entry.method} {entry.student} run {entry.run}"

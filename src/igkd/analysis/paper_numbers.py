@@ -2,7 +2,9 @@
 whether a configuration is one they can be compared with.
 
 The numbers live in one file so that nothing else restates them; each becomes one
-`PaperNumber` naming the igkd cell (method, drop, training fraction) it is compared with.
+`PaperNumber` naming the igkd cell (method, student, training fraction) it is compared with.
+The file keeps the paper's own terms: its students are its CIFAR MobileNetV2 without its
+last `drop` feature blocks, which igkd calls `mobilenetv2-drop<drop>` (`PaperNumber.student`).
 `comparability` holds a config against the paper's settings (the file's `settings`): only
 CIFAR-10 at those settings can reproduce the paper, anything else gets one line naming the
 first difference. Light on imports (yaml only): the Snakefile asks it, on every dry run,
@@ -18,6 +20,7 @@ from pathlib import Path
 
 import yaml
 
+from igkd import registry
 from igkd.io import InputError
 
 NUMBERS = Path(__file__).resolve().parents[1] / "data" / "paper_numbers.yaml"
@@ -41,12 +44,17 @@ class PaperNumber:
     quantity: str  # MEAN | MAX | SINGLE | TIME
     method: str  # a method, or "teacher"
     value: float
-    drop: int | None = None  # None: the teacher
+    drop: int | None = None  # the paper's drop (blocks removed from its MobileNetV2); None: the teacher
     factor: float | None = None  # the paper's compression factor
     fraction: float | None = None  # training fraction of the cell's runs
     n: int = 1  # runs behind the number
     sd: float | None = None
     sd_approx: bool = False  # the paper says "about"
+
+    @property
+    def student(self) -> str | None:
+        """igkd's id of the paper's student (mobilenetv2-drop5); None: the teacher."""
+        return None if self.drop is None else registry.mobilenet(self.drop)
 
 
 @dataclass(frozen=True)
@@ -57,7 +65,7 @@ class Claim:
     baseline: str
     direction: str
     p_below: float | None
-    sections: tuple[str, ...]  # the cells (sections with a drop and fraction) it is re-tested at
+    sections: tuple[str, ...]  # the cells (sections with a student and fraction) it is re-tested at
 
 
 @dataclass(frozen=True)
@@ -73,10 +81,10 @@ class PaperNumbers:
     def section(self, name: str) -> list[PaperNumber]:
         return [n for n in self.numbers if n.section == name]
 
-    def cell(self, section: str) -> tuple[int, float]:
-        """(drop, fraction) of a section's mean rows (ablation, montecarlo)."""
+    def cell(self, section: str) -> tuple[str, float]:
+        """(student id, fraction) of a section's mean rows (ablation, montecarlo)."""
         first = next(n for n in self.numbers if n.section == section and n.quantity == MEAN)
-        return first.drop, first.fraction
+        return first.student, first.fraction
 
 
 @dataclass(frozen=True)

@@ -17,10 +17,10 @@ define it, evaluated with scipy's noncentral t. This module chooses its inputs:
   variance) still get a plan, from the family's sd, but are not counted in m.
 * sd, pooled over the family, because one comparison's sd from a few runs is too uncertain
   to plan with (2 runs: 1 degree of freedom, and runs needed scale with sd²):
-  - welch rows: the within-method variance pooled over every method group (method, drop,
+  - welch rows: the within-method variance pooled over every method group (method, student,
     factor) that the family's tested Welch comparisons use, each group counted once:
     s² = Σ (n_i − 1)·s_i² / Σ (n_i − 1), df = Σ (n_i − 1). This assumes one run-to-run sd
-    for all methods and drops (the Welch test itself does not).
+    for all methods and students (the Welch test itself does not).
   - paired rows: the variance of the per-pair differences pooled over the family's tested
     paired comparisons: s_d² = Σ (n_k − 1)·s_dk² / Σ (n_k − 1), df = Σ (n_k − 1).
     Comparisons sharing a baseline (KD − Student, IG − Student) share its run-to-run
@@ -58,7 +58,7 @@ POWER_COLUMNS = [
     "family",
     "method",
     "baseline",
-    "drop",
+    "student",
     "factor",
     "test",
     "n_method",
@@ -271,12 +271,12 @@ def plan_comparison(
     return row
 
 
-def _cost(costs: pd.DataFrame | None, method: str, drop) -> tuple[float, str]:
-    """Median seconds of one run of `method` at `drop` and the device(s) those runs used
+def _cost(costs: pd.DataFrame | None, method: str, student) -> tuple[float, str]:
+    """Median seconds of one run of `method` on `student` and the device(s) those runs used
     (NaN, '' without timed runs)."""
     if costs is None or costs.empty:
         return math.nan, ""
-    these = costs[(costs["method"] == method) & (costs["drop"] == drop)]
+    these = costs[(costs["method"] == method) & (costs["student"] == student)]
     seconds = pd.to_numeric(these["seconds"], errors="coerce")
     median = float(seconds.median()) if seconds.notna().any() else math.nan
     return median, " / ".join(sorted(these["device"].dropna().astype(str).unique()))
@@ -328,7 +328,7 @@ def family_noise(samples: Sequence[Sample], by: Sequence[str]) -> dict[bool, Noi
 
 
 def power_table(
-    family: Family, plan: PowerPlan, value: str = "test_acc", by: Sequence[str] = ("drop", "factor")
+    family: Family, plan: PowerPlan, value: str = "test_acc", by: Sequence[str] = ("student", "factor")
 ) -> pd.DataFrame:
     """A power row for each comparison of `family` (method, baseline and `by`).
 
@@ -362,8 +362,8 @@ def power_table(
         notes = [row["note"]] if row["note"] else []
         if not s.in_family:
             notes.insert(0, "not tested (no p-value): outside the Holm family")
-        sec_m, dev_m = _cost(costs, comp["method"], comp.get("drop"))
-        sec_b, dev_b = _cost(costs, comp["baseline"], comp.get("drop"))
+        sec_m, dev_m = _cost(costs, comp["method"], comp.get("student"))
+        sec_b, dev_b = _cost(costs, comp["baseline"], comp.get("student"))
         device = " / ".join(dict.fromkeys(d for d in (dev_m, dev_b) if d))
         per_run = sec_m + sec_b
         row.update(
@@ -397,7 +397,7 @@ def runs_needed_curve(sd: float, diffs: Sequence[float], alpha: float, power: fl
 SECTION_COLUMNS = {
     "method": "method",
     "baseline": "baseline",
-    "drop": "drop",
+    "student": "student",
     "test": "test",
     "n": "n",
     "sd_comparison": "sd (this comparison)",

@@ -2,9 +2,11 @@
 value, its interval, the difference, the tests and a verdict (igkd.analysis.verdict has the
 rules), and the paper's headline claims re-tested on igkd's own runs.
 
-igkd's side of a number is every run at its cell (method, drop, training fraction), from
+igkd's side of a number is every run at its cell (method, student, training fraction), from
 whichever enabled experiments trained it: runs tables are pooled and a run trained for two
-experiments (run 0 at drop 5 serves the ablation and the compression sweep) counts once.
+experiments (run 0 of mobilenetv2-drop5 serves the ablation and the compression sweep)
+counts once. The paper's cells are by drop (its MobileNetV2 without `drop` blocks): igkd's
+student there is mobilenetv2-drop<drop> (igkd.registry.mobilenet), and the tables name it.
 Missing cells give 'not run'; maxima are 'not tested' (a maximum grows with the number of
 runs); the inference times are 'not comparable: timing method differs'. Computed only where
 the comparison means something (igkd.analysis.paper_numbers.comparability);
@@ -29,13 +31,13 @@ from igkd.io import InputError
 NOT_RUN = "not run"
 NOT_TESTED = "not tested"
 TIMING = "not comparable: timing method differs"
-CELL_KEYS = ["method", "drop", "fraction", "run"]  # a run's identity within one campaign
+CELL_KEYS = ["method", "student", "fraction", "run"]  # a run's identity within one campaign
 
 ROW_COLUMNS = [
     "section",
     "quantity",
     "method",
-    "drop",
+    "student",
     "factor",
     "paper_value",
     "paper_sd",
@@ -63,7 +65,7 @@ CLAIM_COLUMNS = [
     "section",
     "method",
     "baseline",
-    "drop",
+    "student",
     "fraction",
     "test",
     "n_method",
@@ -132,9 +134,10 @@ def pool_runs(tables: Iterable[pd.DataFrame]) -> pd.DataFrame:
     return runs.drop_duplicates(CELL_KEYS).reset_index(drop=True)
 
 
-def cell_values(runs: pd.DataFrame, method: str, drop: int, fraction: float) -> np.ndarray:
+def cell_values(runs: pd.DataFrame, method: str, student: str, fraction: float) -> np.ndarray:
     """test_acc of every igkd run at one cell."""
-    at = (runs["method"] == method) & (runs["drop"] == drop) & np.isclose(runs["fraction"].astype(float), fraction)
+    at = (runs["method"] == method) & (runs["student"] == student)
+    at &= np.isclose(runs["fraction"].astype(float), fraction)
     return runs.loc[at, "test_acc"].to_numpy(float)
 
 
@@ -147,7 +150,7 @@ def _base(number: PaperNumber) -> dict:
         section=number.section,
         quantity=number.quantity,
         method=number.method,
-        drop=number.drop,
+        student=number.student,
         factor=number.factor,
         paper_value=number.value,
         paper_sd=number.sd,
@@ -189,14 +192,14 @@ def _row(number: PaperNumber, results: IgkdResults, settings: ReplicationSetting
     if number.quantity == TIME:
         row.update(verdict=TIMING, note="")
         return row
-    if number.drop is None:  # a teacher: one run here, one in the paper
+    if number.student is None:  # a teacher: one run here, one in the paper
         acc = results.teacher_acc if number.section == "teacher" else results.imagenet_teacher_acc
         if acc is None:
             row.update(verdict=NOT_RUN, note=f"needs {SOURCE[number.section]}")
         else:
             row.update(igkd_value=acc, igkd_n=1, diff=acc - number.value, note="one teacher each: no spread to test")
         return row
-    values = cell_values(results.runs, number.method, number.drop, number.fraction)
+    values = cell_values(results.runs, number.method, number.student, number.fraction)
     if not len(values):
         row.update(verdict=NOT_RUN, note=f"no igkd runs at this cell: {SOURCE[number.section]}")
         return row
@@ -227,7 +230,7 @@ def _row(number: PaperNumber, results: IgkdResults, settings: ReplicationSetting
 def compare_numbers(numbers: PaperNumbers, results: IgkdResults, settings: ReplicationSettings) -> pd.DataFrame:
     """One row per published number; Holm over the tested rows, then the verdicts."""
     rows = pd.DataFrame([_row(n, results, settings) for n in numbers.numbers], columns=ROW_COLUMNS)
-    rows = rows.astype({"drop": "Int64", "paper_n": "Int64", "igkd_n": "Int64", "paper_sd_approx": bool})
+    rows = rows.astype({"paper_n": "Int64", "igkd_n": "Int64", "paper_sd_approx": bool})
     rows["p_diff_holm"] = holm(rows["p_diff"])
     rows["p_tost_holm"] = holm(rows["p_tost"])
     tested = rows["p_diff"].notna()
@@ -247,21 +250,21 @@ def _claim_text(claim: Claim) -> str:
 
 
 def _claim_row(claim: Claim, section: str, numbers: PaperNumbers, runs: pd.DataFrame, alpha: float) -> dict:
-    drop, fraction = numbers.cell(section)
+    student, fraction = numbers.cell(section)
     row = dict.fromkeys(CLAIM_COLUMNS, np.nan)
     row.update(
         claim=_claim_text(claim),
         section=section,
         method=claim.method,
         baseline=claim.baseline,
-        drop=drop,
+        student=student,
         fraction=fraction,
         test="",
         paper_p_below=claim.p_below,
         direction="",
         verdict=NOT_RUN,
     )
-    at = (runs["drop"] == drop) & np.isclose(runs["fraction"].astype(float), fraction)
+    at = (runs["student"] == student) & np.isclose(runs["fraction"].astype(float), fraction)
     cell = runs[at & runs["method"].isin([claim.method, claim.baseline])]
     if set(cell["method"]) != {claim.method, claim.baseline}:
         return row
@@ -294,7 +297,7 @@ def retest_claims(numbers: PaperNumbers, runs: pd.DataFrame, settings: Replicati
     paired where the runs share seeds and subsamples), Holm over the table."""
     pairs = [(claim, section) for claim in numbers.claims for section in claim.sections]
     table = pd.DataFrame([_claim_row(c, s, numbers, runs, settings.alpha) for c, s in pairs], columns=CLAIM_COLUMNS)
-    table = table.astype({"drop": "Int64", "n_method": "Int64", "n_baseline": "Int64"})
+    table = table.astype({"n_method": "Int64", "n_baseline": "Int64"})
     table["p_holm"] = holm(table["p"])
     for i, (claim, _) in enumerate(pairs):
         if table.at[i, "verdict"] == "":

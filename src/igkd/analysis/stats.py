@@ -33,13 +33,14 @@ from statsmodels.stats.multitest import multipletests
 from igkd.analysis.markdown import to_markdown
 from igkd.analysis.pairing import PAIR_KEYS, aligned_samples
 from igkd.analysis.power import Family, PowerPlan, power_section, power_table, tested
+from igkd.analysis.students import student_ranks
 from igkd.io import InputError, atomic_path, write_csv
 
 SUMMARY_STATS = ["n", "mean", "sd", "median", "min", "max", "sem", "ci_low", "ci_high", "ci_level"]
 COMPARE_COLUMNS = [
     "method",
     "baseline",
-    "drop",
+    "student",
     "factor",
     "test",
     "n_method",
@@ -92,6 +93,11 @@ def _method_rank(methods: Iterable[str], method_order: Sequence[str] | None) -> 
     return {m: i for i, m in enumerate(known + unknown)}
 
 
+def _student_rank(frame: pd.DataFrame, by: Sequence[str]) -> dict[str, dict]:
+    """{"student": rank map} where `by` groups by student (igkd.analysis.students order), else {}."""
+    return {"student": student_ranks(frame["student"])} if "student" in by else {}
+
+
 def _sort(frame: pd.DataFrame, keys: Sequence[str], ranks: Mapping[str, Mapping]) -> pd.DataFrame:
     """Stable sort by `keys`; columns named in `ranks` sort by the given rank map."""
     keys = [k for k in keys if k in frame.columns]
@@ -117,7 +123,7 @@ def level_label(confidence: float) -> str:
 def summarize(
     runs: pd.DataFrame,
     value: str = "test_acc",
-    by: Sequence[str] = ("method", "drop", "factor"),
+    by: Sequence[str] = ("method", "student", "factor"),
     confidence: float = 0.95,
     method_order: Sequence[str] | None = None,
 ) -> pd.DataFrame:
@@ -128,7 +134,7 @@ def summarize(
     one run says nothing about run-to-run spread. ``ci_level`` is `confidence`, so a figure
     drawn from the table names the level its bars have (stats.alpha sets it: 1 - alpha).
     Rows are sorted by factor, then by `method_order` (unknown methods after,
-    alphabetically), then the other keys.
+    alphabetically), then the other keys (students in igkd.analysis.students order).
     """
     by = list(by)
     _validate(runs, value, by)
@@ -148,6 +154,7 @@ def summarize(
     out["ci_level"] = float(confidence)
     out = out[by + SUMMARY_STATS]
     ranks = {"method": _method_rank(out["method"], method_order)} if "method" in by else {}
+    ranks.update(_student_rank(out, by))
     keys = (["factor"] if "factor" in by else []) + [k for k in ["method", *by] if k != "factor"]
     return _sort(out, list(dict.fromkeys(keys)), ranks)
 
@@ -279,11 +286,11 @@ def compare(
     runs: pd.DataFrame,
     baselines: Sequence[str] = ("Student", "KD"),
     value: str = "test_acc",
-    by: Sequence[str] = ("drop", "factor"),
+    by: Sequence[str] = ("student", "factor"),
     alpha: float = 0.05,
     method_order: Sequence[str] | None = None,
 ) -> pd.DataFrame:
-    """Every method against each baseline present, within each `by` group (drop, factor).
+    """Every method against each baseline present, within each `by` group (student, factor).
 
     Test choice. Welch's t-test (unequal variances, Welch–Satterthwaite df) is the default
     because runs of different methods are independent samples whose spread can differ.
@@ -326,6 +333,7 @@ def compare(
     ranks = {
         "method": _method_rank(out["method"], method_order),
         "baseline": {b: i for i, b in enumerate(baselines)},
+        **_student_rank(out, by),
     }
     keys = (["factor"] if "factor" in by else []) + [k for k in by if k != "factor"]
     return _sort(out[cols], [*keys, "baseline", "method"], ranks)
@@ -350,7 +358,7 @@ def normality(
     runs: pd.DataFrame,
     baselines: Sequence[str] = ("Student", "KD"),
     value: str = "test_acc",
-    by: Sequence[str] = ("drop", "factor"),
+    by: Sequence[str] = ("student", "factor"),
     method_order: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """Lilliefors test of what each comparison's t-test assumes normal.
@@ -400,6 +408,7 @@ def normality(
     ranks = {
         "method": _method_rank(out["method"], method_order),
         "baseline": {b: i for i, b in enumerate(baselines)},
+        **_student_rank(out, by),
     }
     keys = (["factor"] if "factor" in by else []) + [k for k in by if k != "factor"]
     return _sort(out, [*keys, "baseline", "method"], ranks)

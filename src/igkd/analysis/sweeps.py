@@ -25,7 +25,7 @@ SWEEP_KEYS: dict[str, dict[str, tuple[str, ...]]] = {
 GRID_LISTS = {"kd": {"alpha": "alphas", "temperature": "temperatures"}, "overlay_p": {"p": "ps"}}
 SECTION = {"kd": "kd", "overlay_p": "overlay"}
 PREFIX = {"alpha": "alpha", "temperature": "T", "p": "p"}
-TABLE_COLUMNS = ["sweep", "method", "drop", "run", "seed", "n_train", "n_val", "epochs", "val_acc"]
+TABLE_COLUMNS = ["sweep", "method", "student", "run", "seed", "n_train", "n_val", "epochs", "val_acc"]
 
 
 def fmt(value: float) -> str:

@@ -17,6 +17,10 @@ reset through /proc/self/clear_refs) during one pass; elsewhere the rise of
 already set it. The CPU figures see what the allocator takes from the OS, so small
 batches served from memory freed by earlier passes read as (near) 0. The 1-minute load
 average is recorded with every row: latencies measured on a busy machine are inflated.
+
+Column `student` names the timed student by its id (mobilenetv2-drop5; igkd.registry); the
+teacher's rows carry the word "teacher" there (as in `model`), not an empty cell, which a
+CSV reader would turn into a missing value.
 """
 
 from __future__ import annotations
@@ -34,13 +38,15 @@ import torch
 from torch import nn
 from torch.utils import benchmark
 
-from igkd.models import build_student, build_teacher, multiply_adds, n_params, paper_factor
+from igkd.analysis.students import sort_students
+from igkd.architectures import build_student, use_channels_last
+from igkd.models import build_teacher, multiply_adds, n_params, paper_factor
 from igkd.runtime import Runtime
 from igkd.training.allocator import release_free_memory
 
 TIMING_COLUMNS = [
     "model",
-    "drop",
+    "student",
     "factor",
     "paper_factor",
     "params",
@@ -74,20 +80,23 @@ PROC_STATUS = Path("/proc/self/status")
 RESET_PEAK_RSS = "5"  # clear_refs code that resets VmHWM to the current RSS (Linux >= 4.0)
 
 
+TEACHER = "teacher"  # the `student` column of the teacher's rows
+
+
 @dataclass
 class TimedModel:
-    """One architecture to time: the teacher (drop 0) or the student without `drop` blocks."""
+    """One architecture to time: the teacher (student TEACHER) or a student (its id)."""
 
     name: str
-    drop: int
+    student: str
     model: nn.Module
 
 
-def timing_models(num_classes: int, teacher_width: float, student_width: float, drops) -> list[TimedModel]:
-    """The teacher and one student per number of removed blocks, built (not loaded)."""
-    out = [TimedModel("teacher", 0, build_teacher(num_classes, teacher_width))]
-    for drop in sorted(drops):
-        out.append(TimedModel("student", int(drop), build_student(int(drop), num_classes, student_width)))
+def timing_models(num_classes: int, teacher_width: float, student_width: float, students) -> list[TimedModel]:
+    """The teacher and one model per student id (igkd.analysis.students order), built (not loaded)."""
+    out = [TimedModel("teacher", TEACHER, build_teacher(num_classes, teacher_width))]
+    for student in sort_students(str(s) for s in students):
+        out.append(TimedModel("student", student, build_student(student, num_classes, student_width)))
     return out
 
 
@@ -168,10 +177,7 @@ def time_models(
     rows = []
     for item in models:
         params, macs = n_params(item.model), multiply_adds(item.model, image_size)
-        model = item.model.eval()
-        if hasattr(model, "use_channels_last"):
-            model = model.use_channels_last(channels_last)
-        model = model.to(device)
+        model = use_channels_last(item.model.eval(), channels_last).to(device)
         for batch in settings.batch_sizes:
             x = torch.rand(batch, 3, image_size, image_size, device=device)
             measurement = measure_latency(model, x, settings)
@@ -182,7 +188,7 @@ def time_models(
             rows.append(
                 {
                     "model": item.name,
-                    "drop": item.drop,
+                    "student": item.student,
                     "factor": teacher_params / params,
                     "paper_factor": paper_factor(params, num_classes),
                     "params": params,
@@ -211,11 +217,16 @@ def time_models(
             )
             if log:
                 log(
-                    f"{item.name} drop {item.drop} batch {batch}: median {median:.3f} ms "
+                    f"{_name(item)} batch {batch}: median {median:.3f} ms "
                     f"(IQR {measurement.iqr * 1e3:.3f} ms, {len(times_ms)} repeats), peak {memory / MB:.1f} MB"
                 )
         item.model.cpu()
     return pd.DataFrame(rows, columns=TIMING_COLUMNS)
+
+
+def _name(item: TimedModel) -> str:
+    """How the log names a timed model: 'teacher', 'student mobilenetv2-drop5'."""
+    return item.name if item.student == TEACHER else f"{item.name} {item.student}"
 
 
 def _teacher(models: list[TimedModel]) -> nn.Module:

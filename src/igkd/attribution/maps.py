@@ -1,7 +1,19 @@
-"""Per-image attribution maps from the teacher (captum), one registry entry per method.
+"""Per-image attribution maps from the teacher (captum); the methods are listed in igkd.registry.
 
-Every method returns attributions in the teacher's (normalised) input space and, where
-the method has one, the completeness error; `to_map` turns them into one (H,W) map.
+The contract of an attribution (igkd's own here, a plugin's through igkd.register; docs/extending.md "Attributions"):
+
+    fn(model, x, target, settings) -> (attr, delta)
+
+- `x`: the batch normalised as the teacher sees it, (B,3,H,W); `target`: int64 (B,), the class attributed;
+- `settings`: the method's settings (config precompute.<name>; a plugin's registered defaults merged with
+  precompute.plugin_settings.<name>), plus what the caller adds: `generator` (a seeded torch.Generator),
+  and in the precompute `internal_batch_size` and `endpoint_gain` (f_t(x) - f_t(0) per image);
+- `attr`: (B,C,H,W) at the input's resolution, or (B,C,h,w) / (B,h,w) at a layer's lower resolution;
+- `delta`: (B,) the completeness error attr.sum - (f(x) - f(baseline)) where the method has one, NaN otherwise.
+
+`to_map(attr, (H,W))` turns any of those into one (B,H,W) map: the sum of |attr| over channels (the
+paper's map, unchanged for full-resolution attributions) and, at a lower resolution, bilinear
+upsampling to the input's (H,W): the framework does it, not the method.
 """
 
 from __future__ import annotations
@@ -10,12 +22,14 @@ import copy
 from collections.abc import Callable
 
 import torch
-from captum.attr import GradientShap, IntegratedGradients, NoiseTunnel, Saliency
+from captum.attr import GradientShap, IntegratedGradients, LayerGradCam, NoiseTunnel, Saliency
 from torch import nn
+from torch.nn import functional as F
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from igkd import registry
 from igkd.attribution import completeness, converged_ig
-from igkd.controls import random_map
+from igkd.io import InputError
 
 Attributor = Callable[[torch.nn.Module, torch.Tensor, torch.Tensor, dict], tuple[torch.Tensor, torch.Tensor]]
 
@@ -124,15 +138,65 @@ def _no_delta(x: torch.Tensor) -> torch.Tensor:
     return torch.full((x.shape[0],), float("nan"), device=x.device)
 
 
-ATTRIBUTIONS: dict[str, Attributor] = {
-    "ig": integrated_gradients,
-    "saliency": saliency,
-    "smoothgrad": smoothgrad,
-    "gradientshap": gradient_shap,
-    "random": random_map,
-}
+def grad_cam(model, x, target, settings):
+    """Grad-CAM (captum LayerGradCam, ReLU'd) at the teacher's module `settings["layer"]`
+    (config precompute.gradcam.layer): (B,1,h,w) at that layer's resolution (to_map upsamples)."""
+    layer = _layer(model, settings.get("layer"))
+    attr = LayerGradCam(model, layer).attribute(x, target=target, relu_attributions=True).detach()
+    if attr.dim() != 4:
+        raise InputError(
+            f"precompute.gradcam.layer: {settings['layer']!r} gives {tuple(attr.shape)}, not a spatial (B,C,h,w) "
+            f"output; name a feature block, e.g. {_layer_examples(model)}"
+        )
+    return attr, _no_delta(x)
 
 
-def to_map(attr: torch.Tensor) -> torch.Tensor:
-    """(B,3,H,W) attributions -> (B,H,W): sum over channels of |attribution| (paper)."""
-    return attr.abs().sum(1)
+def _layer(model: nn.Module, name) -> nn.Module:
+    """The module `name` of the teacher, or a one-line InputError with a few valid names.
+    The precompute's inference_copy keeps every module name (a folded BatchNorm becomes nn.Identity)."""
+    if not name:
+        raise InputError(
+            f"precompute.gradcam.layer: not set; name a module of the teacher, e.g. {_layer_examples(model)}"
+        )
+    try:
+        return model.get_submodule(str(name))
+    except AttributeError:
+        raise InputError(
+            f"precompute.gradcam.layer: {name!r} is not a module of the teacher; expected e.g. {_layer_examples(model)}"
+        ) from None
+
+
+def _layer_examples(model: nn.Module) -> str:
+    """A few module names Grad-CAM can explain: the blocks (one level below the top) that hold a conv."""
+    names = [
+        n for n, m in model.named_modules() if n.count(".") == 1 and any(isinstance(c, nn.Conv2d) for c in m.modules())
+    ]
+    if len(names) > 4:
+        names = [*names[:2], "...", names[-1]]
+    return ", ".join(names) or ", ".join(n for n, _ in model.named_children())
+
+
+def attributor(name: str) -> Attributor:
+    """The function of attribution `name` (igkd.registry; ValueError naming the known ones if unknown)."""
+    return registry.resolve(registry.attribution(name).fn)
+
+
+def to_map(attr: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Attributions -> (B,H,W) maps at the input's `size` = (H,W).
+
+    (B,C,h,w): sum over channels of |attribution| (the paper's map; (B,3,H,W) input
+    attributions are unchanged by the rest); (B,h,w): |attribution|. Below the input's
+    resolution the map is upsampled bilinearly (align_corners=False) to (H,W)."""
+    size = (int(size[0]), int(size[1]))
+    if attr.dim() == 4:
+        maps = attr.abs().sum(1)
+    elif attr.dim() == 3:
+        maps = attr.abs()
+    else:
+        raise InputError(f"attribution of shape {tuple(attr.shape)}: expected (B,C,H,W), (B,C,h,w) or (B,h,w)")
+    here = tuple(maps.shape[1:])
+    if here == size:
+        return maps
+    if here[0] > size[0] or here[1] > size[1]:
+        raise InputError(f"attribution of shape {tuple(attr.shape)}: larger than the input's {size}")
+    return F.interpolate(maps[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,7 @@ import h5py
 import numpy as np
 import torch
 
+from igkd import registry
 from igkd.attribution import completeness, converged_ig
 from igkd.attribution.ig_memory import attribute_with_retry, choose_internal_batch
 from igkd.io import InputError, commit, file_size, read_h5
@@ -49,14 +51,33 @@ class AttributionJob:
     """Which attribution to compute and how (the config's `precompute` section)."""
 
     attribution: str
-    settings: dict = field(default_factory=dict)  # precompute.<attribution>: steps, method, ...
+    settings: dict = field(default_factory=dict)  # attribution_settings: precompute.<attribution> (steps, method, ...)
     chunk: int = 256  # rows per flushed HDF5 chunk (the resume granularity)
     batch: int = 64  # images per attribution call
     seed: int = 0  # random draws (noise-based attributions), seeded per batch of images
 
     @classmethod
     def from_config(cls, section: dict, attribution: str) -> AttributionJob:
-        return cls(attribution, section.get(attribution, {}), section["chunk"], section["batch_size"], section["seed"])
+        settings = attribution_settings(section, attribution)
+        return cls(attribution, settings, section["chunk"], section["batch_size"], section["seed"])
+
+
+def attribution_settings(section: Mapping, attribution: str) -> dict:
+    """The settings attribution `attribution` runs with, from config `precompute` (`section`):
+    igkd's own take precompute.<name>; a plugin's take the defaults it registered, merged with
+    precompute.plugin_settings.<name> (the config's keys win). InputError for an unknown name."""
+    known_attribution(attribution)
+    try:
+        return registry.attribution_settings(section, attribution)
+    except ValueError as err:
+        raise InputError(str(err)) from err
+
+
+def known_attribution(attribution: str, where: str = "attribution") -> registry.Attribution:
+    """The registry's entry of `attribution`, or a one-line InputError listing the known names."""
+    if attribution not in registry.ATTRIBUTIONS:
+        raise InputError(f"{where} {attribution!r} unknown; expected one of {sorted(registry.ATTRIBUTIONS)}")
+    return registry.ATTRIBUTIONS[attribution]
 
 
 @dataclass(frozen=True)
@@ -93,15 +114,14 @@ def precompute(
 
     `teacher` is a TrainedTeacher (its model and input normalisation are used). The job's
     settings may hold `rel_floor` and `report_tolerance` (igkd.attribution.completeness;
-    defaults there); the rest goes to the attribution."""
-    from igkd.attribution.maps import ATTRIBUTIONS, inference_copy, to_map  # captum: only the precompute stage needs it
+    defaults there); the rest goes to the attribution (igkd.registry; the maps are stored at
+    the images' resolution, a layer-resolution attribution upsampled by to_map)."""
+    from igkd.attribution.maps import inference_copy, to_map  # captum: only the precompute stage needs it
 
     attribution, settings, batch, seed = job.attribution, job.settings, job.batch, job.seed
     chunk = whole_batches(job.chunk, batch)
     device, log = runtime.device, runtime.log
-    if attribution not in ATTRIBUTIONS:
-        raise InputError(f"attribution {attribution!r} unknown; expected one of {sorted(ATTRIBUTIONS)}")
-    attributor = ATTRIBUTIONS[attribution]
+    attributor = registry.resolve(known_attribution(attribution).fn)
     floor = completeness.check_floor(settings.get("rel_floor", completeness.DEFAULT_REL_FLOOR))
     refinement = _refinement(attribution, settings, floor)
     tolerance = float(settings.get("report_tolerance", completeness.DEFAULT_TOLERANCE))
@@ -170,7 +190,12 @@ def precompute(
                     log,
                 )
                 parts.append(
-                    (logits.float(), to_map(attr.detach()).float(), signed_gain.float(), delta.detach().float())
+                    (
+                        logits.float(),
+                        to_map(attr.detach(), (height, width)).float(),
+                        signed_gain.float(),
+                        delta.detach().float(),
+                    )
                 )
             if refinement is not None:
                 rows, internal = _refined_rows(teacher, parts, refinement, internal, points, log)
@@ -242,7 +267,7 @@ def _refined_rows(teacher, parts, refinement, internal, points, log) -> tuple[di
     _, final_rel = completeness.errors(delta, gain, refinement.floor)
     rows = {
         "logits": logits.cpu().numpy(),
-        "maps": to_map(result.attr.detach()).float().cpu().numpy(),
+        "maps": to_map(result.attr.detach(), x.shape[-2:]).float().cpu().numpy(),
         "gain": gain,
         "delta": delta,
         "steps": result.steps.cpu().numpy(),

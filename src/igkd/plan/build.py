@@ -25,7 +25,7 @@ from igkd.plan.dryrun import pending_jobs
 from igkd.plan.jobs import Job
 from igkd.plan.keys import ModelSettings
 from igkd.plan.memory import job_memory
-from igkd.plan.owners import config_drops, job_owners, row_order, student_owners
+from igkd.plan.owners import config_students, job_owners, row_order, student_owners
 from igkd.plan.runspec import ResolvedRun, RunSpec, resolve
 from igkd.plan.summary import JobFigures, Resources, Row, per_rule, summarize
 
@@ -79,7 +79,7 @@ def cost_context(run: ResolvedRun, jobs: list[Job], kind: str) -> CostContext:
         models=ModelSettings.from_config(config, data.classes),
         refined_steps=refined_steps(results_dir(run) / "precompute"),
         cores=run.cores,
-        timed_drops=tuple(config_drops(config)),
+        timed_students=tuple(config_students(config)),
         external_images=external,
     )
 

@@ -50,7 +50,7 @@ class Key:
 
     kind: str
     width: float | None = None
-    drop: int | None = None
+    student: str | None = None  # a student id: mobilenetv2-drop5 (igkd.registry)
     tap: int | None = None  # AT: the tapped teacher block
     image_size: int | None = None
     batch: int | None = None
@@ -68,7 +68,15 @@ class Key:
 
     @classmethod
     def from_dict(cls, data: dict) -> Key:
+        """The key back from `as_dict`. A key written before students had ids names the
+        paper's MobileNetV2 by its `drop`: the same network as the id mobilenetv2-drop<d>,
+        so its number is read under that id; other unknown fields are ignored."""
         names = {f.name for f in dataclasses.fields(cls)}
+        data = dict(data)
+        if "drop" in data and data.get("student") is None and data["drop"] is not None:
+            from igkd.registry import mobilenet
+
+            data["student"] = mobilenet(int(data["drop"]))
         return cls(**{k: v for k, v in data.items() if k in names})
 
     @property
@@ -76,7 +84,7 @@ class Key:
         return UNITS[self.kind]
 
     def label(self) -> str:
-        """One line for logs: 'student_step drop=13 width=0.5 image_size=16 ...'."""
+        """One line for logs: 'student_step width=0.5 student=mobilenetv2-drop13 image_size=16 ...'."""
         return " ".join([self.kind, *(f"{k}={v}" for k, v in self.as_dict().items() if k != "kind")])
 
 

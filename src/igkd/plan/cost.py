@@ -20,7 +20,8 @@ from igkd.plan.jobs import Job
 from igkd.plan.keys import ModelSettings, ig_points_per_pass, startup
 from igkd.training.student_job import uses_warm_workers
 
-DROP_IN_PATH = re.compile(r"/drop(\d+)/")
+# A student run folder's model: results/<tag>/students/<method>/<student>/f<fraction>/run<r>/model.pt
+STUDENT_IN_PATH = re.compile(r"/students/[^/]+/(?P<student>[a-z][a-z0-9_]*-[a-z]+\d+)/f[^/]+/run\d+/")
 SWEEP_SECTION = {"kd": "kd", "overlay_p": "overlay"}  # igkd.analysis.sweeps.SECTION (no pandas import here)
 
 
@@ -34,7 +35,7 @@ class CostContext:
     models: ModelSettings
     refined_steps: dict = field(default_factory=dict)  # precompute stem -> mean points from an existing file
     cores: int = 1  # the run's --cores: Snakemake caps every rule's threads at it
-    timed_drops: tuple[int, ...] = ()  # the student drops time_models benchmarks
+    timed_students: tuple[str, ...] = ()  # the student ids time_models benchmarks
     external_images: int | None = None  # images under external_eval.root, where it exists already
     assumptions: Assumptions = ASSUMPTIONS
 
@@ -94,7 +95,7 @@ class StudentTraining:
     """One student training as the cost model sees it."""
 
     method: str
-    drop: int
+    student: str  # id: mobilenetv2-drop5
     rows: int  # training rows
     epochs: int
     evaluations: int
@@ -106,12 +107,12 @@ class StudentTraining:
 def student_training(ctx: CostContext, cal, run: StudentTraining) -> float:
     """Seconds of one student's epochs and evaluations (no start-up)."""
     a = ctx.assumptions.time
-    step = cal.value(ctx.models.student_step(run.drop, run.threads))
+    step = cal.value(ctx.models.student_step(run.student, run.threads))
     if is_at(run.method):
-        step += cal.value(ctx.models.teacher_tap(run.drop, run.threads))
+        step += cal.value(ctx.models.teacher_tap(run.student, run.threads))
     steps = math.ceil(run.rows / ctx.models.student_batch)  # the students' loop keeps the last partial batch
     per_epoch = steps * step + (a.checkpoint_s_per_epoch if run.checkpoint else 0.0)
-    eval_seconds = run.evaluations * run.eval_rows / cal.value(ctx.models.student_eval(run.drop, run.threads))
+    eval_seconds = run.evaluations * run.eval_rows / cal.value(ctx.models.student_eval(run.student, run.threads))
     return run.epochs * per_epoch + eval_seconds
 
 
@@ -123,7 +124,7 @@ def distill_student(job: Job, ctx: CostContext, cal) -> JobCost:
     epochs = int(students["epochs"])
     run = StudentTraining(
         method=wildcards["method"],
-        drop=int(wildcards["drop"]),
+        student=wildcards["student"],
         rows=kept(fraction, data.pool(exclude_val)),
         epochs=epochs,
         evaluations=evaluations(epochs, int(students["eval_every"])),
@@ -136,7 +137,7 @@ def distill_student(job: Job, ctx: CostContext, cal) -> JobCost:
 
 def sweep_job(job: Job, ctx: CostContext, cal) -> JobCost:
     """train_sweep_point (one point) or a grouped train_sweep_<sweep> (all its points, one
-    after another in one process): each point a student at sweeps.epochs, sweeps.drop, on
+    after another in one process): each point a student at sweeps.epochs, sweeps.student, on
     sweeps.fraction of the rows outside the validation split, scored once on that split."""
     sweeps, data = ctx.config["sweeps"], ctx.data
     sweep = job.wildcards.get("sweep") or job.rule.removeprefix("train_sweep_")
@@ -145,7 +146,7 @@ def sweep_job(job: Job, ctx: CostContext, cal) -> JobCost:
     epochs = int(sweeps["epochs"])
     run = StudentTraining(
         method=method,
-        drop=int(sweeps["drop"]),
+        student=str(sweeps["student"]),
         rows=kept(float(sweeps["fraction"]), data.pool(exclude_val=True)),
         epochs=epochs,
         evaluations=1,
@@ -207,7 +208,7 @@ def points_per_image(job: Job, ctx: CostContext, attribution: str) -> tuple[floa
 
 
 def time_models(job: Job, ctx: CostContext, cal) -> JobCost:
-    """Per model (teacher and each timed drop) and batch size: warm-up passes, then the
+    """Per model (teacher and each timed student) and batch size: warm-up passes, then the
     benchmark's adaptive run (igkd.plan.assumptions: timing_run_factor). The warm-up, a
     small part, uses the inference throughput measured at the training jobs' threads
     rather than at timing.threads, so it needs no measurement of its own."""
@@ -216,7 +217,7 @@ def time_models(job: Job, ctx: CostContext, cal) -> JobCost:
     run_s = min(max(low * a.timing_run_factor, low), high)
     teacher_threads, student_threads = ctx.rule_threads("teacher"), ctx.rule_threads("student")
     throughputs = [cal.value(ctx.models.teacher_eval(teacher_threads))]
-    throughputs += [cal.value(ctx.models.student_eval(d, student_threads)) for d in ctx.timed_drops]
+    throughputs += [cal.value(ctx.models.student_eval(s, student_threads)) for s in ctx.timed_students]
     seconds = sum(
         int(timing["warmup"]) * batch / rate + run_s for rate in throughputs for batch in timing["batch_sizes"]
     )
@@ -226,13 +227,13 @@ def time_models(job: Job, ctx: CostContext, cal) -> JobCost:
 def evaluate_external(job: Job, ctx: CostContext, cal) -> JobCost:
     """Teacher and every student input scored on the external images."""
     a = ctx.assumptions.time
-    drops = [int(m.group(1)) for p in job.inputs if p.endswith("model.pt") for m in [DROP_IN_PATH.search(p)] if m]
+    students = [m["student"] for p in job.inputs if p.endswith("model.pt") for m in [STUDENT_IN_PATH.search(p)] if m]
     if ctx.config["external_eval"].get("standin_rotation") is not None:
         images = ctx.data.n_test  # the stand-in is the test split, rotated
     else:
         images = ctx.external_images or a.external_images
     per_image = 1 / cal.value(ctx.models.teacher_eval(job.threads))
-    per_image += sum(1 / cal.value(ctx.models.student_eval(d, job.threads)) for d in drops)
+    per_image += sum(1 / cal.value(ctx.models.student_eval(s, job.threads)) for s in students)
     return JobCost(a.training_io_s + images * per_image)
 
 

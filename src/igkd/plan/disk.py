@@ -46,7 +46,7 @@ def output_bytes(path: str, job: Job, ctx: CostContext, cal) -> int:
         size = ctx.data.image_size
         return ctx.data.n_test * (size * size * RGB + d.png_overhead_bytes)
     if job.rule == "time_models":
-        models = 1 + len(ctx.timed_drops)
+        models = 1 + len(ctx.timed_students)
         return models * len(ctx.config["timing"]["batch_sizes"]) * d.timing_row_bytes
     if name.endswith(".pdf"):
         return d.figure_pdf_bytes
@@ -64,7 +64,7 @@ def history_bytes(epochs: int, ctx: CostContext) -> int:
 def student_file(name: str, job: Job, ctx: CostContext, cal) -> int:
     d, students = ctx.assumptions.disk, ctx.config["students"]
     if name == "model.pt":
-        return int(cal.value(ctx.models.student_bytes(int(job.wildcards["drop"]))))
+        return int(cal.value(ctx.models.student_bytes(job.wildcards["student"])))
     if name == "history.csv":
         return history_bytes(int(students["epochs"]), ctx)
     if name == "metrics.json":

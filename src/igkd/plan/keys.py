@@ -65,23 +65,25 @@ class ModelSettings:
             **self._common(threads),
         )
 
-    def student_step(self, drop: int, threads: int) -> Key:
+    def student_step(self, student: str, threads: int) -> Key:
         return Key(
             "student_step",
             width=self.student_width,
-            drop=drop,
+            student=student,
             batch=self.student_batch,
             precision=self.precision,
             **self._common(threads),
         )
 
-    def teacher_tap(self, drop: int, threads: int) -> Key:
-        from igkd.models import at_block
+    def teacher_tap(self, student: str, threads: int) -> Key:
+        """The teacher's forward to the block attention transfer matches with `student`:
+        students with the same teacher block share the number."""
+        from igkd.architectures import at_tap
 
         return Key(
             "teacher_tap",
             width=self.teacher_width,
-            tap=at_block(drop),
+            tap=at_tap(student)[1],
             batch=self.student_batch,
             precision=self.precision,
             **self._common(threads),
@@ -96,11 +98,11 @@ class ModelSettings:
             **self._common(threads),
         )
 
-    def student_eval(self, drop: int, threads: int) -> Key:
+    def student_eval(self, student: str, threads: int) -> Key:
         return Key(
             "student_eval",
             width=self.student_width,
-            drop=drop,
+            student=student,
             batch=EVAL_BATCH,
             precision=EVAL_PRECISION,
             **self._common(threads),
@@ -112,8 +114,8 @@ class ModelSettings:
     def teacher_bytes(self) -> Key:
         return Key("teacher_bytes", width=self.teacher_width, classes=self.classes)
 
-    def student_bytes(self, drop: int) -> Key:
-        return Key("student_bytes", width=self.student_width, drop=drop, classes=self.classes)
+    def student_bytes(self, student: str) -> Key:
+        return Key("student_bytes", width=self.student_width, student=student, classes=self.classes)
 
 
 def peak_rss(key: Key) -> Key:

@@ -1,11 +1,11 @@
 """The timed measurements behind a calibration: one function per kind of number.
 
-Each builds the model the jobs build (igkd.models), on the device, with the thread count
-and memory layout the key names, and times what the jobs repeat: a training step with
-the augmentation and the precision the training loop uses (the key's: runtime.precision for
-training steps, float32 for evaluation), an inference batch, an IG
-pass, a fresh Python's imports. Random data stands in for images: the cost of a step
-does not depend on the pixel values.
+Each builds the model the jobs build (a student by its id through igkd.architectures, the
+teacher from igkd.models), on the device, with the thread count and memory layout the key
+names, and times what the jobs repeat: a training step with the augmentation and the
+precision the training loop uses (the key's: runtime.precision for training steps, float32
+for evaluation), an inference batch, an IG pass, a fresh Python's imports. Random data
+stands in for images: the cost of a step does not depend on the pixel values.
 """
 
 from __future__ import annotations
@@ -61,16 +61,19 @@ def measure(key: Key, device: str) -> tuple[float, int]:
 
 
 def _model(key: Key):
-    from igkd.models import build_student, build_teacher
+    """The key's network as the jobs build it: a student by its id (igkd.architectures), else the teacher."""
+    from igkd.architectures import build_student
+    from igkd.models import build_teacher
 
     if key.kind.startswith("student"):
-        return build_student(key.drop, key.classes, key.width)
+        return build_student(key.student, key.classes, key.width)
     return build_teacher(key.classes, key.width)
 
 
 def _on_device(key: Key, device: str):
-    model = _model(key)
-    return model.use_channels_last(bool(key.channels_last)).to(device)
+    from igkd.architectures import use_channels_last
+
+    return use_channels_last(_model(key), bool(key.channels_last)).to(device)
 
 
 def _images(key: Key, batch: int, device: str):

@@ -52,9 +52,9 @@ def job_memory(job: Job, ctx: CostContext, cal) -> int | None:
             measured = cal.value(peak_rss(models.ig(points, job.threads)))
         return int(measured + images_bytes(ctx) + maps_bytes(ctx))
     if rule == "distill_student" or rule.startswith("train_sweep"):
-        drop = int(job.wildcards["drop"]) if "drop" in job.wildcards else int(ctx.config["sweeps"]["drop"])
+        student = job.wildcards.get("student") or str(ctx.config["sweeps"]["student"])
         held = images_bytes(ctx) + cal.value(models.teacher_bytes())
         if reads_precompute(job):
             held += maps_bytes(ctx)
-        return int(cal.value(peak_rss(models.student_step(drop, job.threads))) + held)
+        return int(cal.value(peak_rss(models.student_step(student, job.threads))) + held)
     return None

@@ -1,7 +1,7 @@
 """Which experiment each job is part of, so the plan can cost the experiments one by one.
 
 A student belongs to every experiment that asks for it (igkd.experiments.Campaign: two
-experiments asking for the same (method, drop, fraction, run) share one training); the
+experiments asking for the same (method, student, fraction, run) share one training); the
 plan counts it under the first and notes the sharing. Every other rule belongs to one
 experiment by what it makes: sweeps, controls, timing, the external set, the stages
 every experiment shares (data, teacher, precompute), and reporting for the rest. A
@@ -52,7 +52,7 @@ def student_owners(config: dict, targets: tuple[str, ...] = ()) -> Callable[[dic
 
     def owners(wildcards: dict) -> list[str]:
         fraction = fraction_text(float(wildcards["fraction"]))
-        return index.get((wildcards["method"], int(wildcards["drop"]), fraction, int(wildcards["run"])), [])
+        return index.get((wildcards["method"], wildcards["student"], fraction, int(wildcards["run"])), [])
 
     return owners
 
@@ -76,8 +76,8 @@ def row_order(config: dict) -> list[str]:
     return [*first, *(name for name in LATER_ROWS if name not in first)]
 
 
-def config_drops(config: dict) -> list[int]:
-    """Every student drop the config trains (what time_models benchmarks), sorted."""
+def config_students(config: dict) -> list[str]:
+    """Every student id the config trains (what time_models benchmarks), by architecture and size."""
     from igkd.experiments import Campaign
 
-    return Campaign.from_config(config).drops()
+    return Campaign.from_config(config).students()

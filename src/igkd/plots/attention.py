@@ -8,17 +8,19 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+from igkd.architectures import forward_with_tap
 from igkd.plots import save_figure
 from igkd.plots.examples import Examples
 from igkd.training.distiller import attention_map
 
 
 @torch.no_grad()
-def attention_maps(model: torch.nn.Module, x: torch.Tensor, block: int) -> np.ndarray:
-    """(B,h,w) attention maps after feature block `block`: L2-normalised over pixels, as
-    in the AT loss, so teacher and student maps are directly comparable."""
+def attention_maps(model: torch.nn.Module, x: torch.Tensor, tap: int | str) -> np.ndarray:
+    """(B,h,w) attention maps after `tap` (the teacher's feature block, or a student's
+    module name): L2-normalised over pixels, as in the AT loss, so teacher and student maps
+    are directly comparable."""
     model.eval()
-    _, features = model(x, tap=block)
+    _, features = forward_with_tap(model, tap, x) if isinstance(tap, str) else model(x, tap=tap)
     return attention_map(features).reshape(features.shape[0], *features.shape[2:]).cpu().numpy()
 
 

@@ -1,4 +1,4 @@
-"""The same test images under several captum attribution methods, from the teacher."""
+"""The same test images under several attribution methods of the teacher (igkd.registry: igkd's and plugins')."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from igkd.attribution.maps import ATTRIBUTIONS, to_map
+from igkd import registry
+from igkd.attribution.maps import attributor, to_map
 from igkd.io import InputError
 from igkd.plots import save_figure
 from igkd.plots.examples import Examples
@@ -18,6 +19,7 @@ LABELS = {
     "saliency": "saliency",
     "smoothgrad": "SmoothGrad",
     "gradientshap": "GradientShap",
+    "gradcam": "Grad-CAM",
     "random": "random\n(control)",
 }
 
@@ -30,18 +32,21 @@ def attribution_maps(
     settings: Mapping,
     seed: int = 0,
 ) -> dict[str, np.ndarray]:
-    """{name: (B,H,W) map}: sum over channels of |attribution| (as the precompute does),
-    each map min-max scaled to [0,1] for display. `x` is in the model's input space."""
-    unknown = [n for n in names if n not in ATTRIBUTIONS]
+    """{name: (B,H,W) map}: sum over channels of |attribution|, at the input's resolution
+    (to_map, as the precompute does), each map min-max scaled to [0,1] for display. `x` is
+    in the model's input space; `settings[name]` the attribution's settings
+    (igkd.attribution.precompute.attribution_settings)."""
+    unknown = [n for n in names if n not in registry.ATTRIBUTIONS]
     if unknown:
-        raise InputError(f"figures.attributions: unknown {unknown}; expected some of {sorted(ATTRIBUTIONS)}")
+        known = sorted(registry.ATTRIBUTIONS)
+        raise InputError(f"figures.attributions.methods: unknown {unknown}; expected some of {known}")
     model.eval()
     out = {}
     for name in names:
         torch.manual_seed(seed)  # noise-based methods draw from the global generator
         generator = torch.Generator().manual_seed(seed)
-        attr, _ = ATTRIBUTIONS[name](model, x, targets, {**settings.get(name, {}), "generator": generator})
-        maps = to_map(attr.detach()).cpu().numpy()
+        attr, _ = attributor(name)(model, x, targets, {**settings.get(name, {}), "generator": generator})
+        maps = to_map(attr.detach(), x.shape[-2:]).cpu().numpy()
         low = maps.min(axis=(1, 2), keepdims=True)
         high = maps.max(axis=(1, 2), keepdims=True)
         out[name] = (maps - low) / np.maximum(high - low, 1e-12)

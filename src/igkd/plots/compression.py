@@ -48,11 +48,11 @@ def fig_compression(
 
 
 def speedups(timing: pd.DataFrame) -> pd.DataFrame:
-    """Teacher median latency / student median latency per drop and batch size (timing.csv rows)."""
+    """Teacher median latency / student median latency per student and batch size (timing.csv rows)."""
     teacher = timing[timing["model"] == "teacher"].set_index("batch")["median_ms"]
     students = timing[timing["model"] == "student"].copy()
     students["speedup"] = teacher.reindex(students["batch"]).to_numpy() / students["median_ms"].to_numpy()
-    return students[["drop", "factor", "batch", "median_ms", "speedup"]].reset_index(drop=True)
+    return students[["student", "factor", "batch", "median_ms", "speedup"]].reset_index(drop=True)
 
 
 def _speedup_panel(ax, timing: pd.DataFrame) -> None:

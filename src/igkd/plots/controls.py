@@ -63,7 +63,7 @@ def fig_controls(
     if teacher_acc is not None:
         ax.axvline(teacher_acc, color="k", lw=0.8, ls="--")
     first = summary.iloc[0]
-    drop = int(first["drop"]) if "drop" in summary else None
+    student = first["student"] if "student" in summary else None
     factor = float(first["factor"]) if "factor" in summary else float("nan")
     low, high = float(np.nanmin([summary["ci_low"].min(), runs["test_acc"].min()])), float(summary["ci_high"].max())
     limits = percent_axis(low, high)
@@ -71,7 +71,7 @@ def fig_controls(
         ax.set_xlim(*limits)
     ax.set_xlabel("test accuracy (%)" + (CUT_NOTE if limits else ""))
     level = level_label(first["ci_level"])
-    ax.set_title(f"Controls at drop {drop} ({factor:.2f}x the teacher): mean, {level} CI, dots = runs", fontsize=9)
+    ax.set_title(f"Controls of {student} ({factor:.2f}x the teacher): mean, {level} CI, dots = runs", fontsize=9)
     handles = [
         plt.Line2D([], [], ls="", color=METHOD_STYLE["color"], marker="o", label="method"),
         Patch(facecolor="white", edgecolor=CONTROL_STYLE["color"], hatch="///", label="control"),

@@ -17,12 +17,12 @@ GROUP_WIDTH = 0.8  # share of a factor's slot the bars fill
 
 
 def external_summary(results: pd.DataFrame, methods: Sequence[str], confidence: float = 0.95) -> pd.DataFrame:
-    """Students' accuracy per method and drop: n, mean, sd, CI at `confidence` (igkd.analysis.stats.summarize)."""
+    """Students' accuracy per method and student: n, mean, sd, CI at `confidence` (igkd.analysis.stats.summarize)."""
     students = results[results["model"] == "student"]
     if students.empty:
         raise InputError("external results: no student rows")
     return summarize(
-        students, value="accuracy", by=("method", "drop", "factor"), confidence=confidence, method_order=methods
+        students, value="accuracy", by=("method", "student", "factor"), confidence=confidence, method_order=methods
     )
 
 
@@ -36,9 +36,9 @@ def fig_imagenet(
         raise InputError(f"external results: expected one teacher row, got {len(teacher)}")
     summary = external_summary(results, methods, confidence)
     methods = [m for m in methods if (summary["method"] == m).any()]
-    drops = summary.drop_duplicates("drop").sort_values("factor")
+    students = summary.drop_duplicates("student").sort_values("factor")
     width = GROUP_WIDTH / len(methods)
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.2 + 0.35 * len(methods) * (len(drops) + 1)), 4.2))
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.2 + 0.35 * len(methods) * (len(students) + 1)), 4.2))
     ax.bar([0], teacher["accuracy"], width=GROUP_WIDTH / 2, color="0.3", label="teacher")
     ax.annotate(
         f"{teacher['accuracy'].iloc[0]:.1f}",
@@ -48,15 +48,15 @@ def fig_imagenet(
         ha="center",
         fontsize=7,
     )
-    centres = np.arange(1, len(drops) + 1)
+    centres = np.arange(1, len(students) + 1)
     for i, method in enumerate(methods):
-        rows = summary[summary["method"] == method].set_index("drop").reindex(drops["drop"])
+        rows = summary[summary["method"] == method].set_index("student").reindex(students["student"])
         x = centres - GROUP_WIDTH / 2 + width * (i + 0.5)
         yerr = np.nan_to_num(np.vstack([rows["mean"] - rows["ci_low"], rows["ci_high"] - rows["mean"]]))
         ax.bar(
             x, rows["mean"], width=width, yerr=yerr, capsize=2, color=f"C{i % 10}", label=method, error_kw={"lw": 0.8}
         )
-    ax.set_xticks([0, *centres], ["teacher", *(f"{f:.1f}x" for f in drops["factor"])])
+    ax.set_xticks([0, *centres], ["teacher", *(f"{f:.1f}x" for f in students["factor"])])
     ax.set_xlabel("model (students: compression factor)")
     ax.set_ylabel("top-1 accuracy (%)")
     n = int(teacher["n"].iloc[0])

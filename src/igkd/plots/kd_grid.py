@@ -35,9 +35,9 @@ def fig_kd_grid(table: pd.DataFrame, pdf: str, png: str) -> None:
     i, j = list(grid.index).index(best["alpha"]), list(grid.columns).index(best["temperature"])
     ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, ec="red", lw=2))
     fig.colorbar(shown, ax=ax, label="validation accuracy (%)")
-    method, drop, runs = table["method"].iloc[0], table["drop"].iloc[0], table["run"].nunique()
+    method, student, runs = table["method"].iloc[0], table["student"].iloc[0], table["run"].nunique()
     ax.set_title(
-        f"{method} sweep, drop {drop}, {runs} run(s) per cell (mean ± sd)\n"
+        f"{method} sweep, {student}, {runs} run(s) per cell (mean ± sd)\n"
         f"best (red): alpha {best['alpha']:g}, T {best['temperature']:g}, {best['val_acc']:.2f} %",
         fontsize=9,
     )

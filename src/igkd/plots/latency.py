@@ -38,13 +38,13 @@ def fig_latency(
         )
     fig, axes = plt.subplots(1, len(batches), figsize=(5.2 * len(batches), 4.2), squeeze=False)
     for ax, batch in zip(axes[0], batches):
-        lat = students[students["batch"] == batch].set_index("drop")
+        lat = students[students["batch"] == batch].set_index("student")
         offsets = (np.arange(len(methods)) - (len(methods) - 1) / 2) * DODGE
         for i, method in enumerate(methods):
-            rows = summary[(summary["method"] == method) & summary["drop"].isin(lat.index)].sort_values("factor")
+            rows = summary[(summary["method"] == method) & summary["student"].isin(lat.index)].sort_values("factor")
             if rows.empty:
                 continue
-            x = lat.loc[rows["drop"], "median_ms"].to_numpy() * (1 + offsets[i])
+            x = lat.loc[rows["student"], "median_ms"].to_numpy() * (1 + offsets[i])
             yerr = np.vstack([rows["mean"] - rows["ci_low"], rows["ci_high"] - rows["mean"]])
             ax.errorbar(
                 x,

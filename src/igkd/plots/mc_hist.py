@@ -13,35 +13,40 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from scipy import stats as st
 
+from igkd.analysis.students import student_key
 from igkd.io import InputError
 from igkd.plots import save_figure
 
-PAPER_MAIN_FACTOR = 4.12  # the paper's main student (drop 5)
+PAPER_MAIN_FACTOR = 4.12  # the paper's main student (mobilenetv2-drop5)
 
 
-def main_drop(
-    runs: pd.DataFrame, drop: int | None = None, target: float = PAPER_MAIN_FACTOR, key: str = "figures.mc_hist.drop"
-) -> int:
-    """`drop` if given (it must be in the runs), else the drop whose paper factor (vs the
-    width-1.0 teacher, as the paper counts) is closest to `target` on a log scale (ties: the
-    smaller drop)."""
-    present = runs.groupby("drop")["paper_factor"].first()
+def main_student(
+    runs: pd.DataFrame,
+    student: str | None = None,
+    target: float = PAPER_MAIN_FACTOR,
+    key: str = "figures.mc_hist.student",
+) -> str:
+    """`student` (an id) if given (it must be in the runs), else the student whose paper factor
+    (vs the width-1.0 teacher, as the paper counts) is closest to `target` on a log scale
+    (ties: the first in igkd.analysis.students order, e.g. the smaller drop)."""
+    present = runs.groupby("student")["paper_factor"].first()
     if present.empty:
         raise InputError("runs table: no runs to draw")
-    if drop is not None:
-        if drop not in present.index:
-            raise InputError(f"{key}: {drop} is not among the drops in the runs table {sorted(present.index)}")
-        return int(drop)
-    distance = (np.log(present) - math.log(target)).abs()
-    return int(distance.sort_index().idxmin())
+    ordered = sorted(present.index, key=student_key)
+    if student is not None:
+        if student not in present.index:
+            raise InputError(f"{key}: {student} is not among the students in the runs table {ordered}")
+        return str(student)
+    distance = (np.log(present) - math.log(target)).abs().reindex(ordered)
+    return str(distance.idxmin())
 
 
-def fig_mc_hist(runs: pd.DataFrame, methods: Sequence[str], drop: int, bins: int, pdf: str, png: str) -> None:
+def fig_mc_hist(runs: pd.DataFrame, methods: Sequence[str], student: str, bins: int, pdf: str, png: str) -> None:
     """One panel per method: histogram (density) of test accuracy over runs and the normal fit."""
-    rows = runs[runs["drop"] == drop]
+    rows = runs[runs["student"] == student]
     methods = [m for m in methods if (rows["method"] == m).any()]
     if not methods:
-        raise InputError(f"runs table: no runs of the configured methods at drop {drop}")
+        raise InputError(f"runs table: no runs of the configured methods of student {student}")
     low, high = rows["test_acc"].min(), rows["test_acc"].max()
     pad = max(0.5, 0.1 * (high - low))
     edges = np.linspace(low - pad, high + pad, bins + 1)
@@ -73,9 +78,7 @@ def fig_mc_hist(runs: pd.DataFrame, methods: Sequence[str], drop: int, bins: int
         Line2D([], [], color="C3", label="normal fit (maximum likelihood)"),
     ]
     factor = rows["factor"].iloc[0]
-    fig.suptitle(
-        f"Monte Carlo test accuracy per method at {factor:.2f}x the teacher (drop {drop})", fontsize=10, y=0.995
-    )
+    fig.suptitle(f"Monte Carlo test accuracy per method of {student} ({factor:.2f}x the teacher)", fontsize=10, y=0.995)
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.3 / fig.get_figheight()))
     fig.legend(
         handles=handles,

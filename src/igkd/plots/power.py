@@ -16,6 +16,7 @@ import pandas as pd
 
 from igkd.analysis.power import runs_needed_curve
 from igkd.analysis.stats import level_label
+from igkd.analysis.students import student_label
 from igkd.io import InputError
 from igkd.plots import save_figure
 
@@ -25,7 +26,7 @@ NEEDED = (
     "family",
     "method",
     "baseline",
-    "drop",
+    "student",
     "test",
     "n_method",
     "sd_pooled",
@@ -37,6 +38,12 @@ NEEDED = (
     "target_diff",
     "note",
 )
+
+
+def _student(rows: pd.DataFrame) -> str:
+    """A panel's student as titles name it: 'mobilenetv2-drop5 (4.12x)'."""
+    first = rows.iloc[0]
+    return student_label(first["student"], first["factor"] if "factor" in rows else None)
 
 
 def _usable(value) -> bool:
@@ -87,21 +94,23 @@ def _panel(ax, rows: pd.DataFrame, diffs: np.ndarray, title: str) -> list[str]:
     return skipped
 
 
-def fig_power(table: pd.DataFrame, family: str | None, drop: int | None, max_diff: float, pdf: str, png: str) -> None:
-    """(a) one experiment's comparisons at `drop` (its Holm family); (b) the controls' family,
-    where present. `family` None: the controls' panel alone."""
+def fig_power(
+    table: pd.DataFrame, family: str | None, student: str | None, max_diff: float, pdf: str, png: str
+) -> None:
+    """(a) one experiment's comparisons of `student` (an id; its Holm family); (b) the
+    controls' family, where present. `family` None: the controls' panel alone."""
     missing = [c for c in NEEDED if c not in table.columns]
     if missing:
         raise InputError(f"power table: missing column(s) {missing}")
     panels = []
     if family is not None:
-        methods = table[(table["family"] == family) & (table["drop"] == drop)]
+        methods = table[(table["family"] == family) & (table["student"] == student)]
         if methods.empty:
-            raise InputError(f"power table: no comparisons of the {family} experiment at drop {drop}")
-        panels.append((methods, f"(a) {family} at drop {drop}"))
+            raise InputError(f"power table: no comparisons of the {family} experiment of student {student}")
+        panels.append((methods, f"(a) {family}, {_student(methods)}"))
     controls = table[table["family"] == "controls"]
     if not controls.empty:
-        panels.append((controls, f"({'b' if panels else 'a'}) controls at drop {int(controls['drop'].iloc[0])}"))
+        panels.append((controls, f"({'b' if panels else 'a'}) controls, {_student(controls)}"))
     if not panels:
         raise InputError("power table: no family to draw (no experiment with two or more runs, no controls)")
     first = panels[0][0]

@@ -5,7 +5,8 @@ step. It chooses which precomputed teacher row each training image gets (its own
 control's, igkd.controls), augments the batch (crop + flip, and the IG overlay with the
 map cropped and flipped like its image), runs the student and returns the named,
 weighted losses, summed in order by the training loop (torchdistill's weighted-sum
-composition): AT (gamma), CE (1 - alpha with KD, else 1) and KD (alpha).
+composition): AT (gamma), CE (1 - alpha with KD, else 1), KD (alpha), then each loss
+term a plugin's method adds, under its registered name (weight: students.losses.<name>).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from igkd import registry
+from igkd.architectures import forward_with_tap
 from igkd.controls import teacher_rows
 from igkd.experiments import StudentRecipe
 from igkd.training.augment import InputNorm, augment_batch
@@ -44,6 +47,18 @@ def attention_map(features: torch.Tensor) -> torch.Tensor:
 
 def at_loss(student_features, teacher_features) -> torch.Tensor:
     return (attention_map(student_features) - attention_map(teacher_features)).pow(2).mean()
+
+
+@dataclass(frozen=True)
+class LossInputs:
+    """What a plugin's loss term sees for one batch (igkd.register.loss; docs/extending.md).
+    Its value enters the loss dict as weight * fn(inputs) and is summed with the others."""
+
+    logits: torch.Tensor  # the student's, (B, classes)
+    labels: torch.Tensor  # (B,)
+    inputs: torch.Tensor  # the augmented batch as the student saw it (normalised), (B,3,H,W)
+    teacher_logits: torch.Tensor | None  # the precomputed soft-target logits, for methods with KD
+    student: nn.Module
 
 
 @dataclass(frozen=True)
@@ -76,6 +91,7 @@ class Recipe:
     overlay: Overlay
     norm: InputNorm  # the student's input normalisation
     control_seed: int  # the shuffled_* controls' derangements
+    losses: tuple[tuple[str, float], ...] = ()  # plugin loss terms and their weights
 
     @classmethod
     def from_config(cls, cfg: dict) -> Recipe:
@@ -89,6 +105,7 @@ class Recipe:
             overlay=Overlay.from_config(cfg["ig"]),
             norm=InputNorm.from_config(cfg.get("normalize")),
             control_seed=cfg["control_seed"],
+            losses=tuple((k, float(v)) for k, v in (cfg.get("losses") or {}).items()),
         )
 
     @classmethod
@@ -103,25 +120,33 @@ class Recipe:
             overlay=Overlay(ig.p, ig.power_min, ig.power_max, ig.blend, ig.above_tolerance),
             norm=InputNorm.from_config(recipe.normalize),
             control_seed=recipe.control_seed,
+            losses=tuple((k, float(v)) for k, v in recipe.losses.items()),
         )
 
 
 class Distiller(nn.Module):
     """Student forward + named losses for one method; the teacher stays frozen in eval mode.
 
-    `teacher` (a TrainedTeacher) is needed for attention transfer only: its model gives
-    the features at block `at_block`, its normalisation prepares its input.
+    `teacher` (a TrainedTeacher) is needed for attention transfer only: `at_tap` =
+    (student module, teacher block) says which outputs are matched (igkd.architectures.
+    at_tap), the teacher's normalisation prepares its input.
     """
 
-    def __init__(self, student: nn.Module, method: Method, recipe: Recipe, at_block: int, teacher=None) -> None:
+    def __init__(
+        self, student: nn.Module, method: Method, recipe: Recipe, at_tap: tuple[str, int] | None, teacher=None
+    ) -> None:
         super().__init__()
         self.student = student
         self.method = method
         self.recipe = recipe
         self.alpha = recipe.alpha if method.kd else 0.0
-        self.at_block = at_block
-        if method.at and teacher is None:
-            raise ValueError("attention transfer needs the teacher")
+        self.at_tap = at_tap
+        weights = dict(recipe.losses)
+        self.terms = [
+            (t, weights.get(t, registry.loss(t).weight), registry.resolve(registry.loss(t).fn)) for t in method.losses
+        ]
+        if method.at and (teacher is None or at_tap is None):
+            raise ValueError("attention transfer needs the teacher and the student's tap")
         self.teacher = teacher.model.eval().requires_grad_(False) if method.at else None
         self.teacher_norm = teacher.norm if method.at else None
 
@@ -193,15 +218,20 @@ class Distiller(nn.Module):
         x = self.recipe.norm(x01)
         losses = {}
         if self.method.at:
-            logits, features = self.student(x, tap=self.at_block)
+            module, block = self.at_tap
+            logits, features = forward_with_tap(self.student, module, x)
             with torch.no_grad():
-                _, teacher_features = self.teacher(self.teacher_norm(x01), tap=self.at_block)
+                _, teacher_features = self.teacher(self.teacher_norm(x01), tap=block)
             losses["at"] = self.recipe.gamma * at_loss(features, teacher_features)
         else:
             logits = self.student(x)
         losses["ce"] = (1 - self.alpha) * F.cross_entropy(logits, labels)
         if self.method.kd:
             losses["kd"] = self.alpha * kd_loss(logits, teacher_logits, self.recipe.temperature)
+        if self.terms:
+            inputs = LossInputs(logits, labels, x, teacher_logits, self.student)
+            for name, weight, term in self.terms:
+                losses[name] = weight * term(inputs)
         return logits, losses
 
 

@@ -37,7 +37,7 @@ def describe(student: LoadedStudent, fmt: str) -> dict:
         "input": INPUT_CONVENTION,
         "normalize": spec.record()["normalize"],
         "architecture": spec.architecture(),
-        "drop": spec.drop,
+        "student": spec.student,
     }
 
 
@@ -71,7 +71,8 @@ def _torchscript(student: LoadedStudent, out: Path) -> None:
 
 def _state_dict(student: LoadedStudent, out: Path) -> None:
     """The weights with the keys of the docs' torchvision recipe (an nn.Sequential of the
-    normalisation, the feature blocks, pooling, flatten and the classifier)."""
+    normalisation, the feature blocks, pooling, flatten and the classifier; for a student
+    of another family, of the normalisation and the network: LoadedStudent.net)."""
     state = {key: value.detach().cpu().clone() for key, value in student.net.state_dict().items()}
     save_torch(out, {"state_dict": state, "description": describe(student, "state_dict")})
 

@@ -1,11 +1,13 @@
 """A trained student, loaded from its run folder, ready to score images.
 
-A run folder (results/<dataset>/students/<method>/drop<d>/f<fraction>/run<r>/) holds the
+A run folder (results/<dataset>/students/<method>/<student>/f<fraction>/run<r>/) holds the
 weights (model.pt) and, in metrics.json's `model` entry, what rebuilds and feeds them
-(`StudentSpec`: drop, width, classes, image size, input normalisation). Runs written before
-that entry existed are still loaded: the width and class count follow from the weights'
-shapes, the class names and image size from the campaign's data.h5, and the inputs are
-taken to be unnormalised (students.normalize's default), with a warning saying so.
+(`StudentSpec`: student id, width, classes, image size, input normalisation). Records and
+metrics written before students had ids name the paper's MobileNetV2 by its `drop` N: read
+as mobilenetv2-dropN. Runs written before the `model` entry existed (all MobileNetV2s) are
+still loaded: the width and class count follow from the weights' shapes, the class names
+and image size from the campaign's data.h5, and the inputs are taken to be unnormalised
+(students.normalize's default), with a warning saying so.
 """
 
 from __future__ import annotations
@@ -19,14 +21,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from igkd import registry
+from igkd.architectures import build_student
 from igkd.io import InputError, load_torch, read_h5, read_json
 from igkd.models import (
     CIFAR_BLOCK_TABLE,
     N_FEATURE_BLOCKS,
     ROUND_NEAREST,
     STEM_CHANNELS,
-    FeatureNet,
-    build_student,
     load_weights,
     make_divisible,
 )
@@ -34,7 +36,7 @@ from igkd.training.amp import full_fp32
 from igkd.training.loop import EVAL_BATCH
 
 INPUT_CONVENTION = "RGB float32 in [0, 1], shape (N, 3, H, W); normalisation (if any) is applied by the model"
-RUN_LAYOUT = "results/<dataset>/students/<method>/drop<d>/f<fraction>/run<r>/"
+RUN_LAYOUT = "results/<dataset>/students/<method>/<student>/f<fraction>/run<r>/"
 DATA_FROM_RUN = 4  # run_dir.parents[4] is results/<dataset>/, where data.h5 lies
 # Widths tried, roundest first, when an older run's weights must tell its width: the first
 # that gives the weights' channel counts builds exactly the trained architecture.
@@ -46,7 +48,7 @@ MAX_WIDTH = 4.0
 class StudentSpec:
     """What rebuilds a trained student and feeds it images (metrics.json `model`)."""
 
-    drop: int
+    student: str  # an id: mobilenetv2-drop5 (igkd.registry)
     width: float
     classes: tuple[str, ...]
     image_size: int | None  # the training images' side; None: unknown (an older run without its data.h5)
@@ -57,18 +59,24 @@ class StudentSpec:
     def num_classes(self) -> int:
         return len(self.classes)
 
+    @property
+    def paper_drop(self) -> int | None:
+        """The paper's drop of a MobileNetV2 student, else None (igkd.registry.paper_drop)."""
+        return registry.paper_drop(self.student)
+
     @classmethod
-    def of(cls, drop: int, width: float, classes, image_size: int, normalize: dict | None) -> StudentSpec:
-        """From a run's settings (students.width, students.normalize) and its data."""
+    def of(cls, student: str, width: float, classes, image_size: int, normalize: dict | None) -> StudentSpec:
+        """From a run's settings (its student id, students.width, students.normalize) and its data."""
         mean, std = (tuple(normalize["mean"]), tuple(normalize["std"])) if normalize else (None, None)
-        return cls(int(drop), float(width), tuple(str(c) for c in classes), int(image_size), mean, std)
+        return cls(str(student), float(width), tuple(str(c) for c in classes), int(image_size), mean, std)
 
     def record(self) -> dict:
         """Plain JSON data; `from_record` reads it back."""
         normalize = None if self.mean is None else {"mean": list(self.mean), "std": list(self.std)}
+        arch, _ = registry.parse_student(self.student)
         return {
-            "architecture": "igkd.models.build_student (CIFAR MobileNetV2 without its last `drop` blocks)",
-            "drop": self.drop,
+            "student": self.student,
+            "architecture": f"{arch.name}: {arch.description}" if arch.description else arch.name,
             "width": self.width,
             "num_classes": self.num_classes,
             "classes": list(self.classes),
@@ -83,8 +91,11 @@ class StudentSpec:
             normalize = record["normalize"]
             mean, std = (tuple(normalize["mean"]), tuple(normalize["std"])) if normalize else (None, None)
             size = record["image_size"]
+            student = record_student(record)
+            if student is None:
+                raise KeyError("student")
             return cls(
-                int(record["drop"]),
+                student,
                 float(record["width"]),
                 tuple(record["classes"]),
                 None if size is None else int(size),
@@ -94,23 +105,32 @@ class StudentSpec:
         except (KeyError, TypeError, ValueError) as err:
             raise InputError(f"{where}: `model` entry is not a student description ({err!r})") from err
 
-    def build(self) -> FeatureNet:
-        return build_student(self.drop, self.num_classes, self.width)
+    def build(self) -> nn.Module:
+        return build_student(self.student, self.num_classes, self.width)
 
-    def portable(self, model: FeatureNet) -> nn.Sequential:
-        """`model` with its normalisation in front: float [0,1] (N,3,H,W) in, logits out. Plain
-        torch modules only, so exports and the state-dict recipe rebuild it without igkd."""
-        return nn.Sequential(
-            Standardize(self.mean, self.std) if self.mean is not None else nn.Identity(),
-            model.features,
-            nn.AdaptiveAvgPool2d(1),
-            nn.Flatten(),
-            model.classifier,
-        )
+    def portable(self, model: nn.Module) -> nn.Sequential:
+        """`model` with its normalisation in front: float [0,1] (N,3,H,W) in, logits out. A
+        MobileNetV2 is unrolled into plain torch modules, so exports and the state-dict recipe
+        rebuild it without igkd; another architecture is kept whole (its own forward)."""
+        norm = Standardize(self.mean, self.std) if self.mean is not None else nn.Identity()
+        if self.paper_drop is None:
+            return nn.Sequential(norm, model)
+        return nn.Sequential(norm, model.features, nn.AdaptiveAvgPool2d(1), nn.Flatten(), model.classifier)
 
     def architecture(self) -> dict:
-        """Arguments that rebuild the network with torchvision (docs/use-a-student.md)."""
-        blocks = N_FEATURE_BLOCKS - self.drop
+        """Arguments that rebuild the network: with torchvision for a MobileNetV2
+        (docs/use-a-student.md), else igkd's builder for the id's family and size."""
+        if self.paper_drop is None:
+            arch, size = registry.parse_student(self.student)
+            builder = arch.build if isinstance(arch.build, str) else f"{arch.build.__module__}:{arch.build.__name__}"
+            return {
+                "builder": builder,
+                "student": self.student,
+                arch.size_name: size,
+                "num_classes": self.num_classes,
+                "width": self.width,
+            }
+        blocks = N_FEATURE_BLOCKS - self.paper_drop
         return {
             "builder": "torchvision.models.MobileNetV2",
             "num_classes": self.num_classes,
@@ -148,7 +168,7 @@ class LoadedStudent:
     """A trained student in eval mode. Call it on images to get logits (N, K): uint8 RGB
     (H,W,3) or (N,H,W,3) (numpy or torch), or float [0,1] (N,3,H,W) tensors/arrays."""
 
-    model: FeatureNet  # the trained network: expects normalised float (N,3,H,W)
+    model: nn.Module  # the trained network: expects normalised float (N,3,H,W)
     net: nn.Sequential  # model with its normalisation in front: float [0,1] in (what export writes)
     spec: StudentSpec
     run_dir: Path
@@ -232,22 +252,45 @@ def load_student(run_dir, device: str | torch.device = "cpu") -> LoadedStudent:
             f"{run_dir}: not a student run folder (expected model.pt and metrics.json, as {RUN_LAYOUT} holds)"
         )
     metrics = read_json(metrics_path)
-    if not isinstance(metrics, dict) or "drop" not in metrics:
-        raise InputError(f"{metrics_path}: no `drop`: not a student run's metrics (a teacher's?)")
+    student = record_student(metrics) if isinstance(metrics, dict) else None
+    if student is None:
+        raise InputError(f"{metrics_path}: no `student`: not a student run's metrics (a teacher's?)")
     if "model" in metrics:
         spec = StudentSpec.from_record(metrics["model"], str(metrics_path))
     else:
-        spec = derived_spec(run_dir, int(metrics["drop"]), load_torch(model_path))
-    model = load_weights(spec.build(), model_path, f"drop-{spec.drop} student of {metrics_path}").eval()
+        spec = derived_spec(run_dir, student, load_torch(model_path))
+    try:
+        model = spec.build()
+    except ValueError as err:  # an id of a family this process has not registered (a plugin's)
+        raise InputError(f"{metrics_path}: cannot build student {spec.student!r}: {err}") from err
+    model = load_weights(model, model_path, f"{spec.student} student of {metrics_path}").eval()
     model.to(device)
     net = spec.portable(model).eval().to(device)
     return LoadedStudent(model, net, spec, run_dir)
 
 
-def derived_spec(run_dir: Path, drop: int, state: dict) -> StudentSpec:
+def record_student(record: dict) -> str | None:
+    """The student id a metrics.json or its `model` entry names: `student`, or (written
+    before ids) `drop` N, the paper's MobileNetV2: mobilenetv2-dropN; None if neither."""
+    if record.get("student") is not None:
+        return str(record["student"])
+    if record.get("drop") is not None:
+        return registry.mobilenet(int(record["drop"]))
+    return None
+
+
+def derived_spec(run_dir: Path, student: str, state: dict) -> StudentSpec:
     """An older run's spec: width and class count from the weights, names and image size
-    from the campaign's data.h5 (when it is there), no input normalisation (warned)."""
+    from the campaign's data.h5 (when it is there), no input normalisation (warned). Only a
+    MobileNetV2's architecture follows from its weights; other families' runs always
+    record their `model` entry."""
     where = run_dir / "model.pt"
+    drop = registry.paper_drop(student)
+    if drop is None:
+        raise InputError(
+            f"{run_dir}/metrics.json records no `model` entry, and only a MobileNetV2 student's "
+            f"width follows from its weights, not {student!r}'s: retrain it to record one"
+        )
     if not isinstance(state, dict) or "classifier.weight" not in state:
         raise InputError(f"{where}: no classifier.weight: not a student's state dict")
     num_classes = int(state["classifier.weight"].shape[0])
@@ -265,7 +308,7 @@ def derived_spec(run_dir: Path, drop: int, state: dict) -> StudentSpec:
         "inputs taken as unnormalised (students.normalize: null); retrain it to record them",
         stacklevel=3,
     )
-    return StudentSpec(drop, width, classes, size)
+    return StudentSpec(student, width, classes, size)
 
 
 def width_from_weights(state: dict, blocks: int, where) -> float:
@@ -274,8 +317,8 @@ def width_from_weights(state: dict, blocks: int, where) -> float:
     for index in range(blocks):
         convs = [v for k, v in state.items() if k.startswith(f"features.{index}.") and v.ndim == 4]
         if not convs:
-            drop = N_FEATURE_BLOCKS - blocks
-            raise InputError(f"{where}: no weights for feature block {index}: not a drop-{drop} student")
+            student = registry.mobilenet(N_FEATURE_BLOCKS - blocks)
+            raise InputError(f"{where}: no weights for feature block {index}: not a {student} student")
         found.append(int(convs[-1].shape[0]))
     for step in WIDTH_STEPS:
         for k in range(1, math.floor(MAX_WIDTH / step) + 1):

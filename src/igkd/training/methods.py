@@ -19,12 +19,9 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from igkd import registry
+
 SEPARATOR = "@"
-# The attribution registry's names (igkd.attribution.maps.ATTRIBUTIONS, which imports captum);
-# a test keeps the two in step.
-ATTRIBUTION_NAMES = ("ig", "saliency", "smoothgrad", "gradientshap", "random")
-# Overlays whose maps carry no knowledge of the image by construction.
-CONTROL_ATTRIBUTIONS = frozenset({"random"})
 # Precompute variant -> file suffix: results/{ds}/precompute/{attribution}{suffix}.h5.
 PRECOMPUTE_VARIANTS = {"aligned": "", "reference_defect": "_reference_defect"}
 
@@ -40,6 +37,9 @@ class Method:
     control: bool = False
     variant: str = "aligned"  # which precompute file: aligned rows, or the reference code's
     attribution: str | None = None  # overlay maps; None = students.ig.attribution
+    losses: tuple[str, ...] = ()  # registered loss terms it adds (igkd.register.loss)
+    origin: str = registry.SHIPPED  # igkd, or the plugin file that registered it
+    fingerprint: str | None = None  # a plugin method's definition (a rule param)
 
     @property
     def needs_precompute(self) -> bool:
@@ -99,17 +99,31 @@ def split_name(name: str) -> tuple[str, str | None]:
 def get_method(name: str) -> Method:
     """The method of a (possibly @attribution-suffixed) name; ValueError names what is wrong."""
     base, attribution = split_name(name)
+    if base not in METHODS or (attribution and attribution not in registry.ATTRIBUTIONS):
+        registry.ensure_plugins()
     if base not in METHODS:
         raise ValueError(f"unknown method {name!r}; expected one of {sorted(METHODS)}, optionally @<attribution>")
     method = METHODS[base]
     if attribution is None:
         return method
-    if attribution not in ATTRIBUTION_NAMES:
-        raise ValueError(f"method {name!r}: unknown attribution {attribution!r}; expected one of {ATTRIBUTION_NAMES}")
+    if attribution not in registry.ATTRIBUTIONS:
+        known = sorted(registry.ATTRIBUTIONS)
+        raise ValueError(f"method {name!r}: unknown attribution {attribution!r}; expected one of {known}")
     if not method.ig:
         raise ValueError(f"method {name!r}: @{attribution} picks the overlay map, and {base} has no overlay")
-    control = method.control or attribution in CONTROL_ATTRIBUTIONS
+    control = method.control or registry.ATTRIBUTIONS[attribution].control
     return dataclasses.replace(method, attribution=attribution, control=control)
+
+
+def plugin_fingerprints(name: str) -> dict[str, str]:
+    """Fingerprints of the plugin entries a run of method `name` uses (its definition and
+    its loss terms; a plugin attribution reaches it through its precompute file): a rule
+    param, so editing them reruns exactly these runs."""
+    method = get_method(name)
+    found = registry.plugin_fingerprints(("loss", registry.loss(term)) for term in method.losses)
+    if method.fingerprint:
+        found[f"method {split_name(name)[0]}"] = method.fingerprint
+    return found
 
 
 def is_control(name: str) -> bool:
@@ -140,5 +154,5 @@ def precompute_stem(name: str, default_attribution: str) -> str | None:
 def all_method_names() -> list[str]:
     """Every valid name: registry names and their @attribution forms (for schema checks)."""
     names = list(METHODS)
-    names += [f"{base}{SEPARATOR}{a}" for base, m in METHODS.items() if m.ig for a in ATTRIBUTION_NAMES]
+    names += [f"{base}{SEPARATOR}{a}" for base, m in METHODS.items() if m.ig for a in registry.ATTRIBUTIONS]
     return names

@@ -1,6 +1,6 @@
 """Student stage: one distillation run with the paper's Adam recipe.
 
-A run is an `igkd.experiments.StudentRun`: method, drop, training fraction, Monte Carlo
+A run is an `igkd.experiments.StudentRun`: method, student id, training fraction, Monte Carlo
 run and the recipe keys its method reads. Run r uses seed seed_offset + r and its own
 stratified subsample of the training rows; the subsample is saved with the run (a packed
 mask over the training rows) so any result can be traced to the images it saw.
@@ -18,11 +18,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from igkd.architectures import at_tap, build_student, use_channels_last
 from igkd.attribution.precompute import Precomputed
 from igkd.data.store import Splits, stratified_pick
 from igkd.experiments import StudentRun
 from igkd.io import InputError, atomic_path, save_torch, write_csv, write_json
-from igkd.models import at_block, build_student, n_params, paper_factor
+from igkd.models import n_params, paper_factor
 from igkd.provenance import fingerprint
 from igkd.runtime import Runtime
 from igkd.training.augment import InputNorm
@@ -108,10 +109,11 @@ def fit_student(
     generator = seed_everything(run.seed)
     pool = splits.train_index if recipe.exclude_val else np.arange(len(splits.train_labels))
     rows = subsample(splits.train_labels, pool, run.fraction, run.seed)
-    model = build_student(run.drop, len(splits.classes), recipe.width).use_channels_last(runtime.channels_last)
+    model = use_channels_last(build_student(run.student, len(splits.classes), recipe.width), runtime.channels_last)
     if method.at:
         teacher.model.use_channels_last(runtime.channels_last).to(device)
-    distiller = Distiller(model.to(device), method, Recipe.from_student(recipe), at_block(run.drop), teacher)
+    tap = at_tap(run.student) if method.at else None
+    distiller = Distiller(model.to(device), method, Recipe.from_student(recipe), tap, teacher)
     data = distiller.training_set(splits, rows, precomputed, device)
     # fused Adam on CUDA (one kernel for all parameters); the plain loop elsewhere, as before
     fused = torch.device(device).type == "cuda"
@@ -156,7 +158,7 @@ def _evaluation(model, splits: Splits, recipe, device: str):
 def _spec(run: StudentRun, splits: Splits) -> StudentSpec:
     """What igkd.load_student needs to rebuild and feed the run's model.pt."""
     size = splits.train_images.shape[1]
-    return StudentSpec.of(run.drop, run.recipe.width, splits.classes, size, run.recipe.normalize)
+    return StudentSpec.of(run.student, run.recipe.width, splits.classes, size, run.recipe.normalize)
 
 
 def run_student(

@@ -33,6 +33,7 @@ class StudentJob:
     threads: int
     log: str | None
     runtime: dict  # config runtime
+    plugins: tuple = ()  # config plugins, as validate_config resolved them (igkd.plugins)
 
     @classmethod
     def from_snakemake(cls, snakemake) -> StudentJob:
@@ -48,7 +49,16 @@ class StudentJob:
             threads=int(snakemake.threads),
             log=str(snakemake.log[0]) if len(snakemake.log) else None,
             runtime=dict(snakemake.config["runtime"]),
+            plugins=tuple(snakemake.config.get("plugins") or ()),
         )
+
+    @property
+    def worker_key(self) -> str:
+        """Which warm workers may run it: same igkd code and same plugin sources (a worker
+        keeps the plugins it imported, so an edited plugin needs a fresh one)."""
+        from igkd.plugins import sources_digest
+
+        return self.params["code"] + sources_digest(self.plugins)
 
     @property
     def warm(self) -> bool:
@@ -68,6 +78,7 @@ def run_student_job(job: StudentJob, started: str | None = None) -> int:
     from igkd.attribution.precompute import load_precomputed_for
     from igkd.data.store import read_data_h5
     from igkd.experiments import StudentRun
+    from igkd.plugins import load as load_plugins
     from igkd.runtime import start_job
     from igkd.training.student import run_student
     from igkd.training.teacher import load_trained_teacher
@@ -77,6 +88,7 @@ def run_student_job(job: StudentJob, started: str | None = None) -> int:
     if started:
         runtime.log(started)
     try:
+        load_plugins(job.plugins)
         run = StudentRun.from_params(job.params["run"])
         splits = read_data_h5(job.inputs["data"])
         teacher = load_trained_teacher(

@@ -61,7 +61,7 @@ def train_points(
             "and a class with at least 2 training images"
         )
     method = sweep_method(sweeps_cfg, job.sweep)
-    drop = sweeps_cfg["drop"]
+    student_id = sweeps_cfg["student"]
     provenance = teacher.provenance(splits)  # the whole data set's, before the test rows go
     splits = without_test(splits)
     runs = [point_run(students, sweeps_cfg, job.sweep, _values(p), int(p["run"])) for p in job.points]
@@ -75,7 +75,7 @@ def train_points(
         metrics = {
             "sweep": job.sweep,
             "method": method,
-            "drop": drop,
+            "student": student_id,
             "run": run,
             "seed": result.seed,
             **values,

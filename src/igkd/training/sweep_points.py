@@ -25,7 +25,8 @@ def sweep_method(sweeps_cfg: Mapping, sweep: str) -> str:
 def point_settings(recipe: StudentRecipe, sweeps_cfg: Mapping, sweep: str) -> tuple[dict, dict]:
     """(students, sweeps) settings every point of `sweep` shares: the recipe keys its method
     reads except those the points set (the swept keys, epochs, the validation split), and
-    the sweep's drop, epochs, fraction and method. No grid lists: adding a grid value must
+    the sweep's student, epochs, fraction and method (with the fingerprints of the plugin
+    code they use, if any). No grid lists: adding a grid value must
     not rerun the points already trained."""
     method = sweep_method(sweeps_cfg, sweep)
     students = recipe.settings_for(method)
@@ -33,8 +34,11 @@ def point_settings(recipe: StudentRecipe, sweeps_cfg: Mapping, sweep: str) -> tu
         students.pop(key)
     for section, field in SWEEP_KEYS[sweep].values():
         students[section] = {k: v for k, v in students[section].items() if k != field}
-    sweeps = {k: sweeps_cfg[k] for k in ("drop", "epochs", "fraction")}
+    sweeps = {k: sweeps_cfg[k] for k in ("student", "epochs", "fraction")}
     sweeps[SECTION[sweep]] = {"method": method}
+    plugins = StudentRun(method, sweeps_cfg["student"], 1.0, 0, recipe).plugins()
+    if plugins:
+        sweeps["plugins"] = plugins
     return students, sweeps
 
 
@@ -47,4 +51,4 @@ def point_run(students: Mapping, sweeps_cfg: Mapping, sweep: str, values: Mappin
     for key, (section, field) in SWEEP_KEYS[sweep].items():
         settings[section] = {**settings.get(section, {}), field: float(values[key])}
     method = sweep_method(sweeps_cfg, sweep)
-    return StudentRun(method, sweeps_cfg["drop"], sweeps_cfg["fraction"], run, StudentRecipe.from_settings(settings))
+    return StudentRun(method, sweeps_cfg["student"], sweeps_cfg["fraction"], run, StudentRecipe.from_settings(settings))

@@ -54,7 +54,7 @@ def submit(job, root: str | None = None) -> int | None:
     """Run `job` in a warm worker and return its exit status; None when no worker can
     be had (socket path too long, the worker failed to start): the caller then runs it.
     A worker that dies mid-job is exit status 1, its log named."""
-    folder = worker_folder(job.params["code"], root)
+    folder = worker_folder(job.worker_key, root)
     if len(str(folder / "slot999.sock")) > MAX_SOCKET_PATH:
         print(
             f"no warm worker ({folder} is too long a path for a socket): training in the job's own process",
