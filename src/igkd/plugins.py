@@ -93,10 +93,17 @@ def sources_digest(entries: Iterable[str]) -> str:
     """Hash of the plugins' source files ('' without plugins): a warm worker's key."""
     digest = hashlib.sha256()
     for entry in entries:
-        path = entry if is_file_entry(entry) else (importlib.util.find_spec(entry) or None)
-        path = getattr(path, "origin", path)
-        digest.update(Path(path).read_bytes() if path and Path(path).is_file() else entry.encode())
+        path = _source_file(entry)
+        digest.update(path.read_bytes() if path is not None and path.is_file() else entry.encode())
     return digest.hexdigest()[:16] if entries else ""
+
+
+def _source_file(entry: str) -> Path | None:
+    """The file a resolved entry loads from: the file itself, or the module's origin."""
+    if is_file_entry(entry):
+        return Path(entry)
+    spec = importlib.util.find_spec(entry)
+    return Path(spec.origin) if spec is not None and spec.origin else None
 
 
 def _where(err: Exception, entry: str) -> str:

@@ -61,8 +61,7 @@ class Architecture:
 
     def at_tap(self, size: int) -> tuple[str, int]:
         """(student module name, teacher feature block) that attention transfer matches."""
-        if self.at is None:
-            raise ValueError(f"student architecture {self.name!r} registered no attention-transfer tap (at=...)")
+        self.require_at()
         if isinstance(self.at, tuple):
             return self.at
         module, block = resolve(self.at)(size)
@@ -143,9 +142,7 @@ def parse_student(text: str) -> tuple[Architecture, int]:
     match = STUDENT_ID.match(str(text))
     if not match:
         raise ValueError(f"student {text!r}: expected <architecture>-<size name><size>, e.g. mobilenetv2-drop5")
-    if match["arch"] not in ARCHITECTURES:
-        ensure_plugins()
-    arch = ARCHITECTURES.get(match["arch"])
+    arch = _registered(ARCHITECTURES, match["arch"])
     if arch is None:
         raise ValueError(
             f"student {text!r}: unknown architecture {match['arch']!r}; expected one of {sorted(ARCHITECTURES)}"
@@ -178,10 +175,16 @@ def student_order(student: str) -> tuple:
     return (list(ARCHITECTURES).index(arch.name), size)
 
 
-def attribution(name: str) -> Attribution:
-    if name not in ATTRIBUTIONS:
+def _registered(table: dict, name: str):
+    """table[name], loading the parent process's plugins first where it is missing; None
+    if it is missing still."""
+    if name not in table:
         ensure_plugins()
-    if name not in ATTRIBUTIONS:
+    return table.get(name)
+
+
+def attribution(name: str) -> Attribution:
+    if _registered(ATTRIBUTIONS, name) is None:
         raise ValueError(f"unknown attribution {name!r}; expected one of {sorted(ATTRIBUTIONS)}")
     return ATTRIBUTIONS[name]
 
@@ -200,9 +203,7 @@ def attribution_settings(section: Mapping, name: str) -> dict:
 
 
 def loss(name: str) -> Loss:
-    if name not in LOSSES:
-        ensure_plugins()
-    if name not in LOSSES:
+    if _registered(LOSSES, name) is None:
         raise ValueError(f"unknown loss {name!r}; expected one of {sorted(LOSSES)} (registered by plugins)")
     return LOSSES[name]
 

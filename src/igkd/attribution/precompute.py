@@ -74,10 +74,12 @@ def attribution_settings(section: Mapping, attribution: str) -> dict:
 
 
 def known_attribution(attribution: str, where: str = "attribution") -> registry.Attribution:
-    """The registry's entry of `attribution`, or a one-line InputError listing the known names."""
-    if attribution not in registry.ATTRIBUTIONS:
-        raise InputError(f"{where} {attribution!r} unknown; expected one of {sorted(registry.ATTRIBUTIONS)}")
-    return registry.ATTRIBUTIONS[attribution]
+    """The registry's entry of `attribution` (igkd.registry.attribution, which loads the
+    plugins first), or a one-line InputError listing the known names."""
+    try:
+        return registry.attribution(attribution)
+    except ValueError:
+        raise InputError(f"{where} {attribution!r} unknown; expected one of {sorted(registry.ATTRIBUTIONS)}") from None
 
 
 @dataclass(frozen=True)
